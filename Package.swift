@@ -1,0 +1,46 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "RingStorm",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "RingStorm", targets: ["RingStorm"]),
+        .library(name: "RingStormEngine", targets: ["RingStormEngine"]),
+        .executable(name: "ringstorm", targets: ["ringstorm"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+    ],
+    targets: [
+        // The C shim: only what Swift cannot import from liburing by itself.
+        .target(
+            name: "CURing",
+            linkerSettings: [.linkedLibrary("uring")]
+        ),
+        // The engine: io_uring and epoll backends behind one interface.
+        .target(
+            name: "RingStormEngine",
+            dependencies: ["CURing"]
+        ),
+        // Server, load generator, protocol, reports: what a test rig embeds.
+        .target(
+            name: "RingStorm",
+            dependencies: [
+                "RingStormEngine",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
+        .executableTarget(
+            name: "ringstorm",
+            dependencies: [
+                "RingStorm",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "RingStormEngineTests", dependencies: ["RingStormEngine"]),
+        .testTarget(name: "RingStormTests", dependencies: ["RingStorm", "RingStormEngine"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

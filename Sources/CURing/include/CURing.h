@@ -1,0 +1,75 @@
+// CURing: the part of liburing that Swift cannot import by itself.
+//
+// Swift imports liburing's static inline functions directly (io_uring_get_sqe, io_uring_prep_*,
+// io_uring_buf_ring_add, ...). What it cannot import lives here: flags built from enum bits,
+// constants newer than Debian's liburing 2.3, and the buffer-ring setup that 2.3 lacks.
+//
+// Include order matters: libc first, then <linux/io_uring.h>, then <liburing.h>. liburing.h
+// defines _GNU_SOURCE/_XOPEN_SOURCE and its own copy of the uapi header; the kernel's copy must
+// win, or a module that also sees swift-system's CSystem fails to build.
+#ifndef CURING_H
+#define CURING_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <linux/io_uring.h>
+#include <liburing.h>
+
+// Newer than liburing 2.3 (kernel 5.19 .. 6.12); probed at start-up before use.
+#ifndef IORING_ACCEPT_POLL_FIRST
+#define IORING_ACCEPT_POLL_FIRST (1U << 2)
+#endif
+#ifndef IORING_RECVSEND_BUNDLE
+#define IORING_RECVSEND_BUNDLE (1U << 4)
+#endif
+
+// Flags that liburing spells as shifts of enum bits; Swift does not import those macros.
+static const uint8_t curing_iosqe_fixed_file = IOSQE_FIXED_FILE;
+static const uint8_t curing_iosqe_io_link = IOSQE_IO_LINK;
+static const uint8_t curing_iosqe_buffer_select = IOSQE_BUFFER_SELECT;
+static const uint8_t curing_iosqe_cqe_skip_success = IOSQE_CQE_SKIP_SUCCESS;
+static const uint32_t curing_cqe_f_buffer = IORING_CQE_F_BUFFER;
+static const uint32_t curing_cqe_f_more = IORING_CQE_F_MORE;
+static const uint32_t curing_cqe_buffer_shift = IORING_CQE_BUFFER_SHIFT;
+static const uint16_t curing_accept_poll_first = IORING_ACCEPT_POLL_FIRST;
+static const uint32_t curing_sq_cq_overflow = IORING_SQ_CQ_OVERFLOW;
+static const uint32_t curing_async_cancel_all = IORING_ASYNC_CANCEL_ALL;
+static const uint32_t curing_setup_single_issuer = IORING_SETUP_SINGLE_ISSUER;
+static const uint32_t curing_setup_defer_taskrun = IORING_SETUP_DEFER_TASKRUN;
+static const uint32_t curing_setup_coop_taskrun = IORING_SETUP_COOP_TASKRUN;
+static const uint32_t curing_setup_submit_all = IORING_SETUP_SUBMIT_ALL;
+static const uint32_t curing_setup_cqsize = IORING_SETUP_CQSIZE;
+static const uint32_t curing_enter_getevents = IORING_ENTER_GETEVENTS;
+static const uint32_t curing_enter_ext_arg = IORING_ENTER_EXT_ARG;
+static const uint32_t curing_enter_registered_ring = IORING_ENTER_REGISTERED_RING;
+static const uint32_t curing_feat_nodrop = IORING_FEAT_NODROP;
+static const uint32_t curing_feat_ext_arg = IORING_FEAT_EXT_ARG;
+
+/// Publishes the SQEs prepared since the last call to the kernel; returns how many await submission.
+/// (liburing keeps this step private; we need it to issue io_uring_enter ourselves and count it.)
+unsigned curing_flush_sq(struct io_uring *ring);
+
+/// The ring fd to pass to io_uring_enter: the registered index once io_uring_register_ring_fd succeeded.
+static inline int curing_enter_fd(const struct io_uring *ring) { return ring->enter_ring_fd; }
+
+/// True once io_uring_register_ring_fd succeeded (liburing's private INT_FLAG_REG_RING).
+static inline int curing_ring_fd_registered(const struct io_uring *ring) { return ring->int_flags & 1; }
+
+/// Allocates page-aligned memory for `entries` buffer descriptors and registers it as group `bgid`
+/// (io_uring_setup_buf_ring, which liburing 2.3 lacks). Returns NULL and sets *err (negative errno).
+struct io_uring_buf_ring *curing_setup_buf_ring(struct io_uring *ring, unsigned entries, int bgid, int *err);
+
+/// The errno's symbolic name ("ECONNRESET"), or NULL when glibc has none (glibc 2.32+; declared here
+/// because <string.h> only declares it under _GNU_SOURCE, which must not leak into the libc module).
+extern const char *strerrorname_np(int err);
+/// accept4 is declared by <sys/socket.h> only under _GNU_SOURCE, for the same reason.
+extern int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+
+static inline const char *curing_errno_name(int err) { return strerrorname_np(err); }
+
+#endif

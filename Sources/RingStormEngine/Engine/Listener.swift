@@ -1,0 +1,86 @@
+import Glibc
+
+/// A listening socket and the spare descriptor kept for shedding.
+///
+/// The reserve-descriptor trick: while descriptors are plentiful, hold one open on /dev/null. When
+/// accept fails with EMFILE, close the spare, accept one queued connection, close it at once (the peer
+/// sees RST if its data had arrived, FIN if not) and reopen the spare. It trades one queued client for
+/// a server that keeps making progress instead of spinning or stalling.
+struct Listener {
+    var fd: Int32
+    var address: SocketAddress
+    var reserveFD: Int32 = -1
+    var paused = false
+
+    static func open(on address: SocketAddress, backlog: Int32, reusePort: Bool, noDelay: Bool,
+                     syscalls: inout SyscallCounts) throws(EngineError) -> Listener {
+        let fd: Int32
+        switch syscalls.socket(family: address.family, type: Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue)) {
+        case .success(let s): fd = s
+        case .failure(let e): throw EngineError("socket for listening on \(address)", e)
+        }
+        _ = syscalls.setFlag(fd, level: SOL_SOCKET, name: SO_REUSEADDR)
+        if reusePort { _ = syscalls.setFlag(fd, level: SOL_SOCKET, name: SO_REUSEPORT) }
+        // Accepted sockets inherit TCP_NODELAY from the listener: one setsockopt here, none per accept.
+        if noDelay { _ = syscalls.setFlag(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY) }
+        if case .failure(let e) = syscalls.bind(fd, to: address) {
+            syscalls.close(fd)
+            let hint = switch e {
+            case .addressInUse: "another process listens there: pick another port with --listen HOST:PORT, or stop it (ss -ltnp 'sport = :\(address.port)')"
+            case .addressNotAvailable: "\(address.host) is not an address of this machine: use 127.0.0.1, ::1 or a local address"
+            case Errno(rawValue: EACCES): "ports below 1024 need privileges: pick a port above 1023"
+            default: ""
+            }
+            throw EngineError("cannot bind \(address)", e, hint: hint)
+        }
+        if case .failure(let e) = syscalls.listen(fd, backlog: backlog) {
+            syscalls.close(fd)
+            throw EngineError("listen on \(address)", e)
+        }
+        let bound = syscalls.localAddress(fd) ?? address
+        var listener = Listener(fd: fd, address: bound)
+        listener.reopenReserve(&syscalls)
+        return listener
+    }
+
+    mutating func reopenReserve(_ syscalls: inout SyscallCounts) {
+        guard reserveFD < 0 else { return }
+        syscalls.record(.other)
+        reserveFD = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
+    }
+
+    /// One round of the reserve-descriptor trick; true when a queued connection was shed.
+    mutating func shedOne(_ syscalls: inout SyscallCounts) -> Bool {
+        if reserveFD >= 0 { syscalls.close(reserveFD); reserveFD = -1 }
+        defer { reopenReserve(&syscalls) }
+        guard case .success(let fd) = syscalls.accept(self.fd) else { return false }
+        syscalls.close(fd)
+        return true
+    }
+
+    mutating func close(_ syscalls: inout SyscallCounts) {
+        if reserveFD >= 0 { syscalls.close(reserveFD); reserveFD = -1 }
+        if fd >= 0 { syscalls.close(fd); fd = -1 }
+    }
+}
+
+/// Opens the non-blocking client socket for a connect, bound to `source` if given. With a source
+/// address, `IP_BIND_ADDRESS_NO_PORT` defers the port choice to connect, so each source address gets
+/// its own 28,232 ephemeral ports per destination instead of sharing bind's global pool.
+func openClientSocket(to destination: SocketAddress, from source: SocketAddress?, noDelay: Bool,
+                      syscalls: inout SyscallCounts) throws(Errno) -> Int32 {
+    let fd: Int32
+    switch syscalls.socket(family: destination.family, type: Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue)) {
+    case .success(let s): fd = s
+    case .failure(let e): throw e
+    }
+    if noDelay { _ = syscalls.setFlag(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY) }
+    if let source {
+        if !source.isIPv6 { _ = syscalls.setFlag(fd, level: Int32(IPPROTO_IP), name: IP_BIND_ADDRESS_NO_PORT) }
+        if case .failure(let e) = syscalls.bind(fd, to: source) {
+            syscalls.close(fd)
+            throw e
+        }
+    }
+    return fd
+}

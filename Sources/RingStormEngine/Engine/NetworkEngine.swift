@@ -1,0 +1,156 @@
+/// Which kernel interface drives an engine.
+public enum Backend: String, CaseIterable, Sendable, Codable, CustomStringConvertible {
+    case uring
+    case epoll
+    public var description: String { rawValue }
+}
+
+/// How `close` ends a connection.
+public enum CloseMode: Sendable {
+    /// Send what is queued, then close: the peer sees FIN (or RST if we left bytes of its unread).
+    case orderly
+    /// Drop what is queued and close with `SO_LINGER {1, 0}`: the peer sees RST.
+    case abortive
+}
+
+/// The one interface a server or load generator is written against; `UringEngine` and `EpollEngine`
+/// implement it, and nothing above this protocol knows which one runs.
+///
+/// An engine belongs to one thread: every call, and `poll`, happen on it. Work is queued by the calls
+/// and handed to the kernel in one batch when `poll` runs; completions come back, classified, through
+/// the handler passed to `poll`, which may itself queue more work.
+public protocol NetworkEngine: AnyObject {
+    var backend: Backend { get }
+
+    /// Opens a listening socket (`SO_REUSEPORT` when `reusePort`) and starts accepting on it.
+    func listen(on address: SocketAddress, backlog: Int32, reusePort: Bool) throws(EngineError) -> ListenerID
+
+    /// The address a listener is bound to (with the port the kernel chose for port 0).
+    func localAddress(of listener: ListenerID) -> SocketAddress?
+
+    /// Starts accepting again after an `acceptFailed` event paused the listener.
+    func resumeAccepting(_ listener: ListenerID)
+
+    /// Sheds one queued connection with the reserve-descriptor trick: frees the reserve descriptor,
+    /// accepts, closes at once, reopens the reserve. Returns whether a connection was shed.
+    func shedOne(_ listener: ListenerID) -> Bool
+
+    /// Starts a connection from `source` (any local address when nil) to `destination`. Failure to
+    /// even create the socket (EMFILE, ...) is thrown; every later failure comes as a `.connected` event.
+    func connect(to destination: SocketAddress, from source: SocketAddress?, timeoutNanoseconds: Int64) throws(Errno) -> ConnectionID
+
+    /// Queues bytes for the connection (copied). Sends to one connection complete in order; a
+    /// connection whose unsent bytes exceed the configured bound stops being read until they drain.
+    func send(_ connection: ConnectionID, _ bytes: UnsafeRawBufferPointer)
+
+    /// Unsent bytes queued for the connection.
+    func pendingBytes(_ connection: ConnectionID) -> Int
+
+    /// Closes: pending operations are cancelled before the descriptor is closed. A `.closed` event
+    /// follows when the slot is free.
+    func close(_ connection: ConnectionID, mode: CloseMode)
+
+    /// Schedules a `.timer` event carrying `token`. Timers are a heap inside the engine, not one per
+    /// connection: callers schedule a periodic tick and keep their own deadlines.
+    func schedule(afterNanoseconds delay: Int64, token: UInt64)
+
+    /// Submits queued work, waits up to `timeoutNanoseconds` (nil: until something happens) and hands
+    /// every completion to `handler`. Returns the number of events handled.
+    @discardableResult
+    func poll(timeoutNanoseconds: Int64?, _ handler: (Event) -> Void) throws(EngineError) -> Int
+
+    /// Counters so far: syscalls, outcomes per operation, and backend specifics.
+    var statistics: EngineStatistics { get }
+
+    /// Open connections (accepted or connecting or connected, not yet closed).
+    var openConnections: Int { get }
+}
+
+/// Engine settings; defaults suit an echo server at thousands of connections.
+public struct EngineConfiguration: Sendable {
+    /// Most connections one engine holds at once (slots are preallocated).
+    public var maxConnections: Int = 20_000
+    /// io_uring submission queue entries (the completion queue gets `completionQueueFactor` times more).
+    public var submissionQueueEntries: UInt32 = 4096
+    public var completionQueueEntries: UInt32 = 65_536
+    /// Provided receive buffers (a power of two) and their size.
+    public var receiveBufferCount: Int = 4096
+    public var receiveBufferSize: Int = 4096
+    /// A connection with more unsent bytes than this stops being read until they drain.
+    public var maxPendingBytesPerConnection: Int = 1 << 20
+    /// Try `SINGLE_ISSUER | DEFER_TASKRUN` first (falls back to `COOP_TASKRUN` where refused).
+    public var deferTaskRun: Bool = true
+    /// Set TCP_NODELAY on accepted and connected sockets.
+    public var noDelay: Bool = true
+
+    public init() {}
+}
+
+/// A failure that stops an engine from starting or running (per-operation failures are events).
+public struct EngineError: Error, CustomStringConvertible, Sendable {
+    public let operation: String
+    public let errno: Errno?
+    public let hint: String
+
+    public init(_ operation: String, _ errno: Errno?, hint: String = "") {
+        self.operation = operation
+        self.errno = errno
+        self.hint = hint
+    }
+
+    public var description: String {
+        var text = operation
+        if let errno { text += ": \(errno)" }
+        if !hint.isEmpty { text += "; \(hint)" }
+        return text
+    }
+}
+
+/// Counters an engine reports; summed across threads with `+`.
+public struct EngineStatistics: Sendable, Equatable {
+    public var backend: Backend
+    public var syscalls = SyscallCounts()
+    public var outcomes = OutcomeCounts()
+    /// Bytes handed to the caller and bytes the kernel accepted for sending.
+    public var bytesReceived = 0
+    public var bytesSent = 0
+    /// Times the completion queue overflowed (io_uring; should stay 0).
+    public var completionQueueOverflows = 0
+    /// Times a multishot receive ended with ENOBUFS and waited for buffers (io_uring).
+    public var bufferExhaustions = 0
+    /// Times a connection stopped being read because its unsent bytes exceeded the bound.
+    public var backpressurePauses = 0
+    /// Accepted sockets closed at once because every slot was taken.
+    public var slotExhaustions = 0
+    /// Setup notes, e.g. "DEFER_TASKRUN refused; using COOP_TASKRUN".
+    public var notes: [String] = []
+
+    public init(backend: Backend) { self.backend = backend }
+
+    /// Completed operations of every kind: the denominator of syscalls per operation.
+    public var operations: Int { OperationKind.allCases.reduce(0) { $0 + outcomes.total($1) } }
+
+    public var syscallsPerOperation: Double { operations == 0 ? 0 : Double(syscalls.total) / Double(operations) }
+
+    public static func + (a: EngineStatistics, b: EngineStatistics) -> EngineStatistics {
+        var s = a
+        s.syscalls = a.syscalls + b.syscalls
+        s.outcomes = a.outcomes + b.outcomes
+        s.bytesReceived += b.bytesReceived
+        s.bytesSent += b.bytesSent
+        s.completionQueueOverflows += b.completionQueueOverflows
+        s.bufferExhaustions += b.bufferExhaustions
+        s.backpressurePauses += b.backpressurePauses
+        s.slotExhaustions += b.slotExhaustions
+        for note in b.notes where !s.notes.contains(note) { s.notes.append(note) }
+        return s
+    }
+}
+
+/// Creates an engine of the chosen backend.
+public func makeEngine(_ backend: Backend, configuration: EngineConfiguration = EngineConfiguration()) throws(EngineError) -> any NetworkEngine {
+    switch backend {
+    case .uring: try UringEngine(configuration: configuration)
+    case .epoll: try EpollEngine(configuration: configuration)
+    }
+}

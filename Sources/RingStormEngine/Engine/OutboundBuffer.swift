@@ -1,0 +1,69 @@
+import Glibc
+
+/// A connection's unsent bytes, in two halves: the one the kernel may be reading (`inFlight`, which
+/// must not move until its send completes) and the one new sends append to (`queued`). When the
+/// in-flight half is done the two swap, so memory is reused and bytes leave in order.
+struct OutboundBuffer {
+    private var queued: UnsafeMutableRawPointer? = nil
+    private var queuedCount = 0
+    private var queuedCapacity = 0
+    private var inFlight: UnsafeMutableRawPointer? = nil
+    private var inFlightStart = 0
+    private var inFlightEnd = 0
+    private var inFlightCapacity = 0
+
+    /// Unsent bytes, both halves.
+    var count: Int { queuedCount + inFlightEnd - inFlightStart }
+    var isEmpty: Bool { count == 0 }
+
+    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        guard let source = bytes.baseAddress, bytes.count > 0 else { return }
+        if queuedCount + bytes.count > queuedCapacity {
+            let capacity = max(256, (queuedCount + bytes.count).nextPowerOfTwo)
+            queued = realloc(queued, capacity)
+            precondition(queued != nil, "out of memory for a send buffer of \(capacity) bytes")
+            queuedCapacity = capacity
+        }
+        (queued! + queuedCount).copyMemory(from: source, byteCount: bytes.count)
+        queuedCount += bytes.count
+    }
+
+    /// The bytes to send next: the rest of the in-flight half, else the queued half (which becomes
+    /// the in-flight half). Nil when nothing is left.
+    mutating func nextChunk() -> UnsafeRawBufferPointer? {
+        if inFlightStart == inFlightEnd {
+            guard queuedCount > 0 else { return nil }
+            swap(&queued, &inFlight)
+            swap(&queuedCapacity, &inFlightCapacity)
+            inFlightStart = 0
+            inFlightEnd = queuedCount
+            queuedCount = 0
+        }
+        return UnsafeRawBufferPointer(start: inFlight! + inFlightStart, count: inFlightEnd - inFlightStart)
+    }
+
+    /// Records that the kernel took `n` bytes of the chunk last returned by `nextChunk`.
+    mutating func consume(_ n: Int) {
+        inFlightStart += n
+        if inFlightStart == inFlightEnd { inFlightStart = 0; inFlightEnd = 0 }
+    }
+
+    /// Drops unsent bytes; large halves are freed so an idle connection does not pin memory.
+    mutating func reset() {
+        queuedCount = 0
+        inFlightStart = 0
+        inFlightEnd = 0
+        if queuedCapacity > 64 * 1024 { free(queued); queued = nil; queuedCapacity = 0 }
+        if inFlightCapacity > 64 * 1024 { free(inFlight); inFlight = nil; inFlightCapacity = 0 }
+    }
+
+    mutating func deallocate() {
+        free(queued)
+        free(inFlight)
+        self = OutboundBuffer()
+    }
+}
+
+extension Int {
+    var nextPowerOfTwo: Int { self <= 1 ? 1 : 1 << (Int.bitWidth - (self - 1).leadingZeroBitCount) }
+}

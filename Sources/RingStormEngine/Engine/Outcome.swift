@@ -1,0 +1,180 @@
+import Glibc
+
+/// How one operation ended: the same name on both backends for the same kernel event.
+///
+/// `Docs/outcomes.md` gives the kernel behaviour behind each case. Nothing is lumped into "error": an
+/// errno without a case of its own is kept, by number, in `.other`.
+public enum Outcome: Hashable, Sendable, CustomStringConvertible {
+    case success
+    /// The peer sent FIN: `recv` returned 0.
+    case closedByPeer
+    /// The peer sent RST: ECONNRESET.
+    case resetByPeer
+    /// Sending after the connection was reset or shut down: EPIPE.
+    case brokenPipe
+    /// Nothing listens at the destination: ECONNREFUSED.
+    case refused
+    /// ETIMEDOUT from the kernel, or a deadline of the engine's (a connect timeout) that passed.
+    case timedOut
+    /// No local address/port pair left: EADDRNOTAVAIL (ephemeral ports exhausted).
+    case addressNotAvailable
+    /// The process's descriptor limit is reached: EMFILE.
+    case tooManyOpenFiles
+    /// The system-wide file table (or a fixed-file table) is full: ENFILE.
+    case fileTableFull
+    /// No provided buffer was free for a receive: ENOBUFS.
+    case noBuffers
+    /// The operation was cancelled (by a close): ECANCELED.
+    case cancelled
+    /// Any other errno, kept by number.
+    case other(Errno)
+
+    /// Classifies an errno. The mapping is the single source of truth for both backends.
+    public init(_ error: Errno) {
+        switch error.rawValue {
+        case ECONNRESET: self = .resetByPeer
+        case EPIPE: self = .brokenPipe
+        case ECONNREFUSED: self = .refused
+        case ETIMEDOUT, ETIME: self = .timedOut
+        case EADDRNOTAVAIL: self = .addressNotAvailable
+        case EMFILE: self = .tooManyOpenFiles
+        case ENFILE: self = .fileTableFull
+        case ENOBUFS: self = .noBuffers
+        case ECANCELED: self = .cancelled
+        default: self = .other(error)
+        }
+    }
+
+    /// The snake_case name reports use (`reset`, `closed`, ...; `EHOSTUNREACH` for an unnamed errno).
+    public var name: String {
+        switch self {
+        case .success: "ok"
+        case .closedByPeer: "closed"
+        case .resetByPeer: "reset"
+        case .brokenPipe: "broken_pipe"
+        case .refused: "refused"
+        case .timedOut: "timed_out"
+        case .addressNotAvailable: "addr_not_available"
+        case .tooManyOpenFiles: "EMFILE"
+        case .fileTableFull: "ENFILE"
+        case .noBuffers: "ENOBUFS"
+        case .cancelled: "cancelled"
+        case .other(let e): e.name
+        }
+    }
+
+    public var description: String { name }
+
+    /// The errno behind a failure, if there is one (`closedByPeer` and `success` have none).
+    public var errno: Errno? {
+        switch self {
+        case .success, .closedByPeer: nil
+        case .resetByPeer: .connectionReset
+        case .brokenPipe: .brokenPipe
+        case .refused: .connectionRefused
+        case .timedOut: .timedOut
+        case .addressNotAvailable: .addressNotAvailable
+        case .tooManyOpenFiles: .tooManyOpenFiles
+        case .fileTableFull: .fileTableFull
+        case .noBuffers: .noBuffers
+        case .cancelled: .cancelled
+        case .other(let e): e
+        }
+    }
+
+    /// Resource exhaustion on accept: the engine stops accepting on that listener until told to resume,
+    /// because retrying at once only spins (about two million failed accepts a second here).
+    public var pausesAccepting: Bool {
+        switch self {
+        case .tooManyOpenFiles, .fileTableFull, .noBuffers: true
+        case .other(let e): e.rawValue == ENOMEM
+        default: false
+        }
+    }
+
+    /// Dense index of the named cases, for flat counter arrays; `.other` shares the last index.
+    var counterIndex: Int {
+        switch self {
+        case .success: 0
+        case .closedByPeer: 1
+        case .resetByPeer: 2
+        case .brokenPipe: 3
+        case .refused: 4
+        case .timedOut: 5
+        case .addressNotAvailable: 6
+        case .tooManyOpenFiles: 7
+        case .fileTableFull: 8
+        case .noBuffers: 9
+        case .cancelled: 10
+        case .other: 11
+        }
+    }
+
+    static let namedCases: [Outcome] = [
+        .success, .closedByPeer, .resetByPeer, .brokenPipe, .refused, .timedOut, .addressNotAvailable,
+        .tooManyOpenFiles, .fileTableFull, .noBuffers, .cancelled,
+    ]
+}
+
+/// The kinds of operation whose completions are counted by outcome.
+public enum OperationKind: Int, CaseIterable, Sendable, Codable, CustomStringConvertible {
+    case connect, accept, receive, send, close
+
+    public var description: String {
+        switch self {
+        case .connect: "connect"
+        case .accept: "accept"
+        case .receive: "recv"
+        case .send: "send"
+        case .close: "close"
+        }
+    }
+}
+
+/// Completions counted by operation kind and outcome: a flat array on the hot path, a dictionary only
+/// for the rare errno without a name of its own.
+public struct OutcomeCounts: Sendable, Equatable {
+    static let width = 12
+    private var counts = [Int](repeating: 0, count: OperationKind.allCases.count * width)
+    private var others: [Int: [Int32: Int]] = [:]
+
+    public init() {}
+
+    @inline(__always)
+    public mutating func record(_ kind: OperationKind, _ outcome: Outcome) {
+        counts[kind.rawValue * Self.width + outcome.counterIndex] &+= 1
+        if case .other(let e) = outcome { others[kind.rawValue, default: [:]][e.rawValue, default: 0] += 1 }
+    }
+
+    public func count(_ kind: OperationKind, _ outcome: Outcome) -> Int {
+        if case .other(let e) = outcome { return others[kind.rawValue]?[e.rawValue] ?? 0 }
+        return counts[kind.rawValue * Self.width + outcome.counterIndex]
+    }
+
+    /// All completions of one kind, whatever their outcome.
+    public func total(_ kind: OperationKind) -> Int {
+        counts[(kind.rawValue * Self.width)..<((kind.rawValue + 1) * Self.width)].reduce(0, +)
+    }
+
+    /// Non-zero counts: operation name → outcome name → count.
+    public var byName: [String: [String: Int]] {
+        var result: [String: [String: Int]] = [:]
+        for kind in OperationKind.allCases {
+            var row: [String: Int] = [:]
+            for outcome in Outcome.namedCases {
+                let n = count(kind, outcome)
+                if n > 0 { row[outcome.name] = n }
+            }
+            for (e, n) in others[kind.rawValue] ?? [:] { row[Errno(rawValue: e).name] = n }
+            if !row.isEmpty { result[kind.description] = row }
+        }
+        return result
+    }
+
+    public static func + (a: OutcomeCounts, b: OutcomeCounts) -> OutcomeCounts {
+        var sum = a
+        for i in sum.counts.indices { sum.counts[i] += b.counts[i] }
+        for (k, row) in b.others { for (e, n) in row { sum.others[k, default: [:]][e, default: 0] += n } }
+        return sum
+    }
+}

@@ -1,0 +1,34 @@
+/// Hands out connection slots from a free list and bumps a slot's generation each time it is released,
+/// so completions and calls that still name the old occupant are recognised as stale.
+struct SlotAllocator {
+    private var free: [UInt32]
+    private(set) var generations: [UInt32]
+    private(set) var inUse = 0
+
+    init(capacity: Int) {
+        free = (0..<UInt32(capacity)).reversed()
+        generations = [UInt32](repeating: 1, count: capacity)
+    }
+
+    var capacity: Int { generations.count }
+
+    mutating func allocate() -> ConnectionID? {
+        guard let slot = free.popLast() else { return nil }
+        inUse += 1
+        return ConnectionID(slot: slot, generation: generations[Int(slot)])
+    }
+
+    mutating func release(_ slot: UInt32) {
+        // 24 bits survive in io_uring user data; wrap inside them and never use 0.
+        var next = (generations[Int(slot)] &+ 1) & 0xFF_FFFF
+        if next == 0 { next = 1 }
+        generations[Int(slot)] = next
+        free.append(slot)
+        inUse -= 1
+    }
+
+    @inline(__always)
+    func isCurrent(_ id: ConnectionID) -> Bool {
+        Int(id.slot) < generations.count && generations[Int(id.slot)] == id.generation
+    }
+}

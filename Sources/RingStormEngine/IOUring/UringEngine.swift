@@ -1,0 +1,587 @@
+import CURing
+import Glibc
+
+/// The io_uring backend: completion-based, batched, one `io_uring_enter` for many operations.
+///
+/// - One multishot accept per listener, re-armed when a completion lacks `IORING_CQE_F_MORE`, paused on
+///   resource exhaustion (EMFILE, ENFILE) until the caller resumes it.
+/// - One multishot receive per connection into a provided buffer ring; each buffer goes back to the
+///   ring as soon as the handler returns. ENOBUFS ends a multishot receive: the connection is re-armed
+///   once buffers are back, in the order the connections ran dry, so none starves.
+/// - Sends are queued per connection and submitted together when `poll` runs; one send per connection
+///   is in flight at a time and a partial send is resubmitted before anything queued after it.
+/// - Close cancels what is pending (`IORING_OP_ASYNC_CANCEL` by fd) and closes through the ring once
+///   the last completion for the connection is in.
+///
+/// Completions are keyed by `UserData`: operation, slot generation and slot, so a completion that
+/// arrives after its slot was reused is recognised and dropped (its buffer still goes back).
+public final class UringEngine: NetworkEngine {
+    public let backend = Backend.uring
+
+    private var ring = io_uring()
+    private let configuration: EngineConfiguration
+    private var stats = EngineStatistics(backend: .uring)
+    private var slots: SlotAllocator
+    private var connections: [UringConnection]
+    private var listeners: [Listener] = []
+    private var listenerArmed: [Bool] = []
+    private var timers = TimerQueue()
+
+    private let buffers: ProvidedBuffers
+    /// Connections whose multishot receive ended with ENOBUFS, re-armed in this order once buffers are back.
+    private var starved: [ConnectionID] = []
+    /// Connections with queued bytes to submit at the next `poll`.
+    private var dirty: [UInt32] = []
+
+    /// Per-slot memory the kernel reads after submission: connect addresses and link timeouts.
+    private let connectAddresses: UnsafeMutablePointer<sockaddr_storage>
+    private let connectTimeouts: UnsafeMutablePointer<__kernel_timespec>
+    private var waitTimeout = __kernel_timespec()
+    private var waitArgument = io_uring_getevents_arg()
+
+    private let completionBatch: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
+    private let completionBatchSize: UInt32 = 1024
+    private var usePollFirst = true
+    private var sawOverflow = false
+
+    public init(configuration: EngineConfiguration = EngineConfiguration()) throws(EngineError) {
+        self.configuration = configuration
+        slots = SlotAllocator(capacity: configuration.maxConnections)
+        connections = [UringConnection](repeating: UringConnection(), count: configuration.maxConnections)
+        connectAddresses = .allocate(capacity: configuration.maxConnections)
+        connectTimeouts = .allocate(capacity: configuration.maxConnections)
+        completionBatch = .allocate(capacity: Int(completionBatchSize))
+
+        try Self.setUp(&ring, configuration, &stats)
+        do {
+            buffers = try ProvidedBuffers(ring: &ring, count: configuration.receiveBufferCount,
+                                          size: configuration.receiveBufferSize, group: 0, syscalls: &stats.syscalls)
+        } catch {
+            io_uring_queue_exit(&ring)
+            throw error
+        }
+    }
+
+    deinit {
+        for i in listeners.indices { listeners[i].close(&stats.syscalls) }
+        for i in connections.indices {
+            if connections[i].state != .free && connections[i].fd >= 0 { Glibc.close(connections[i].fd) }
+            connections[i].outbound.deallocate()
+        }
+        buffers.release(ring: &ring)
+        io_uring_queue_exit(&ring)
+        connectAddresses.deallocate()
+        connectTimeouts.deallocate()
+        completionBatch.deallocate()
+    }
+
+    private static func setUp(_ ring: inout io_uring, _ configuration: EngineConfiguration, _ stats: inout EngineStatistics) throws(EngineError) {
+        var params = io_uring_params()
+        params.flags = curing_setup_submit_all | curing_setup_cqsize
+        if configuration.deferTaskRun { params.flags |= curing_setup_single_issuer | curing_setup_defer_taskrun }
+        params.cq_entries = configuration.completionQueueEntries
+        stats.syscalls.record(.ioUringSetup)
+        var result = io_uring_queue_init_params(configuration.submissionQueueEntries, &ring, &params)
+        if result == -EINVAL && configuration.deferTaskRun {
+            // Kernels before 6.1 refuse DEFER_TASKRUN; COOP_TASKRUN (5.19) still avoids IPIs.
+            stats.notes.append("SINGLE_ISSUER|DEFER_TASKRUN refused (EINVAL); using COOP_TASKRUN")
+            params = io_uring_params()
+            params.flags = curing_setup_submit_all | curing_setup_cqsize | curing_setup_coop_taskrun
+            params.cq_entries = configuration.completionQueueEntries
+            stats.syscalls.record(.ioUringSetup)
+            result = io_uring_queue_init_params(configuration.submissionQueueEntries, &ring, &params)
+        }
+        guard result >= 0 else {
+            let error = Errno.fromNegated(result)
+            let hint = switch error {
+            case .noSystem: "this kernel has no io_uring: use --backend epoll"
+            case .notPermitted: "io_uring is disabled here (sysctl kernel.io_uring_disabled, or a seccomp filter): use --backend epoll"
+            default: "io_uring is unavailable: use --backend epoll"
+            }
+            throw EngineError("io_uring_setup", error, hint: hint)
+        }
+        stats.syscalls.record(.mmap, 3)
+        guard params.features & curing_feat_ext_arg != 0 else {
+            io_uring_queue_exit(&ring)
+            throw EngineError("io_uring_setup", nil, hint: "this kernel lacks IORING_FEAT_EXT_ARG (5.11): use --backend epoll")
+        }
+        if params.features & curing_feat_nodrop == 0 { stats.notes.append("kernel lacks FEAT_NODROP: an overflowing CQ loses completions") }
+        // A registered ring fd skips the fd-table lookup on every io_uring_enter.
+        stats.syscalls.record(.ioUringRegister)
+        if io_uring_register_ring_fd(&ring) < 0 { stats.notes.append("io_uring_register_ring_fd refused; using the plain ring fd") }
+    }
+
+    // MARK: - Submission
+
+    /// A free SQE; when the submission queue is full, what is queued is submitted first.
+    @inline(__always)
+    private func nextSQE() -> UnsafeMutablePointer<io_uring_sqe> {
+        if let sqe = io_uring_get_sqe(&ring) { return sqe }
+        submitAndWait(waitNanoseconds: 0, reap: false)
+        return io_uring_get_sqe(&ring)!
+    }
+
+    /// Publishes queued SQEs and enters the kernel once: to submit, and unless `waitNanoseconds` is 0 to
+    /// wait for at least one completion (nil waits without a deadline).
+    private func submitAndWait(waitNanoseconds: Int64?, reap: Bool) {
+        let toSubmit = curing_flush_sq(&ring)
+        if toSubmit == 0 && waitNanoseconds == 0 && !reap { return }
+        var flags: UInt32 = 0
+        var minComplete: UInt32 = 0
+        if reap || waitNanoseconds != 0 { flags |= curing_enter_getevents }
+        if waitNanoseconds != 0 { minComplete = 1 }
+        if curing_ring_fd_registered(&ring) != 0 { flags |= curing_enter_registered_ring }
+        stats.syscalls.record(.ioUringEnter)
+        let result: Int32
+        if let wait = waitNanoseconds, wait > 0 {
+            waitTimeout.tv_sec = wait / 1_000_000_000
+            waitTimeout.tv_nsec = wait % 1_000_000_000
+            result = withUnsafeMutablePointer(to: &waitTimeout) { ts in
+                waitArgument.ts = UInt64(UInt(bitPattern: ts))
+                return withUnsafeMutablePointer(to: &waitArgument) { arg in
+                    io_uring_enter2(UInt32(curing_enter_fd(&ring)), toSubmit, minComplete, flags | curing_enter_ext_arg,
+                                    UnsafeMutableRawPointer(arg).assumingMemoryBound(to: sigset_t.self), MemoryLayout<io_uring_getevents_arg>.size)
+                }
+            }
+        } else {
+            result = io_uring_enter2(UInt32(curing_enter_fd(&ring)), toSubmit, minComplete, flags, nil, 0)
+        }
+        if result < 0 {
+            switch -result {
+            case EINTR, ETIME, EAGAIN, EBUSY: break
+            default: stats.notes.append("io_uring_enter: \(Errno.fromNegated(result))")
+            }
+        }
+        if ring.sq.kflags.pointee & curing_sq_cq_overflow != 0 {
+            if !sawOverflow { stats.completionQueueOverflows += 1 }
+            sawOverflow = true
+        } else {
+            sawOverflow = false
+        }
+    }
+
+    private func armAccept(_ index: Int, pollFirst: Bool) {
+        let sqe = nextSQE()
+        io_uring_prep_multishot_accept(sqe, listeners[index].fd, nil, nil, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
+        if pollFirst && usePollFirst { sqe.pointee.ioprio |= curing_accept_poll_first }
+        io_uring_sqe_set_data64(sqe, UserData(.accept, slot: UInt32(index), generation: pollFirst ? 1 : 0).rawValue)
+        listenerArmed[index] = true
+    }
+
+    private func armReceive(_ slot: UInt32) {
+        let sqe = nextSQE()
+        io_uring_prep_recv_multishot(sqe, connections[Int(slot)].fd, nil, 0, 0)
+        sqe.pointee.flags |= curing_iosqe_buffer_select
+        sqe.pointee.buf_group = buffers.group
+        io_uring_sqe_set_data64(sqe, UserData(.receive, slot: slot, generation: slots.generations[Int(slot)]).rawValue)
+        connections[Int(slot)].receiveArmed = true
+    }
+
+    private func rearmReceiveIfWanted(_ slot: UInt32) {
+        let c = connections[Int(slot)]
+        if c.state == .open && !c.readEnded && !c.backpressured && !c.receiveArmed && !c.receiveCancelPending { armReceive(slot) }
+    }
+
+    private func markDirty(_ slot: UInt32) {
+        if !connections[Int(slot)].dirty {
+            connections[Int(slot)].dirty = true
+            dirty.append(slot)
+        }
+    }
+
+    /// Submits the next chunk for every connection with queued bytes and no send in flight.
+    private func flushSends() {
+        for slot in dirty {
+            let i = Int(slot)
+            connections[i].dirty = false
+            guard connections[i].state == .open, !connections[i].sendInFlight,
+                  let chunk = connections[i].outbound.nextChunk() else { continue }
+            let sqe = nextSQE()
+            io_uring_prep_send(sqe, connections[i].fd, chunk.baseAddress, chunk.count, Int32(MSG_NOSIGNAL))
+            io_uring_sqe_set_data64(sqe, UserData(.send, slot: slot, generation: slots.generations[i]).rawValue)
+            connections[i].sendInFlight = true
+        }
+        dirty.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: - NetworkEngine
+
+    public func listen(on address: SocketAddress, backlog: Int32, reusePort: Bool) throws(EngineError) -> ListenerID {
+        let listener = try Listener.open(on: address, backlog: backlog, reusePort: reusePort,
+                                         noDelay: configuration.noDelay, syscalls: &stats.syscalls)
+        listeners.append(listener)
+        listenerArmed.append(false)
+        armAccept(listeners.count - 1, pollFirst: false)
+        return ListenerID(index: listeners.count - 1)
+    }
+
+    public func localAddress(of listener: ListenerID) -> SocketAddress? {
+        listeners.indices.contains(listener.index) ? listeners[listener.index].address : nil
+    }
+
+    public func resumeAccepting(_ listener: ListenerID) {
+        let i = listener.index
+        guard listeners.indices.contains(i), listeners[i].fd >= 0 else { return }
+        listeners[i].paused = false
+        // POLL_FIRST parks the accept until a connection is queued instead of failing again at once.
+        if !listenerArmed[i] { armAccept(i, pollFirst: true) }
+    }
+
+    public func shedOne(_ listener: ListenerID) -> Bool {
+        guard listeners.indices.contains(listener.index) else { return false }
+        let shed = listeners[listener.index].shedOne(&stats.syscalls)
+        if shed { stats.outcomes.record(.accept, .success) }
+        return shed
+    }
+
+    public func connect(to destination: SocketAddress, from source: SocketAddress?, timeoutNanoseconds: Int64) throws(Errno) -> ConnectionID {
+        let fd = try openClientSocket(to: destination, from: source, noDelay: configuration.noDelay, syscalls: &stats.syscalls)
+        guard let id = slots.allocate() else {
+            stats.syscalls.close(fd)
+            stats.slotExhaustions += 1
+            throw Errno.tooManyOpenFiles
+        }
+        let i = Int(id.slot)
+        connections[i] = UringConnection(fd: fd, state: .connecting, reuse: connections[i].outbound)
+        connections[i].connectInFlight = true
+        destination.withSockAddr { sa, len in
+            UnsafeMutableRawPointer(connectAddresses + i).copyMemory(from: sa, byteCount: Int(len))
+        }
+        let sqe = nextSQE()
+        connectAddresses.advanced(by: i).withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+            io_uring_prep_connect(sqe, fd, sa, destination.length)
+        }
+        io_uring_sqe_set_data64(sqe, UserData(.connect, slot: id.slot, generation: id.generation).rawValue)
+        if timeoutNanoseconds > 0 {
+            sqe.pointee.flags |= curing_iosqe_io_link
+            connectTimeouts[i] = __kernel_timespec(tv_sec: timeoutNanoseconds / 1_000_000_000, tv_nsec: timeoutNanoseconds % 1_000_000_000)
+            let timeout = nextSQE()
+            io_uring_prep_link_timeout(timeout, connectTimeouts + i, 0)
+            io_uring_sqe_set_data64(timeout, UserData(.linkTimeout, slot: id.slot, generation: id.generation).rawValue)
+        }
+        return id
+    }
+
+    public func send(_ connection: ConnectionID, _ bytes: UnsafeRawBufferPointer) {
+        guard slots.isCurrent(connection) else { return }
+        let i = Int(connection.slot)
+        guard connections[i].state == .open || connections[i].state == .connecting, !connections[i].closeAfterDrain else { return }
+        connections[i].outbound.append(bytes)
+        if connections[i].outbound.count > configuration.maxPendingBytesPerConnection && !connections[i].backpressured {
+            connections[i].backpressured = true
+            stats.backpressurePauses += 1
+            if connections[i].receiveArmed { cancelReceive(connection) }
+        }
+        markDirty(connection.slot)
+    }
+
+    public func pendingBytes(_ connection: ConnectionID) -> Int {
+        slots.isCurrent(connection) ? connections[Int(connection.slot)].outbound.count : 0
+    }
+
+    public func close(_ connection: ConnectionID, mode: CloseMode) {
+        guard slots.isCurrent(connection) else { return }
+        let i = Int(connection.slot)
+        switch connections[i].state {
+        case .free, .closing: return
+        case .connecting: beginClose(connection.slot, mode: .abortive)
+        case .open:
+            if mode == .orderly && !connections[i].outbound.isEmpty && !connections[i].sendFailed {
+                connections[i].closeAfterDrain = true
+            } else {
+                beginClose(connection.slot, mode: mode)
+            }
+        }
+    }
+
+    public func schedule(afterNanoseconds delay: Int64, token: UInt64) {
+        timers.schedule(at: monotonicNanoseconds() + max(0, delay), token: token)
+    }
+
+    public var statistics: EngineStatistics { stats }
+    public var openConnections: Int { slots.inUse }
+
+    public func poll(timeoutNanoseconds: Int64?, _ handler: (Event) -> Void) throws(EngineError) -> Int {
+        flushSends()
+        var handled = fireTimers(handler)
+        let wait: Int64? = (handled > 0 || io_uring_cq_ready(&ring) > 0)
+            ? 0 : timers.waitNanoseconds(now: monotonicNanoseconds(), callerTimeout: timeoutNanoseconds)
+        submitAndWait(waitNanoseconds: wait, reap: wait == 0 && io_uring_cq_ready(&ring) == 0)
+        handled += drainCompletions(handler)
+        handled += fireTimers(handler)
+        return handled
+    }
+
+    // MARK: - Completions
+
+    private func fireTimers(_ handler: (Event) -> Void) -> Int {
+        guard !timers.isEmpty else { return 0 }
+        let now = monotonicNanoseconds()
+        var fired = 0
+        while let token = timers.popExpired(now: now) {
+            handler(Event(.timer, .none, token: token))
+            fired += 1
+        }
+        return fired
+    }
+
+    private func drainCompletions(_ handler: (Event) -> Void) -> Int {
+        var total = 0
+        while true {
+            if io_uring_cq_ready(&ring) == 0 && sawOverflow { stats.syscalls.record(.ioUringEnter) }
+            let n = io_uring_peek_batch_cqe(&ring, completionBatch, completionBatchSize)
+            if n == 0 { break }
+            for k in 0..<Int(n) {
+                let cqe = completionBatch[k]!.pointee
+                complete(UserData(rawValue: cqe.user_data), result: cqe.res, flags: cqe.flags, handler)
+            }
+            io_uring_cq_advance(&ring, n)
+            total += Int(n)
+            if n < completionBatchSize { break }
+        }
+        if !starved.isEmpty { rearmStarved() }
+        return total
+    }
+
+    /// Buffers came back during the batch: re-arm the receives that ran dry, oldest first.
+    private func rearmStarved() {
+        let waiting = starved
+        starved.removeAll(keepingCapacity: true)
+        for id in waiting where slots.isCurrent(id) {
+            connections[Int(id.slot)].waitingForBuffers = false
+            rearmReceiveIfWanted(id.slot)
+        }
+    }
+
+    @inline(__always)
+    private func complete(_ data: UserData, result: Int32, flags: UInt32, _ handler: (Event) -> Void) {
+        switch data.operation {
+        case .receive: completeReceive(data, result: result, flags: flags, handler)
+        case .send: completeSend(data, result: result, handler)
+        case .accept: completeAccept(data, result: result, flags: flags, handler)
+        case .connect: completeConnect(data, result: result, handler)
+        case .close: completeClose(data, result: result, handler)
+        case .cancel:
+            guard slots.isCurrent(data.connection) else { return }
+            connections[Int(data.slot)].cancelInFlight = false
+            finishCloseIfIdle(data.slot)
+        case .cancelReceive:
+            guard slots.isCurrent(data.connection) else { return }
+            connections[Int(data.slot)].receiveCancelPending = false
+            rearmReceiveIfWanted(data.slot)
+        case .linkTimeout: break
+        }
+    }
+
+    private func completeReceive(_ data: UserData, result: Int32, flags: UInt32, _ handler: (Event) -> Void) {
+        let more = flags & curing_cqe_f_more != 0
+        var bufferID: UInt16? = nil
+        if flags & curing_cqe_f_buffer != 0 { bufferID = UInt16(truncatingIfNeeded: flags >> curing_cqe_buffer_shift) }
+        defer { if let bufferID { buffers.recycle(bufferID) } }
+        guard slots.isCurrent(data.connection) else { return }
+        let i = Int(data.slot)
+        if !more { connections[i].receiveArmed = false }
+        if result > 0 {
+            stats.outcomes.record(.receive, .success)
+            stats.bytesReceived += Int(result)
+            if connections[i].state == .open, let bufferID {
+                handler(Event(.received, data.connection, bytes: UnsafeRawBufferPointer(start: buffers.address(of: bufferID), count: Int(result))))
+            }
+            // A multishot receive may end without an error (liburing issue 805): re-arm it.
+            if !more && slots.isCurrent(data.connection) { rearmReceiveIfWanted(data.slot) }
+        } else if result == 0 {
+            stats.outcomes.record(.receive, .closedByPeer)
+            connections[i].readEnded = true
+            if connections[i].state == .open { handler(Event(.readEnded, data.connection, .closedByPeer)) }
+        } else {
+            let error = Errno.fromNegated(result)
+            let outcome = Outcome(error)
+            switch outcome {
+            case .noBuffers:
+                stats.outcomes.record(.receive, .noBuffers)
+                stats.bufferExhaustions += 1
+                if !connections[i].waitingForBuffers {
+                    connections[i].waitingForBuffers = true
+                    starved.append(data.connection)
+                }
+            case .cancelled where connections[i].state == .closing || connections[i].backpressured:
+                break // our own cancel: not an outcome of the connection
+            default:
+                stats.outcomes.record(.receive, outcome)
+                connections[i].readEnded = true
+                if connections[i].state == .open { handler(Event(.readEnded, data.connection, outcome)) }
+            }
+        }
+        if slots.isCurrent(data.connection) { finishCloseIfIdle(data.slot) }
+    }
+
+    private func completeSend(_ data: UserData, result: Int32, _ handler: (Event) -> Void) {
+        guard slots.isCurrent(data.connection) else { return }
+        let i = Int(data.slot)
+        connections[i].sendInFlight = false
+        if result >= 0 {
+            stats.outcomes.record(.send, .success)
+            stats.bytesSent += Int(result)
+            connections[i].outbound.consume(Int(result))
+            if connections[i].backpressured && connections[i].outbound.count <= configuration.maxPendingBytesPerConnection / 2 {
+                connections[i].backpressured = false
+                rearmReceiveIfWanted(data.slot)
+            }
+            if !connections[i].outbound.isEmpty {
+                markDirty(data.slot)
+            } else if connections[i].closeAfterDrain {
+                beginClose(data.slot, mode: .orderly)
+            }
+        } else {
+            let outcome = Outcome(Errno.fromNegated(result))
+            let ours = outcome == .cancelled && connections[i].state == .closing
+            if !ours { stats.outcomes.record(.send, outcome) }
+            connections[i].sendFailed = true
+            if connections[i].state == .open && !ours {
+                handler(Event(.sendFailed, data.connection, outcome))
+                if slots.isCurrent(data.connection) && connections[i].closeAfterDrain { beginClose(data.slot, mode: .orderly) }
+            }
+        }
+        if slots.isCurrent(data.connection) { finishCloseIfIdle(data.slot) }
+    }
+
+    private func completeAccept(_ data: UserData, result: Int32, flags: UInt32, _ handler: (Event) -> Void) {
+        let index = Int(data.slot)
+        guard listeners.indices.contains(index), listeners[index].fd >= 0 else {
+            if result >= 0 { stats.syscalls.close(result) }
+            return
+        }
+        let listener = ListenerID(index: index)
+        if flags & curing_cqe_f_more == 0 { listenerArmed[index] = false }
+        if result >= 0 {
+            stats.outcomes.record(.accept, .success)
+            guard let id = slots.allocate() else {
+                stats.syscalls.close(result)
+                stats.slotExhaustions += 1
+                return
+            }
+            let i = Int(id.slot)
+            connections[i] = UringConnection(fd: result, state: .open, reuse: connections[i].outbound)
+            armReceive(id.slot)
+            handler(Event(.accepted, id, listener: listener))
+        } else {
+            let outcome = Outcome(Errno.fromNegated(result))
+            if outcome == .other(.invalidArgument) && data.generation == 1 && usePollFirst {
+                // A kernel before IORING_ACCEPT_POLL_FIRST: fall back to a plain multishot accept.
+                usePollFirst = false
+                stats.notes.append("IORING_ACCEPT_POLL_FIRST unsupported; paused accepts re-arm without it")
+            } else {
+                stats.outcomes.record(.accept, outcome)
+                if outcome.pausesAccepting { listeners[index].paused = true }
+                handler(Event(.acceptFailed, .none, outcome, listener: listener))
+            }
+        }
+        if !listenerArmed[index] && !listeners[index].paused && listeners[index].fd >= 0 { armAccept(index, pollFirst: false) }
+    }
+
+    private func completeConnect(_ data: UserData, result: Int32, _ handler: (Event) -> Void) {
+        guard slots.isCurrent(data.connection) else { return }
+        let i = Int(data.slot)
+        connections[i].connectInFlight = false
+        if connections[i].state == .closing {
+            finishCloseIfIdle(data.slot)
+            return
+        }
+        if result == 0 {
+            stats.outcomes.record(.connect, .success)
+            connections[i].state = .open
+            armReceive(data.slot)
+            if !connections[i].outbound.isEmpty { markDirty(data.slot) }
+            handler(Event(.connected, data.connection))
+        } else {
+            // With a link timeout, ECANCELED on the connect means the deadline passed.
+            var outcome = Outcome(Errno.fromNegated(result))
+            if outcome == .cancelled { outcome = .timedOut }
+            stats.outcomes.record(.connect, outcome)
+            stats.syscalls.close(connections[i].fd)
+            release(data.slot)
+            handler(Event(.connected, data.connection, outcome))
+        }
+    }
+
+    private func completeClose(_ data: UserData, result: Int32, _ handler: (Event) -> Void) {
+        guard slots.isCurrent(data.connection) else { return }
+        stats.outcomes.record(.close, result < 0 ? Outcome(Errno.fromNegated(result)) : .success)
+        release(data.slot)
+        handler(Event(.closed, data.connection))
+    }
+
+    // MARK: - Close sequence
+
+    private func cancelReceive(_ id: ConnectionID) {
+        let sqe = nextSQE()
+        io_uring_prep_cancel64(sqe, UserData(.receive, slot: id.slot, generation: id.generation).rawValue, 0)
+        io_uring_sqe_set_data64(sqe, UserData(.cancelReceive, slot: id.slot, generation: id.generation).rawValue)
+        connections[Int(id.slot)].receiveCancelPending = true
+    }
+
+    /// Starts closing: RST requested if abortive, pending operations cancelled; the descriptor itself is
+    /// closed (through the ring) once the last of their completions is in.
+    private func beginClose(_ slot: UInt32, mode: CloseMode) {
+        let i = Int(slot)
+        connections[i].state = .closing
+        connections[i].closeAfterDrain = false
+        if mode == .abortive { _ = stats.syscalls.setAbortiveClose(connections[i].fd) }
+        let c = connections[i]
+        if c.receiveArmed || c.sendInFlight || c.connectInFlight {
+            let sqe = nextSQE()
+            io_uring_prep_cancel_fd(sqe, c.fd, curing_async_cancel_all)
+            io_uring_sqe_set_data64(sqe, UserData(.cancel, slot: slot, generation: slots.generations[i]).rawValue)
+            connections[i].cancelInFlight = true
+        }
+        finishCloseIfIdle(slot)
+    }
+
+    private func finishCloseIfIdle(_ slot: UInt32) {
+        let i = Int(slot)
+        let c = connections[i]
+        guard c.state == .closing, !c.closeSubmitted, !c.receiveArmed, !c.sendInFlight, !c.connectInFlight,
+              !c.cancelInFlight, !c.receiveCancelPending else { return }
+        let sqe = nextSQE()
+        io_uring_prep_close(sqe, c.fd)
+        io_uring_sqe_set_data64(sqe, UserData(.close, slot: slot, generation: slots.generations[i]).rawValue)
+        connections[i].closeSubmitted = true
+    }
+
+    private func release(_ slot: UInt32) {
+        let i = Int(slot)
+        connections[i].outbound.reset()
+        connections[i].state = .free
+        connections[i].fd = -1
+        slots.release(slot)
+    }
+}
+
+/// Per-connection state of the io_uring backend, one element of a flat array indexed by slot.
+struct UringConnection {
+    enum State: UInt8 { case free, connecting, open, closing }
+
+    var fd: Int32 = -1
+    var state: State = .free
+    var receiveArmed = false
+    var receiveCancelPending = false
+    var readEnded = false
+    var waitingForBuffers = false
+    var backpressured = false
+    var sendInFlight = false
+    var sendFailed = false
+    var connectInFlight = false
+    var cancelInFlight = false
+    var closeSubmitted = false
+    var closeAfterDrain = false
+    var dirty = false
+    var outbound = OutboundBuffer()
+
+    init() {}
+
+    init(fd: Int32, state: State, reuse outbound: OutboundBuffer) {
+        self.fd = fd
+        self.state = state
+        self.outbound = outbound
+    }
+}
