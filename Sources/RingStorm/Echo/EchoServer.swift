@@ -1,0 +1,179 @@
+import RingStormEngine
+
+/// Counters of one echo worker, or of all of them summed.
+public struct EchoSnapshot: Sendable {
+    public var engine: EngineStatistics
+    public var accepted = 0
+    public var messages = 0
+    public var openConnections = 0
+    public var acceptPauses = 0
+
+    public init(backend: Backend) { engine = EngineStatistics(backend: backend) }
+
+    public static func + (a: EchoSnapshot, b: EchoSnapshot) -> EchoSnapshot {
+        var s = a
+        s.engine = a.engine + b.engine
+        s.accepted += b.accepted
+        s.messages += b.messages
+        s.openConnections += b.openConnections
+        s.acceptPauses += b.acceptPauses
+        return s
+    }
+
+    /// Syscalls per received message: the figure to compare with the yardsticks' syscalls/msg.
+    public var syscallsPerMessage: Double { messages == 0 ? 0 : Double(engine.syscalls.total) / Double(messages) }
+}
+
+/// A raw TCP echo server: every byte received is sent back, in order, with the engine's backpressure.
+/// One engine and one `SO_REUSEPORT` listener per thread.
+public final class EchoServer: Sendable {
+    public struct Configuration: Sendable {
+        public var listen: SocketAddress
+        public var backend: Backend = .uring
+        public var threads: Int = 1
+        public var backlog: Int32 = 4096
+        public var engine = EngineConfiguration()
+
+        public init(listen: SocketAddress) { self.listen = listen }
+    }
+
+    public let configuration: Configuration
+    private let workers: WorkerThreads<AnyEchoWorker>
+    /// The bound address (the kernel's port when 0 was asked for).
+    public let address: SocketAddress
+
+    public init(configuration: Configuration) throws {
+        self.configuration = configuration
+        let bound = BoundAddress(configuration.listen)
+        workers = try WorkerThreads(count: configuration.threads) { index in
+            var config = configuration
+            config.listen = index == 0 ? config.listen : bound.value
+            let worker = try AnyEchoWorker(config, reusePort: configuration.threads > 1)
+            if index == 0 { bound.value = worker.address }
+            return worker
+        }
+        address = bound.value
+    }
+
+    /// Summed counters as last published by the workers.
+    public var progress: EchoSnapshot {
+        workers.snapshots.compactMap { $0 }.reduce(EchoSnapshot(backend: configuration.backend), +)
+    }
+
+    public func stop() { workers.stop() }
+
+    /// Waits for the workers to stop (after `stop`), returns the final summed counters.
+    public func wait() -> EchoSnapshot {
+        workers.join().reduce(EchoSnapshot(backend: configuration.backend), +)
+    }
+}
+
+/// Passes the first worker's bound port to the others (port 0 must mean one port for all threads).
+/// Workers are set up one after another, so no two threads touch it at once.
+private final class BoundAddress: @unchecked Sendable {
+    var value: SocketAddress
+    init(_ value: SocketAddress) { self.value = value }
+}
+
+/// Chooses the concrete engine once, so the echo loop is specialised for it.
+final class AnyEchoWorker: EngineWorker {
+    private let body: any EchoLoop
+    let address: SocketAddress
+
+    init(_ configuration: EchoServer.Configuration, reusePort: Bool) throws {
+        switch configuration.backend {
+        case .uring: body = try EchoWorker(UringEngine(configuration: configuration.engine), configuration, reusePort: reusePort)
+        case .epoll: body = try EchoWorker(EpollEngine(configuration: configuration.engine), configuration, reusePort: reusePort)
+        }
+        address = body.address
+    }
+
+    func run(until stop: StopFlag, publish: (EchoSnapshot) -> Void) { body.run(until: stop, publish: publish) }
+    var snapshot: EchoSnapshot { body.snapshot }
+}
+
+protocol EchoLoop: AnyObject {
+    var address: SocketAddress { get }
+    func run(until stop: StopFlag, publish: (EchoSnapshot) -> Void)
+    var snapshot: EchoSnapshot { get }
+}
+
+final class EchoWorker<Engine: NetworkEngine>: EchoLoop {
+    let engine: Engine
+    let listener: ListenerID
+    let address: SocketAddress
+    private var counters: EchoSnapshot
+    private var acceptPaused = false
+
+    private static var tick: UInt64 { 1 }
+    private static var resume: UInt64 { 2 }
+
+    init(_ engine: Engine, _ configuration: EchoServer.Configuration, reusePort: Bool) throws {
+        self.engine = engine
+        listener = try engine.listen(on: configuration.listen, backlog: configuration.backlog, reusePort: reusePort)
+        address = engine.localAddress(of: listener) ?? configuration.listen
+        counters = EchoSnapshot(backend: engine.backend)
+    }
+
+    var snapshot: EchoSnapshot {
+        var s = counters
+        s.engine = engine.statistics
+        s.openConnections = engine.openConnections
+        return s
+    }
+
+    func run(until stop: StopFlag, publish: (EchoSnapshot) -> Void) {
+        engine.schedule(afterNanoseconds: 1_000_000_000, token: Self.tick)
+        while !stop.isStopped {
+            do {
+                try engine.poll(timeoutNanoseconds: 100_000_000) { event in handle(event) }
+            } catch {
+                counters.engine.notes.append("\(error)")
+                break
+            }
+            if publishDue { publishDue = false; publish(snapshot) }
+        }
+        publish(snapshot)
+    }
+
+    private var publishDue = false
+
+    @inline(__always)
+    private func handle(_ event: Event) {
+        switch event.kind {
+        case .received:
+            counters.messages &+= 1
+            engine.send(event.connection, event.bytes)
+        case .accepted:
+            counters.accepted &+= 1
+        case .readEnded:
+            // FIN: send back what is queued, then close. RST or an error: nothing left to deliver.
+            engine.close(event.connection, mode: event.outcome == .closedByPeer ? .orderly : .abortive)
+        case .sendFailed:
+            engine.close(event.connection, mode: .abortive)
+        case .acceptFailed:
+            if event.outcome.pausesAccepting && !acceptPaused {
+                // Out of descriptors: wait for one to free (a close) or 100 ms, whichever first.
+                acceptPaused = true
+                counters.acceptPauses += 1
+                engine.schedule(afterNanoseconds: 100_000_000, token: Self.resume)
+            }
+        case .closed:
+            if acceptPaused { resumeAccepting() }
+        case .timer:
+            if event.token == Self.tick {
+                publishDue = true
+                engine.schedule(afterNanoseconds: 1_000_000_000, token: Self.tick)
+            } else if event.token == Self.resume && acceptPaused {
+                resumeAccepting()
+            }
+        case .connected:
+            break
+        }
+    }
+
+    private func resumeAccepting() {
+        acceptPaused = false
+        engine.resumeAccepting(listener)
+    }
+}

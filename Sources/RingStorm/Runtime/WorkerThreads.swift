@@ -1,0 +1,136 @@
+import Glibc
+import RingStormEngine
+import Synchronization
+
+/// Set from any thread (a signal handler's thread, a deadline, an embedding test); read by every
+/// engine loop once per poll.
+public final class StopFlag: Sendable {
+    private let stopped = Atomic<Bool>(false)
+    public init() {}
+    public func stop() { stopped.store(true, ordering: .releasing) }
+    public var isStopped: Bool { stopped.load(ordering: .acquiring) }
+}
+
+/// One engine loop on its own thread. The worker is created on that thread because an io_uring set
+/// up with `SINGLE_ISSUER` belongs to the thread that created it.
+public protocol EngineWorker: AnyObject {
+    associatedtype Snapshot: Sendable
+    /// Runs until `stop` is set; publishes progress through `publish` now and then (about once a second).
+    func run(until stop: StopFlag, publish: (Snapshot) -> Void)
+    /// The final counters, after `run` returned.
+    var snapshot: Snapshot { get }
+}
+
+/// Starts `count` threads, each building its worker with `make(index)` and running it; `start` returns
+/// once every worker is set up, or throws the first set-up error (after stopping the others).
+public final class WorkerThreads<Worker: EngineWorker>: Sendable {
+    private let latest: Locked<[Worker.Snapshot?]>
+    private let threads: Locked<[pthread_t]>
+    public let stopFlag: StopFlag
+
+    public init(count: Int, stop: StopFlag = StopFlag(),
+                make: @escaping @Sendable (Int) throws -> Worker) throws {
+        stopFlag = stop
+        latest = Locked([Worker.Snapshot?](repeating: nil, count: count))
+        threads = Locked([])
+        let ready = ReadyLatch(count: count)
+        for index in 0..<count {
+            let thread = try spawnThread(name: "ringstorm-\(index)") { [latest, stopFlag] in
+                let worker: Worker
+                do {
+                    worker = try make(index)
+                } catch {
+                    ready.fail(error)
+                    return
+                }
+                ready.arrive()
+                worker.run(until: stopFlag) { snapshot in latest.withLock { $0[index] = snapshot } }
+                let final = worker.snapshot
+                latest.withLock { $0[index] = final }
+            }
+            threads.withLock { $0.append(thread) }
+        }
+        if let error = ready.wait() {
+            stopFlag.stop()
+            join()
+            throw error
+        }
+    }
+
+    /// The latest snapshot each worker published (nil for one that has published nothing yet).
+    public var snapshots: [Worker.Snapshot?] { latest.withLock { $0 } }
+
+    public func stop() { stopFlag.stop() }
+
+    /// Waits for every thread to end; returns the final snapshots.
+    @discardableResult
+    public func join() -> [Worker.Snapshot] {
+        let all = threads.withLock { t in let copy = t; t.removeAll(); return copy }
+        for thread in all { pthread_join(thread, nil) }
+        return latest.withLock { $0.compactMap { $0 } }
+    }
+}
+
+/// A value behind a mutex, as a class so closures on other threads can share it.
+public final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    public init(_ value: Value) { mutex = Mutex(value) }
+    public func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+}
+
+/// Counts workers that finished setting up, or keeps the first error. (`@unchecked`: a POSIX semaphore
+/// is made to be shared between threads; the rest is behind the mutex.)
+private final class ReadyLatch: @unchecked Sendable {
+    private let state: Mutex<(remaining: Int, error: (any Error)?)>
+    private let semaphore: UnsafeMutablePointer<sem_t>
+
+    init(count: Int) {
+        state = Mutex((count, nil))
+        semaphore = .allocate(capacity: 1)
+        sem_init(semaphore, 0, 0)
+    }
+
+    func arrive() {
+        let done = state.withLock { s in s.remaining -= 1; return s.remaining == 0 }
+        if done { sem_post(semaphore) }
+    }
+
+    func fail(_ error: any Error) {
+        let first = state.withLock { s in
+            if s.error == nil { s.error = error; s.remaining = -1; return true }
+            return false
+        }
+        if first { sem_post(semaphore) }
+    }
+
+    func wait() -> (any Error)? {
+        while sem_wait(semaphore) != 0 && errno == EINTR {}
+        return state.withLock { $0.error }
+    }
+
+    deinit {
+        sem_destroy(semaphore)
+        semaphore.deallocate()
+    }
+}
+
+private final class ThreadBody {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+}
+
+/// A plain pthread: engine loops are long-lived and must not be scheduled by a cooperative pool.
+func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) throws(EngineError) -> pthread_t {
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+    let result = pthread_create(&thread, nil, { raw in
+        let box = Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue()
+        box.body()
+        return nil
+    }, box)
+    guard result == 0 else {
+        Unmanaged<ThreadBody>.fromOpaque(box).release()
+        throw EngineError("pthread_create", Errno(rawValue: result))
+    }
+    return thread
+}
