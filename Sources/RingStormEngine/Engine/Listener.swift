@@ -13,7 +13,7 @@ struct Listener {
     var paused = false
 
     static func open(on address: SocketAddress, backlog: Int32, reusePort: Bool, noDelay: Bool,
-                     syscalls: inout SyscallCounts) throws(EngineError) -> Listener {
+                     syscalls: Counters) throws(EngineError) -> Listener {
         let fd: Int32
         switch syscalls.socket(family: address.family, type: Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue)) {
         case .success(let s): fd = s
@@ -39,26 +39,26 @@ struct Listener {
         }
         let bound = syscalls.localAddress(fd) ?? address
         var listener = Listener(fd: fd, address: bound)
-        listener.reopenReserve(&syscalls)
+        listener.reopenReserve(syscalls)
         return listener
     }
 
-    mutating func reopenReserve(_ syscalls: inout SyscallCounts) {
+    mutating func reopenReserve(_ syscalls: Counters) {
         guard reserveFD < 0 else { return }
         syscalls.record(.other)
         reserveFD = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
     }
 
     /// One round of the reserve-descriptor trick; true when a queued connection was shed.
-    mutating func shedOne(_ syscalls: inout SyscallCounts) -> Bool {
+    mutating func shedOne(_ syscalls: Counters) -> Bool {
         if reserveFD >= 0 { syscalls.close(reserveFD); reserveFD = -1 }
-        defer { reopenReserve(&syscalls) }
+        defer { reopenReserve(syscalls) }
         guard case .success(let fd) = syscalls.accept(self.fd) else { return false }
         syscalls.close(fd)
         return true
     }
 
-    mutating func close(_ syscalls: inout SyscallCounts) {
+    mutating func close(_ syscalls: Counters) {
         if reserveFD >= 0 { syscalls.close(reserveFD); reserveFD = -1 }
         if fd >= 0 { syscalls.close(fd); fd = -1 }
     }
@@ -68,7 +68,7 @@ struct Listener {
 /// address, `IP_BIND_ADDRESS_NO_PORT` defers the port choice to connect, so each source address gets
 /// its own 28,232 ephemeral ports per destination instead of sharing bind's global pool.
 func openClientSocket(to destination: SocketAddress, from source: SocketAddress?, noDelay: Bool,
-                      syscalls: inout SyscallCounts) throws(Errno) -> Int32 {
+                      syscalls: Counters) throws(Errno) -> Int32 {
     let fd: Int32
     switch syscalls.socket(family: destination.family, type: Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue)) {
     case .success(let s): fd = s

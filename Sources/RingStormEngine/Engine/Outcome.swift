@@ -140,10 +140,14 @@ public struct OutcomeCounts: Sendable, Equatable {
 
     public init() {}
 
-    @inline(__always)
-    public mutating func record(_ kind: OperationKind, _ outcome: Outcome) {
-        counts[kind.rawValue * Self.width + outcome.counterIndex] &+= 1
-        if case .other(let e) = outcome { others[kind.rawValue, default: [:]][e.rawValue, default: 0] += 1 }
+    public mutating func record(_ kind: OperationKind, _ outcome: Outcome, times: Int = 1) {
+        guard times != 0 else { return }
+        if case .other(let e) = outcome {
+            others[kind.rawValue, default: [:]][e.rawValue, default: 0] += times
+            counts[kind.rawValue * Self.width + outcome.counterIndex] += times
+        } else {
+            counts[kind.rawValue * Self.width + outcome.counterIndex] += times
+        }
     }
 
     public func count(_ kind: OperationKind, _ outcome: Outcome) -> Int {

@@ -2,12 +2,13 @@
 /// so completions and calls that still name the old occupant are recognised as stale.
 struct SlotAllocator {
     private var free: [UInt32]
-    private(set) var generations: [UInt32]
+    /// Shared storage: `isCurrent` reads it without touching the allocator's own (mutable) state.
+    let generations: FlatArray<UInt32>
     private(set) var inUse = 0
 
     init(capacity: Int) {
         free = (0..<UInt32(capacity)).reversed()
-        generations = [UInt32](repeating: 1, count: capacity)
+        generations = FlatArray(repeating: 1, count: capacity)
     }
 
     var capacity: Int { generations.count }
@@ -27,8 +28,13 @@ struct SlotAllocator {
         inUse -= 1
     }
 
+    func deallocate() { generations.deallocate() }
+}
+
+extension FlatArray where Element == UInt32 {
+    /// Whether `id` still names the slot's current occupant.
     @inline(__always)
     func isCurrent(_ id: ConnectionID) -> Bool {
-        Int(id.slot) < generations.count && generations[Int(id.slot)] == id.generation
+        Int(id.slot) < count && self[Int(id.slot)] == id.generation
     }
 }

@@ -17,9 +17,11 @@ public final class EpollEngine: NetworkEngine {
 
     private let epollFD: Int32
     private let configuration: EngineConfiguration
+    private let counters = Counters()
     private var stats = EngineStatistics(backend: .epoll)
     private var slots: SlotAllocator
-    private var connections: [EpollConnection]
+    private let generations: FlatArray<UInt32>
+    private let connections: FlatArray<EpollConnection>
     private var listeners: [Listener] = []
     private var timers = TimerQueue()
     private var connectDeadlines = TimerQueue()
@@ -41,23 +43,27 @@ public final class EpollEngine: NetworkEngine {
 
     public init(configuration: EngineConfiguration = EngineConfiguration()) throws(EngineError) {
         self.configuration = configuration
-        stats.syscalls.record(.epollCreate)
+        counters.record(.epollCreate)
         let fd = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard fd >= 0 else { throw EngineError("epoll_create1", .current) }
         epollFD = fd
         slots = SlotAllocator(capacity: configuration.maxConnections)
-        connections = [EpollConnection](repeating: EpollConnection(), count: configuration.maxConnections)
+        generations = slots.generations
+        connections = FlatArray(repeating: EpollConnection(), count: configuration.maxConnections)
         events = .allocate(capacity: Int(eventCapacity))
         readBufferSize = max(configuration.receiveBufferSize, 64 * 1024)
         readBuffer = .allocate(byteCount: readBufferSize, alignment: 4096)
     }
 
     deinit {
-        for i in listeners.indices { listeners[i].close(&stats.syscalls) }
+        for i in listeners.indices { listeners[i].close(counters) }
         for i in connections.indices {
             if connections[i].state != .free && connections[i].fd >= 0 { Glibc.close(connections[i].fd) }
             connections[i].outbound.deallocate()
         }
+        connections.deallocate()
+        slots.deallocate()
+        counters.deallocate()
         Glibc.close(epollFD)
         events.deallocate()
         readBuffer.deallocate()
@@ -69,7 +75,7 @@ public final class EpollEngine: NetworkEngine {
         var event = epoll_event()
         event.events = mask
         event.data.u64 = tag.rawValue
-        return stats.syscalls.call(.epollCtl) { epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) }.map { _ in () }
+        return counters.call(.epollCtl) { epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) }.map { _ in () }
     }
 
     private static let connectionEvents = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
@@ -78,11 +84,11 @@ public final class EpollEngine: NetworkEngine {
 
     public func listen(on address: SocketAddress, backlog: Int32, reusePort: Bool) throws(EngineError) -> ListenerID {
         var listener = try Listener.open(on: address, backlog: backlog, reusePort: reusePort,
-                                         noDelay: configuration.noDelay, syscalls: &stats.syscalls)
+                                         noDelay: configuration.noDelay, syscalls: counters)
         let index = listeners.count
         if case .failure(let e) = register(listener.fd, tag: UserData(.accept, slot: UInt32(index), generation: 0),
                                            events: EPOLLIN.rawValue | EPOLLET.rawValue) {
-            listener.close(&stats.syscalls)
+            listener.close(counters)
             throw EngineError("epoll_ctl for the listener", e)
         }
         listeners.append(listener)
@@ -103,26 +109,26 @@ public final class EpollEngine: NetworkEngine {
 
     public func shedOne(_ listener: ListenerID) -> Bool {
         guard listeners.indices.contains(listener.index) else { return false }
-        let shed = listeners[listener.index].shedOne(&stats.syscalls)
-        if shed { stats.outcomes.record(.accept, .success) }
+        let shed = listeners[listener.index].shedOne(counters)
+        if shed { counters.record(.accept, .success) }
         return shed
     }
 
     public func connect(to destination: SocketAddress, from source: SocketAddress?, timeoutNanoseconds: Int64) throws(Errno) -> ConnectionID {
-        let fd = try openClientSocket(to: destination, from: source, noDelay: configuration.noDelay, syscalls: &stats.syscalls)
+        let fd = try openClientSocket(to: destination, from: source, noDelay: configuration.noDelay, syscalls: counters)
         guard let id = slots.allocate() else {
-            stats.syscalls.close(fd)
+            counters.close(fd)
             stats.slotExhaustions += 1
             throw Errno.tooManyOpenFiles
         }
         let i = Int(id.slot)
         connections[i] = EpollConnection(fd: fd, state: .connecting, reuse: connections[i].outbound)
         if case .failure(let e) = register(fd, tag: UserData(.receive, slot: id.slot, generation: id.generation), events: Self.connectionEvents) {
-            stats.syscalls.close(fd)
+            counters.close(fd)
             release(id.slot)
             throw e
         }
-        switch stats.syscalls.connect(fd, to: destination) {
+        switch counters.connect(fd, to: destination) {
         case .success:
             // Connected at once: report it at the next poll, as the io_uring backend would.
             connections[i].connectReported = true
@@ -139,7 +145,7 @@ public final class EpollEngine: NetworkEngine {
     }
 
     public func send(_ connection: ConnectionID, _ bytes: UnsafeRawBufferPointer) {
-        guard slots.isCurrent(connection) else { return }
+        guard generations.isCurrent(connection) else { return }
         let i = Int(connection.slot)
         guard connections[i].state == .open || connections[i].state == .connecting, !connections[i].closeAfterDrain else { return }
         connections[i].outbound.append(bytes)
@@ -154,11 +160,11 @@ public final class EpollEngine: NetworkEngine {
     }
 
     public func pendingBytes(_ connection: ConnectionID) -> Int {
-        slots.isCurrent(connection) ? connections[Int(connection.slot)].outbound.count : 0
+        generations.isCurrent(connection) ? connections[Int(connection.slot)].outbound.count : 0
     }
 
     public func close(_ connection: ConnectionID, mode: CloseMode) {
-        guard slots.isCurrent(connection) else { return }
+        guard generations.isCurrent(connection) else { return }
         let i = Int(connection.slot)
         switch connections[i].state {
         case .free: return
@@ -176,7 +182,11 @@ public final class EpollEngine: NetworkEngine {
         timers.schedule(at: monotonicNanoseconds() + max(0, delay), token: token)
     }
 
-    public var statistics: EngineStatistics { stats }
+    public var statistics: EngineStatistics {
+        var s = stats
+        counters.fill(&s)
+        return s
+    }
     public var openConnections: Int { slots.inUse }
 
     public func poll(timeoutNanoseconds: Int64?, _ handler: (Event) -> Void) throws(EngineError) -> Int {
@@ -190,7 +200,7 @@ public final class EpollEngine: NetworkEngine {
         if let deadline = connectDeadlines.nextDeadline { wait = min(wait ?? .max, max(0, deadline - now)) }
         let milliseconds: Int32 = wait.map { Int32(clamping: ($0 + 999_999) / 1_000_000) } ?? -1
 
-        stats.syscalls.record(.epollWait)
+        counters.record(.epollWait)
         let n = epoll_wait(epollFD, events, eventCapacity, milliseconds)
         if n < 0 {
             let error = Errno.current
@@ -214,18 +224,18 @@ public final class EpollEngine: NetworkEngine {
     // MARK: - Readiness
 
     private func ready(_ id: ConnectionID, mask: UInt32, _ handler: (Event) -> Void) {
-        guard slots.isCurrent(id) else { return }
+        guard generations.isCurrent(id) else { return }
         let i = Int(id.slot)
         if connections[i].state == .connecting {
             let failed = mask & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0
             guard failed || mask & EPOLLOUT.rawValue != 0 else { return }
             let code: Int32
-            switch stats.syscalls.pendingError(connections[i].fd) {
+            switch counters.pendingError(connections[i].fd) {
             case .success(let c): code = c
             case .failure(let e): code = e.rawValue
             }
             finishConnect(id, error: code == 0 ? nil : Errno(rawValue: code), deferredOnly: false, handler)
-            guard slots.isCurrent(id), connections[i].state == .open else { return }
+            guard generations.isCurrent(id), connections[i].state == .open else { return }
         }
         if mask & EPOLLOUT.rawValue != 0 && !connections[i].outbound.isEmpty { _ = flush(id.slot, handler) }
         if mask & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 {
@@ -236,18 +246,18 @@ public final class EpollEngine: NetworkEngine {
     private func readLoop(_ id: ConnectionID, _ handler: (Event) -> Void) {
         let i = Int(id.slot)
         var reads = 0
-        while slots.isCurrent(id), connections[i].state == .open, !connections[i].readEnded, !connections[i].backpressured {
+        while generations.isCurrent(id), connections[i].state == .open, !connections[i].readEnded, !connections[i].backpressured {
             if reads == readsPerWakeup { readyToRead.append(id); return }
             reads += 1
-            switch stats.syscalls.receive(connections[i].fd, into: readBuffer, count: readBufferSize) {
+            switch counters.receive(connections[i].fd, into: readBuffer, count: readBufferSize) {
             case .success(let n) where n > 0:
-                stats.outcomes.record(.receive, .success)
-                stats.bytesReceived += n
+                counters.record(.receive, .success)
+                counters.received(n)
                 handler(Event(.received, id, bytes: UnsafeRawBufferPointer(start: readBuffer, count: n)))
                 // A short read drained the socket; the next arrival raises a new edge.
                 if n < readBufferSize { return }
             case .success:
-                stats.outcomes.record(.receive, .closedByPeer)
+                counters.record(.receive, .closedByPeer)
                 connections[i].readEnded = true
                 handler(Event(.readEnded, id, .closedByPeer))
                 return
@@ -255,7 +265,7 @@ public final class EpollEngine: NetworkEngine {
                 return
             case .failure(let e):
                 let outcome = Outcome(e)
-                stats.outcomes.record(.receive, outcome)
+                counters.record(.receive, outcome)
                 connections[i].readEnded = true
                 handler(Event(.readEnded, id, outcome))
                 return
@@ -269,19 +279,19 @@ public final class EpollEngine: NetworkEngine {
         var accepted = 0
         while listeners[index].fd >= 0 && !listeners[index].paused {
             if accepted == acceptsPerWakeup { readyToAccept.append(index); return }
-            switch stats.syscalls.accept(listeners[index].fd) {
+            switch counters.accept(listeners[index].fd) {
             case .success(let fd):
                 accepted += 1
-                stats.outcomes.record(.accept, .success)
+                counters.record(.accept, .success)
                 guard let id = slots.allocate() else {
-                    stats.syscalls.close(fd)
+                    counters.close(fd)
                     stats.slotExhaustions += 1
                     continue
                 }
                 let i = Int(id.slot)
                 connections[i] = EpollConnection(fd: fd, state: .open, reuse: connections[i].outbound)
                 if case .failure(let e) = register(fd, tag: UserData(.receive, slot: id.slot, generation: id.generation), events: Self.connectionEvents) {
-                    stats.syscalls.close(fd)
+                    counters.close(fd)
                     release(id.slot)
                     stats.notes.append("epoll_ctl for an accepted socket: \(e)")
                     continue
@@ -291,7 +301,7 @@ public final class EpollEngine: NetworkEngine {
                 return
             case .failure(let e):
                 let outcome = Outcome(e)
-                stats.outcomes.record(.accept, outcome)
+                counters.record(.accept, outcome)
                 if outcome.pausesAccepting { listeners[index].paused = true }
                 handler(Event(.acceptFailed, .none, outcome, listener: listener))
                 if outcome.pausesAccepting { return }
@@ -303,12 +313,12 @@ public final class EpollEngine: NetworkEngine {
         let i = Int(id.slot)
         if let error {
             let outcome = Outcome(error)
-            stats.outcomes.record(.connect, outcome)
-            stats.syscalls.close(connections[i].fd)
+            counters.record(.connect, outcome)
+            counters.close(connections[i].fd)
             release(id.slot)
             emit(Event(.connected, id, outcome), deferredOnly: deferredOnly, handler)
         } else {
-            stats.outcomes.record(.connect, .success)
+            counters.record(.connect, .success)
             connections[i].state = .open
             emit(Event(.connected, id), deferredOnly: deferredOnly, handler)
         }
@@ -325,7 +335,7 @@ public final class EpollEngine: NetworkEngine {
         for event in batch {
             handler(event)
             // A connection that connected at once may already have data waiting: no edge will say so.
-            if event.kind == .connected && event.outcome == .success && slots.isCurrent(event.connection) {
+            if event.kind == .connected && event.outcome == .success && generations.isCurrent(event.connection) {
                 readyToRead.append(event.connection)
             }
         }
@@ -352,7 +362,7 @@ public final class EpollEngine: NetworkEngine {
         var fired = 0
         while let token = connectDeadlines.popExpired(now: now) {
             let id = UserData(rawValue: token).connection
-            guard slots.isCurrent(id), connections[Int(id.slot)].state == .connecting else { continue }
+            guard generations.isCurrent(id), connections[Int(id.slot)].state == .connecting else { continue }
             finishConnect(id, error: .timedOut, deferredOnly: false, handler)
             fired += 1
         }
@@ -380,25 +390,25 @@ public final class EpollEngine: NetworkEngine {
     /// Sends until the queue is empty or the kernel's buffer is full. False when the send failed.
     private func flush(_ slot: UInt32, _ handler: (Event) -> Void) -> Bool {
         let i = Int(slot)
-        let id = ConnectionID(slot: slot, generation: slots.generations[i])
+        let id = ConnectionID(slot: slot, generation: generations[i])
         guard connections[i].state == .open else { return true }
         while let chunk = connections[i].outbound.nextChunk() {
-            switch stats.syscalls.send(connections[i].fd, from: chunk.baseAddress!, count: chunk.count) {
+            switch counters.send(connections[i].fd, from: chunk.baseAddress!, count: chunk.count) {
             case .success(let n):
-                stats.outcomes.record(.send, .success)
-                stats.bytesSent += n
+                counters.record(.send, .success)
+                counters.sent(n)
                 connections[i].outbound.consume(n)
                 if n < chunk.count { return true }
             case .failure(.wouldBlock):
                 return true
             case .failure(let e):
                 let outcome = Outcome(e)
-                stats.outcomes.record(.send, outcome)
+                counters.record(.send, outcome)
                 connections[i].sendFailed = true
                 connections[i].outbound.reset()
                 let closing = connections[i].closeAfterDrain
                 handler(Event(.sendFailed, id, outcome))
-                if closing && slots.isCurrent(id) { closeNow(id, mode: .orderly) }
+                if closing && generations.isCurrent(id) { closeNow(id, mode: .orderly) }
                 return false
             }
         }
@@ -412,10 +422,10 @@ public final class EpollEngine: NetworkEngine {
 
     private func closeNow(_ id: ConnectionID, mode: CloseMode) {
         let i = Int(id.slot)
-        if mode == .abortive { _ = stats.syscalls.setAbortiveClose(connections[i].fd) }
+        if mode == .abortive { _ = counters.setAbortiveClose(connections[i].fd) }
         // Closing the only descriptor removes it from the epoll set: no epoll_ctl needed.
-        stats.syscalls.close(connections[i].fd)
-        stats.outcomes.record(.close, .success)
+        counters.close(connections[i].fd)
+        counters.record(.close, .success)
         release(id.slot)
         deferred.append(Event(.closed, id))
     }

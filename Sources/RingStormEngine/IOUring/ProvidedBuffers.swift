@@ -11,7 +11,7 @@ final class ProvidedBuffers {
     private let size: Int
     private let mask: Int32
 
-    init(ring uring: inout io_uring, count: Int, size: Int, group: UInt16, syscalls: inout SyscallCounts) throws(EngineError) {
+    init(ring uring: inout io_uring, count: Int, size: Int, group: UInt16, syscalls: Counters) throws(EngineError) {
         guard count > 0, count & (count - 1) == 0, count <= 32768 else {
             throw EngineError("provided buffers", .invalidArgument, hint: "the buffer count must be a power of two up to 32768, not \(count)")
         }

@@ -20,9 +20,11 @@ public final class UringEngine: NetworkEngine {
 
     private var ring = io_uring()
     private let configuration: EngineConfiguration
+    private let counters = Counters()
     private var stats = EngineStatistics(backend: .uring)
     private var slots: SlotAllocator
-    private var connections: [UringConnection]
+    private let generations: FlatArray<UInt32>
+    private let connections: FlatArray<UringConnection>
     private var listeners: [Listener] = []
     private var listenerArmed: [Bool] = []
     private var timers = TimerQueue()
@@ -47,15 +49,16 @@ public final class UringEngine: NetworkEngine {
     public init(configuration: EngineConfiguration = EngineConfiguration()) throws(EngineError) {
         self.configuration = configuration
         slots = SlotAllocator(capacity: configuration.maxConnections)
-        connections = [UringConnection](repeating: UringConnection(), count: configuration.maxConnections)
+        generations = slots.generations
+        connections = FlatArray(repeating: UringConnection(), count: configuration.maxConnections)
         connectAddresses = .allocate(capacity: configuration.maxConnections)
         connectTimeouts = .allocate(capacity: configuration.maxConnections)
         completionBatch = .allocate(capacity: Int(completionBatchSize))
 
-        try Self.setUp(&ring, configuration, &stats)
+        try Self.setUp(&ring, configuration, &stats, counters)
         do {
             buffers = try ProvidedBuffers(ring: &ring, count: configuration.receiveBufferCount,
-                                          size: configuration.receiveBufferSize, group: 0, syscalls: &stats.syscalls)
+                                          size: configuration.receiveBufferSize, group: 0, syscalls: counters)
         } catch {
             io_uring_queue_exit(&ring)
             throw error
@@ -63,11 +66,14 @@ public final class UringEngine: NetworkEngine {
     }
 
     deinit {
-        for i in listeners.indices { listeners[i].close(&stats.syscalls) }
+        for i in listeners.indices { listeners[i].close(counters) }
         for i in connections.indices {
             if connections[i].state != .free && connections[i].fd >= 0 { Glibc.close(connections[i].fd) }
             connections[i].outbound.deallocate()
         }
+        connections.deallocate()
+        slots.deallocate()
+        counters.deallocate()
         buffers.release(ring: &ring)
         io_uring_queue_exit(&ring)
         connectAddresses.deallocate()
@@ -75,12 +81,12 @@ public final class UringEngine: NetworkEngine {
         completionBatch.deallocate()
     }
 
-    private static func setUp(_ ring: inout io_uring, _ configuration: EngineConfiguration, _ stats: inout EngineStatistics) throws(EngineError) {
+    private static func setUp(_ ring: inout io_uring, _ configuration: EngineConfiguration, _ stats: inout EngineStatistics, _ counters: Counters) throws(EngineError) {
         var params = io_uring_params()
         params.flags = curing_setup_submit_all | curing_setup_cqsize
         if configuration.deferTaskRun { params.flags |= curing_setup_single_issuer | curing_setup_defer_taskrun }
         params.cq_entries = configuration.completionQueueEntries
-        stats.syscalls.record(.ioUringSetup)
+        counters.record(.ioUringSetup)
         var result = io_uring_queue_init_params(configuration.submissionQueueEntries, &ring, &params)
         if result == -EINVAL && configuration.deferTaskRun {
             // Kernels before 6.1 refuse DEFER_TASKRUN; COOP_TASKRUN (5.19) still avoids IPIs.
@@ -88,7 +94,7 @@ public final class UringEngine: NetworkEngine {
             params = io_uring_params()
             params.flags = curing_setup_submit_all | curing_setup_cqsize | curing_setup_coop_taskrun
             params.cq_entries = configuration.completionQueueEntries
-            stats.syscalls.record(.ioUringSetup)
+            counters.record(.ioUringSetup)
             result = io_uring_queue_init_params(configuration.submissionQueueEntries, &ring, &params)
         }
         guard result >= 0 else {
@@ -100,14 +106,14 @@ public final class UringEngine: NetworkEngine {
             }
             throw EngineError("io_uring_setup", error, hint: hint)
         }
-        stats.syscalls.record(.mmap, 3)
+        counters.record(.mmap, 3)
         guard params.features & curing_feat_ext_arg != 0 else {
             io_uring_queue_exit(&ring)
             throw EngineError("io_uring_setup", nil, hint: "this kernel lacks IORING_FEAT_EXT_ARG (5.11): use --backend epoll")
         }
         if params.features & curing_feat_nodrop == 0 { stats.notes.append("kernel lacks FEAT_NODROP: an overflowing CQ loses completions") }
         // A registered ring fd skips the fd-table lookup on every io_uring_enter.
-        stats.syscalls.record(.ioUringRegister)
+        counters.record(.ioUringRegister)
         if io_uring_register_ring_fd(&ring) < 0 { stats.notes.append("io_uring_register_ring_fd refused; using the plain ring fd") }
     }
 
@@ -131,7 +137,7 @@ public final class UringEngine: NetworkEngine {
         if reap || waitNanoseconds != 0 { flags |= curing_enter_getevents }
         if waitNanoseconds != 0 { minComplete = 1 }
         if curing_ring_fd_registered(&ring) != 0 { flags |= curing_enter_registered_ring }
-        stats.syscalls.record(.ioUringEnter)
+        counters.record(.ioUringEnter)
         let result: Int32
         if let wait = waitNanoseconds, wait > 0 {
             waitTimeout.tv_sec = wait / 1_000_000_000
@@ -173,7 +179,7 @@ public final class UringEngine: NetworkEngine {
         io_uring_prep_recv_multishot(sqe, connections[Int(slot)].fd, nil, 0, 0)
         sqe.pointee.flags |= curing_iosqe_buffer_select
         sqe.pointee.buf_group = buffers.group
-        io_uring_sqe_set_data64(sqe, UserData(.receive, slot: slot, generation: slots.generations[Int(slot)]).rawValue)
+        io_uring_sqe_set_data64(sqe, UserData(.receive, slot: slot, generation: generations[Int(slot)]).rawValue)
         connections[Int(slot)].receiveArmed = true
     }
 
@@ -198,7 +204,7 @@ public final class UringEngine: NetworkEngine {
                   let chunk = connections[i].outbound.nextChunk() else { continue }
             let sqe = nextSQE()
             io_uring_prep_send(sqe, connections[i].fd, chunk.baseAddress, chunk.count, Int32(MSG_NOSIGNAL))
-            io_uring_sqe_set_data64(sqe, UserData(.send, slot: slot, generation: slots.generations[i]).rawValue)
+            io_uring_sqe_set_data64(sqe, UserData(.send, slot: slot, generation: generations[i]).rawValue)
             connections[i].sendInFlight = true
         }
         dirty.removeAll(keepingCapacity: true)
@@ -208,7 +214,7 @@ public final class UringEngine: NetworkEngine {
 
     public func listen(on address: SocketAddress, backlog: Int32, reusePort: Bool) throws(EngineError) -> ListenerID {
         let listener = try Listener.open(on: address, backlog: backlog, reusePort: reusePort,
-                                         noDelay: configuration.noDelay, syscalls: &stats.syscalls)
+                                         noDelay: configuration.noDelay, syscalls: counters)
         listeners.append(listener)
         listenerArmed.append(false)
         armAccept(listeners.count - 1, pollFirst: false)
@@ -229,15 +235,15 @@ public final class UringEngine: NetworkEngine {
 
     public func shedOne(_ listener: ListenerID) -> Bool {
         guard listeners.indices.contains(listener.index) else { return false }
-        let shed = listeners[listener.index].shedOne(&stats.syscalls)
-        if shed { stats.outcomes.record(.accept, .success) }
+        let shed = listeners[listener.index].shedOne(counters)
+        if shed { counters.record(.accept, .success) }
         return shed
     }
 
     public func connect(to destination: SocketAddress, from source: SocketAddress?, timeoutNanoseconds: Int64) throws(Errno) -> ConnectionID {
-        let fd = try openClientSocket(to: destination, from: source, noDelay: configuration.noDelay, syscalls: &stats.syscalls)
+        let fd = try openClientSocket(to: destination, from: source, noDelay: configuration.noDelay, syscalls: counters)
         guard let id = slots.allocate() else {
-            stats.syscalls.close(fd)
+            counters.close(fd)
             stats.slotExhaustions += 1
             throw Errno.tooManyOpenFiles
         }
@@ -263,7 +269,7 @@ public final class UringEngine: NetworkEngine {
     }
 
     public func send(_ connection: ConnectionID, _ bytes: UnsafeRawBufferPointer) {
-        guard slots.isCurrent(connection) else { return }
+        guard generations.isCurrent(connection) else { return }
         let i = Int(connection.slot)
         guard connections[i].state == .open || connections[i].state == .connecting, !connections[i].closeAfterDrain else { return }
         connections[i].outbound.append(bytes)
@@ -276,11 +282,11 @@ public final class UringEngine: NetworkEngine {
     }
 
     public func pendingBytes(_ connection: ConnectionID) -> Int {
-        slots.isCurrent(connection) ? connections[Int(connection.slot)].outbound.count : 0
+        generations.isCurrent(connection) ? connections[Int(connection.slot)].outbound.count : 0
     }
 
     public func close(_ connection: ConnectionID, mode: CloseMode) {
-        guard slots.isCurrent(connection) else { return }
+        guard generations.isCurrent(connection) else { return }
         let i = Int(connection.slot)
         switch connections[i].state {
         case .free, .closing: return
@@ -298,7 +304,11 @@ public final class UringEngine: NetworkEngine {
         timers.schedule(at: monotonicNanoseconds() + max(0, delay), token: token)
     }
 
-    public var statistics: EngineStatistics { stats }
+    public var statistics: EngineStatistics {
+        var s = stats
+        counters.fill(&s)
+        return s
+    }
     public var openConnections: Int { slots.inUse }
 
     public func poll(timeoutNanoseconds: Int64?, _ handler: (Event) -> Void) throws(EngineError) -> Int {
@@ -328,7 +338,7 @@ public final class UringEngine: NetworkEngine {
     private func drainCompletions(_ handler: (Event) -> Void) -> Int {
         var total = 0
         while true {
-            if io_uring_cq_ready(&ring) == 0 && sawOverflow { stats.syscalls.record(.ioUringEnter) }
+            if io_uring_cq_ready(&ring) == 0 && sawOverflow { counters.record(.ioUringEnter) }
             let n = io_uring_peek_batch_cqe(&ring, completionBatch, completionBatchSize)
             if n == 0 { break }
             for k in 0..<Int(n) {
@@ -347,7 +357,7 @@ public final class UringEngine: NetworkEngine {
     private func rearmStarved() {
         let waiting = starved
         starved.removeAll(keepingCapacity: true)
-        for id in waiting where slots.isCurrent(id) {
+        for id in waiting where generations.isCurrent(id) {
             connections[Int(id.slot)].waitingForBuffers = false
             rearmReceiveIfWanted(id.slot)
         }
@@ -362,11 +372,11 @@ public final class UringEngine: NetworkEngine {
         case .connect: completeConnect(data, result: result, handler)
         case .close: completeClose(data, result: result, handler)
         case .cancel:
-            guard slots.isCurrent(data.connection) else { return }
+            guard generations.isCurrent(data.connection) else { return }
             connections[Int(data.slot)].cancelInFlight = false
             finishCloseIfIdle(data.slot)
         case .cancelReceive:
-            guard slots.isCurrent(data.connection) else { return }
+            guard generations.isCurrent(data.connection) else { return }
             connections[Int(data.slot)].receiveCancelPending = false
             rearmReceiveIfWanted(data.slot)
         case .linkTimeout: break
@@ -378,19 +388,19 @@ public final class UringEngine: NetworkEngine {
         var bufferID: UInt16? = nil
         if flags & curing_cqe_f_buffer != 0 { bufferID = UInt16(truncatingIfNeeded: flags >> curing_cqe_buffer_shift) }
         defer { if let bufferID { buffers.recycle(bufferID) } }
-        guard slots.isCurrent(data.connection) else { return }
+        guard generations.isCurrent(data.connection) else { return }
         let i = Int(data.slot)
         if !more { connections[i].receiveArmed = false }
         if result > 0 {
-            stats.outcomes.record(.receive, .success)
-            stats.bytesReceived += Int(result)
+            counters.record(.receive, .success)
+            counters.received(Int(result))
             if connections[i].state == .open, let bufferID {
                 handler(Event(.received, data.connection, bytes: UnsafeRawBufferPointer(start: buffers.address(of: bufferID), count: Int(result))))
             }
             // A multishot receive may end without an error (liburing issue 805): re-arm it.
-            if !more && slots.isCurrent(data.connection) { rearmReceiveIfWanted(data.slot) }
+            if !more && generations.isCurrent(data.connection) { rearmReceiveIfWanted(data.slot) }
         } else if result == 0 {
-            stats.outcomes.record(.receive, .closedByPeer)
+            counters.record(.receive, .closedByPeer)
             connections[i].readEnded = true
             if connections[i].state == .open { handler(Event(.readEnded, data.connection, .closedByPeer)) }
         } else {
@@ -398,7 +408,7 @@ public final class UringEngine: NetworkEngine {
             let outcome = Outcome(error)
             switch outcome {
             case .noBuffers:
-                stats.outcomes.record(.receive, .noBuffers)
+                counters.record(.receive, .noBuffers)
                 stats.bufferExhaustions += 1
                 if !connections[i].waitingForBuffers {
                     connections[i].waitingForBuffers = true
@@ -407,21 +417,21 @@ public final class UringEngine: NetworkEngine {
             case .cancelled where connections[i].state == .closing || connections[i].backpressured:
                 break // our own cancel: not an outcome of the connection
             default:
-                stats.outcomes.record(.receive, outcome)
+                counters.record(.receive, outcome)
                 connections[i].readEnded = true
                 if connections[i].state == .open { handler(Event(.readEnded, data.connection, outcome)) }
             }
         }
-        if slots.isCurrent(data.connection) { finishCloseIfIdle(data.slot) }
+        if generations.isCurrent(data.connection) { finishCloseIfIdle(data.slot) }
     }
 
     private func completeSend(_ data: UserData, result: Int32, _ handler: (Event) -> Void) {
-        guard slots.isCurrent(data.connection) else { return }
+        guard generations.isCurrent(data.connection) else { return }
         let i = Int(data.slot)
         connections[i].sendInFlight = false
         if result >= 0 {
-            stats.outcomes.record(.send, .success)
-            stats.bytesSent += Int(result)
+            counters.record(.send, .success)
+            counters.sent(Int(result))
             connections[i].outbound.consume(Int(result))
             if connections[i].backpressured && connections[i].outbound.count <= configuration.maxPendingBytesPerConnection / 2 {
                 connections[i].backpressured = false
@@ -435,28 +445,28 @@ public final class UringEngine: NetworkEngine {
         } else {
             let outcome = Outcome(Errno.fromNegated(result))
             let ours = outcome == .cancelled && connections[i].state == .closing
-            if !ours { stats.outcomes.record(.send, outcome) }
+            if !ours { counters.record(.send, outcome) }
             connections[i].sendFailed = true
             if connections[i].state == .open && !ours {
                 handler(Event(.sendFailed, data.connection, outcome))
-                if slots.isCurrent(data.connection) && connections[i].closeAfterDrain { beginClose(data.slot, mode: .orderly) }
+                if generations.isCurrent(data.connection) && connections[i].closeAfterDrain { beginClose(data.slot, mode: .orderly) }
             }
         }
-        if slots.isCurrent(data.connection) { finishCloseIfIdle(data.slot) }
+        if generations.isCurrent(data.connection) { finishCloseIfIdle(data.slot) }
     }
 
     private func completeAccept(_ data: UserData, result: Int32, flags: UInt32, _ handler: (Event) -> Void) {
         let index = Int(data.slot)
         guard listeners.indices.contains(index), listeners[index].fd >= 0 else {
-            if result >= 0 { stats.syscalls.close(result) }
+            if result >= 0 { counters.close(result) }
             return
         }
         let listener = ListenerID(index: index)
         if flags & curing_cqe_f_more == 0 { listenerArmed[index] = false }
         if result >= 0 {
-            stats.outcomes.record(.accept, .success)
+            counters.record(.accept, .success)
             guard let id = slots.allocate() else {
-                stats.syscalls.close(result)
+                counters.close(result)
                 stats.slotExhaustions += 1
                 return
             }
@@ -471,7 +481,7 @@ public final class UringEngine: NetworkEngine {
                 usePollFirst = false
                 stats.notes.append("IORING_ACCEPT_POLL_FIRST unsupported; paused accepts re-arm without it")
             } else {
-                stats.outcomes.record(.accept, outcome)
+                counters.record(.accept, outcome)
                 if outcome.pausesAccepting { listeners[index].paused = true }
                 handler(Event(.acceptFailed, .none, outcome, listener: listener))
             }
@@ -480,7 +490,7 @@ public final class UringEngine: NetworkEngine {
     }
 
     private func completeConnect(_ data: UserData, result: Int32, _ handler: (Event) -> Void) {
-        guard slots.isCurrent(data.connection) else { return }
+        guard generations.isCurrent(data.connection) else { return }
         let i = Int(data.slot)
         connections[i].connectInFlight = false
         if connections[i].state == .closing {
@@ -488,7 +498,7 @@ public final class UringEngine: NetworkEngine {
             return
         }
         if result == 0 {
-            stats.outcomes.record(.connect, .success)
+            counters.record(.connect, .success)
             connections[i].state = .open
             armReceive(data.slot)
             if !connections[i].outbound.isEmpty { markDirty(data.slot) }
@@ -497,16 +507,16 @@ public final class UringEngine: NetworkEngine {
             // With a link timeout, ECANCELED on the connect means the deadline passed.
             var outcome = Outcome(Errno.fromNegated(result))
             if outcome == .cancelled { outcome = .timedOut }
-            stats.outcomes.record(.connect, outcome)
-            stats.syscalls.close(connections[i].fd)
+            counters.record(.connect, outcome)
+            counters.close(connections[i].fd)
             release(data.slot)
             handler(Event(.connected, data.connection, outcome))
         }
     }
 
     private func completeClose(_ data: UserData, result: Int32, _ handler: (Event) -> Void) {
-        guard slots.isCurrent(data.connection) else { return }
-        stats.outcomes.record(.close, result < 0 ? Outcome(Errno.fromNegated(result)) : .success)
+        guard generations.isCurrent(data.connection) else { return }
+        counters.record(.close, result < 0 ? Outcome(Errno.fromNegated(result)) : .success)
         release(data.slot)
         handler(Event(.closed, data.connection))
     }
@@ -526,12 +536,12 @@ public final class UringEngine: NetworkEngine {
         let i = Int(slot)
         connections[i].state = .closing
         connections[i].closeAfterDrain = false
-        if mode == .abortive { _ = stats.syscalls.setAbortiveClose(connections[i].fd) }
+        if mode == .abortive { _ = counters.setAbortiveClose(connections[i].fd) }
         let c = connections[i]
         if c.receiveArmed || c.sendInFlight || c.connectInFlight {
             let sqe = nextSQE()
             io_uring_prep_cancel_fd(sqe, c.fd, curing_async_cancel_all)
-            io_uring_sqe_set_data64(sqe, UserData(.cancel, slot: slot, generation: slots.generations[i]).rawValue)
+            io_uring_sqe_set_data64(sqe, UserData(.cancel, slot: slot, generation: generations[i]).rawValue)
             connections[i].cancelInFlight = true
         }
         finishCloseIfIdle(slot)
@@ -544,7 +554,7 @@ public final class UringEngine: NetworkEngine {
               !c.cancelInFlight, !c.receiveCancelPending else { return }
         let sqe = nextSQE()
         io_uring_prep_close(sqe, c.fd)
-        io_uring_sqe_set_data64(sqe, UserData(.close, slot: slot, generation: slots.generations[i]).rawValue)
+        io_uring_sqe_set_data64(sqe, UserData(.close, slot: slot, generation: generations[i]).rawValue)
         connections[i].closeSubmitted = true
     }
 

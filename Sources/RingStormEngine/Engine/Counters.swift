@@ -1,0 +1,54 @@
+/// The engine's live counters, in flat memory so the per-completion path pays one add each
+/// (see `FlatArray` for why not arrays in the engine object). `statistics` snapshots them.
+struct Counters {
+    private static let outcomeBase = Syscall.allCases.count
+    private static let bytesInIndex = outcomeBase + OperationKind.allCases.count * OutcomeCounts.width
+    private static let bytesOutIndex = bytesInIndex + 1
+    private let flat = FlatArray<Int>(repeating: 0, count: bytesOutIndex + 1)
+    /// Errnos without a case of their own, by operation: rare, so a dictionary in a box.
+    private let others = ErrnoTally()
+
+    @inline(__always)
+    func record(_ call: Syscall, _ times: Int = 1) { flat[call.rawValue] &+= times }
+
+    @inline(__always)
+    func record(_ kind: OperationKind, _ outcome: Outcome) {
+        flat[Self.outcomeBase + kind.rawValue * OutcomeCounts.width + outcome.counterIndex] &+= 1
+        if case .other(let e) = outcome { others.add(kind, e) }
+    }
+
+    @inline(__always)
+    func received(_ bytes: Int) { flat[Self.bytesInIndex] &+= bytes }
+
+    @inline(__always)
+    func sent(_ bytes: Int) { flat[Self.bytesOutIndex] &+= bytes }
+
+    /// Copies the counters into `statistics`.
+    func fill(_ statistics: inout EngineStatistics) {
+        var syscalls = SyscallCounts()
+        for call in Syscall.allCases { syscalls.record(call, flat[call.rawValue]) }
+        statistics.syscalls = syscalls
+        var outcomes = OutcomeCounts()
+        for kind in OperationKind.allCases {
+            for outcome in Outcome.namedCases {
+                outcomes.record(kind, outcome, times: flat[Self.outcomeBase + kind.rawValue * OutcomeCounts.width + outcome.counterIndex])
+            }
+        }
+        for (kind, errno, n) in others.entries { outcomes.record(kind, .other(errno), times: n) }
+        statistics.outcomes = outcomes
+        statistics.bytesReceived = flat[Self.bytesInIndex]
+        statistics.bytesSent = flat[Self.bytesOutIndex]
+    }
+
+    func deallocate() { flat.deallocate() }
+}
+
+private final class ErrnoTally {
+    private var counts: [Int: [Int32: Int]] = [:]
+
+    func add(_ kind: OperationKind, _ errno: Errno) { counts[kind.rawValue, default: [:]][errno.rawValue, default: 0] += 1 }
+
+    var entries: [(OperationKind, Errno, Int)] {
+        counts.flatMap { kind, row in row.map { (OperationKind(rawValue: kind)!, Errno(rawValue: $0.key), $0.value) } }
+    }
+}

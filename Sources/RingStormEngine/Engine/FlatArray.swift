@@ -1,0 +1,30 @@
+/// Fixed-capacity storage indexed by connection slot, allocated once per engine.
+///
+/// The engines keep per-connection state and counters here rather than in Swift arrays held by the
+/// engine object: an array stored in a class pays a dynamic exclusivity check and a uniqueness check
+/// on every write, which on the per-completion path measured about 3% of the server's CPU. Element
+/// addresses also never move, so the kernel may be handed pointers into it.
+struct FlatArray<Element> {
+    let base: UnsafeMutablePointer<Element>
+    let count: Int
+
+    init(repeating value: Element, count: Int) {
+        base = .allocate(capacity: max(count, 1))
+        base.initialize(repeating: value, count: max(count, 1))
+        self.count = count
+    }
+
+    @inline(__always)
+    subscript(_ index: Int) -> Element {
+        get { base[index] }
+        nonmutating _modify { yield &base[index] }
+        nonmutating set { base[index] = newValue }
+    }
+
+    var indices: Range<Int> { 0..<count }
+
+    func deallocate() {
+        base.deinitialize(count: max(count, 1))
+        base.deallocate()
+    }
+}
