@@ -32,6 +32,11 @@ public final class EpollEngine: NetworkEngine {
     private let readBufferSize: Int
 
     private var dirty: [UInt32] = []
+    /// The lists above are swapped with these while being worked through, so neither allocates.
+    private var dirtySpare: [UInt32] = []
+    private var readSpare: [ConnectionID] = []
+    private var acceptSpare: [Int] = []
+    private var deferredSpare: [Event] = []
     /// Connections still readable after their read budget, and listeners to accept on again.
     private var readyToRead: [ConnectionID] = []
     private var readyToAccept: [Int] = []
@@ -330,29 +335,29 @@ public final class EpollEngine: NetworkEngine {
 
     private func deliverDeferred(_ handler: (Event) -> Void) -> Int {
         guard !deferred.isEmpty else { return 0 }
-        let batch = deferred
-        deferred.removeAll(keepingCapacity: true)
-        for event in batch {
+        swap(&deferred, &deferredSpare)
+        defer { deferredSpare.removeAll(keepingCapacity: true) }
+        for event in deferredSpare {
             handler(event)
             // A connection that connected at once may already have data waiting: no edge will say so.
             if event.kind == .connected && event.outcome == .success && generations.isCurrent(event.connection) {
                 readyToRead.append(event.connection)
             }
         }
-        return batch.count
+        return deferredSpare.count
     }
 
     private func runReadyLists(_ handler: (Event) -> Void) -> Int {
         var handled = 0
         if !readyToAccept.isEmpty {
-            let batch = readyToAccept
-            readyToAccept.removeAll(keepingCapacity: true)
-            for index in batch { acceptLoop(index, handler); handled += 1 }
+            swap(&readyToAccept, &acceptSpare)
+            for index in acceptSpare { acceptLoop(index, handler); handled += 1 }
+            acceptSpare.removeAll(keepingCapacity: true)
         }
         if !readyToRead.isEmpty {
-            let batch = readyToRead
-            readyToRead.removeAll(keepingCapacity: true)
-            for id in batch { readLoop(id, handler); handled += 1 }
+            swap(&readyToRead, &readSpare)
+            for id in readSpare { readLoop(id, handler); handled += 1 }
+            readSpare.removeAll(keepingCapacity: true)
         }
         return handled
     }
@@ -377,10 +382,10 @@ public final class EpollEngine: NetworkEngine {
 
     private func flushSends(_ handler: (Event) -> Void) -> Int {
         guard !dirty.isEmpty else { return 0 }
-        let batch = dirty
-        dirty.removeAll(keepingCapacity: true)
+        swap(&dirty, &dirtySpare)
+        defer { dirtySpare.removeAll(keepingCapacity: true) }
         var failures = 0
-        for slot in batch {
+        for slot in dirtySpare {
             connections[Int(slot)].dirty = false
             if !flush(slot, handler) { failures += 1 }
         }
