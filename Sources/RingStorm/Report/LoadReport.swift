@@ -1,0 +1,218 @@
+import Foundation
+import RingStormEngine
+
+/// System calls spent, in total and per answered request.
+public struct SyscallSummary: Codable, Sendable, Equatable {
+    public var total: Int
+    /// `total / requests answered`, 0 when none was answered; rounded to 3 decimals.
+    public var perRequest: Double
+
+    public init(total: Int, requests: Int) {
+        self.total = total
+        perRequest = requests == 0 ? 0 : ((Double(total) / Double(requests)) * 1000).rounded() / 1000
+    }
+
+    public init(total: Int, perRequest: Double) {
+        self.total = total
+        self.perRequest = perRequest
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case total
+        case perRequest = "per_request"
+    }
+}
+
+/// What a load run did: the JSON document `ringstorm load --json` writes (schema in `Docs/report.md`).
+///
+/// A report holds percentiles, which cannot be merged; worker processes send `LoadWorkerReport`s, which
+/// carry the histograms, and the parent merges those and makes one `LoadReport`.
+public struct LoadReport: Codable, Sendable, Equatable {
+    public struct Connections: Codable, Sendable, Equatable {
+        /// Connects started.
+        public var attempted: Int
+        /// Connects that succeeded.
+        public var established: Int
+        /// Most connections open at once (summed over workers: see `LoadWorkerReport.merge`).
+        public var peakOpen: Int
+
+        public init(attempted: Int = 0, established: Int = 0, peakOpen: Int = 0) {
+            self.attempted = attempted
+            self.established = established
+            self.peakOpen = peakOpen
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case attempted, established
+            case peakOpen = "peak_open"
+        }
+    }
+
+    public struct Requests: Codable, Sendable, Equatable {
+        /// Requests (or echo messages) sent.
+        public var sent: Int
+        /// Requests answered by a matching response (or echo messages fully echoed).
+        public var answered: Int
+
+        public init(sent: Int = 0, answered: Int = 0) {
+            self.sent = sent
+            self.answered = answered
+        }
+    }
+
+    public struct Latencies: Codable, Sendable, Equatable {
+        /// connect started → connected.
+        public var connect: LatencySummary
+        /// REGISTER sent → REGISTERED received.
+        public var register: LatencySummary
+        /// REQUEST sent → RESPONSE received (echo: message sent → last byte of its echo received).
+        public var request: LatencySummary
+
+        public init(connect: LatencySummary = .init(), register: LatencySummary = .init(), request: LatencySummary = .init()) {
+            self.connect = connect
+            self.register = register
+            self.request = request
+        }
+    }
+
+    public var backend: String
+    public var durationSeconds: Double
+    public var connections: Connections
+    public var requests: Requests
+    public var outcomes: PhaseOutcomes
+    /// In microseconds.
+    public var latency: Latencies
+    public var syscalls: SyscallSummary
+
+    public init(backend: String, durationSeconds: Double, connections: Connections = .init(), requests: Requests = .init(),
+                outcomes: PhaseOutcomes = .init(), latency: Latencies = .init(), syscalls: SyscallSummary = .init(total: 0, perRequest: 0)) {
+        self.backend = backend
+        self.durationSeconds = durationSeconds
+        self.connections = connections
+        self.requests = requests
+        self.outcomes = outcomes
+        self.latency = latency
+        self.syscalls = syscalls
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case backend
+        case durationSeconds = "duration_s"
+        case connections, requests, outcomes
+        case latency = "latency_us"
+        case syscalls
+    }
+
+    /// The JSON document, keys sorted.
+    public func json(pretty: Bool = true) throws -> Data { try ReportJSON.encode(self, pretty: pretty) }
+
+    public init(json: Data) throws { self = try JSONDecoder().decode(Self.self, from: json) }
+}
+
+/// One load worker's counts and raw latency histograms: what it records while running and what a worker
+/// process sends its parent. Unlike `LoadReport`, these merge exactly (counts summed, histograms added),
+/// so the parent's report is the one a single process would have produced.
+///
+/// Its JSON is a transport between RingStorm processes of the same version, not a published schema.
+public struct LoadWorkerReport: Codable, Sendable, Equatable {
+    public var backend: String
+    /// Wall time of the run. Workers run side by side, so a merge keeps the longest.
+    public var durationSeconds: Double
+    public var connectionsAttempted = 0
+    public var connectionsEstablished = 0
+    /// Most connections open at once in this worker. A merge sums the workers' peaks: exact when they
+    /// peak together (they ramp and hold together), an upper bound otherwise.
+    public var peakOpen = 0
+    public var requestsSent = 0
+    public var requestsAnswered = 0
+    public var outcomes = PhaseOutcomes()
+    public var connectLatency = LatencyRecorder()
+    public var registerLatency = LatencyRecorder()
+    public var requestLatency = LatencyRecorder()
+    /// System calls made (the engine's `statistics.syscalls.total`).
+    public var syscalls = 0
+    /// Reports merged into this one (1 for a worker's own).
+    public var workers = 1
+
+    public init(backend: String, durationSeconds: Double = 0) {
+        self.backend = backend
+        self.durationSeconds = durationSeconds
+    }
+
+    public init(backend: Backend, durationSeconds: Double = 0) {
+        self.init(backend: backend.rawValue, durationSeconds: durationSeconds)
+    }
+
+    /// Adds `other` into this report: counts summed, histograms added, the longest duration kept. Workers
+    /// of different backends give backend "mixed".
+    public mutating func merge(_ other: LoadWorkerReport) {
+        if backend != other.backend { backend = "mixed" }
+        durationSeconds = max(durationSeconds, other.durationSeconds)
+        connectionsAttempted += other.connectionsAttempted
+        connectionsEstablished += other.connectionsEstablished
+        peakOpen += other.peakOpen
+        requestsSent += other.requestsSent
+        requestsAnswered += other.requestsAnswered
+        outcomes.merge(other.outcomes)
+        connectLatency.merge(other.connectLatency)
+        registerLatency.merge(other.registerLatency)
+        requestLatency.merge(other.requestLatency)
+        syscalls += other.syscalls
+        workers += other.workers
+    }
+
+    public static func + (a: LoadWorkerReport, b: LoadWorkerReport) -> LoadWorkerReport {
+        var sum = a
+        sum.merge(b)
+        return sum
+    }
+
+    /// All reports merged; nil for none.
+    public static func merged(_ reports: [LoadWorkerReport]) -> LoadWorkerReport? {
+        guard var sum = reports.first else { return nil }
+        for report in reports.dropFirst() { sum.merge(report) }
+        return sum
+    }
+
+    /// The published report: percentiles from the histograms.
+    public var report: LoadReport {
+        LoadReport(
+            backend: backend,
+            durationSeconds: durationSeconds,
+            connections: .init(attempted: connectionsAttempted, established: connectionsEstablished, peakOpen: peakOpen),
+            requests: .init(sent: requestsSent, answered: requestsAnswered),
+            outcomes: outcomes,
+            latency: .init(connect: connectLatency.summary, register: registerLatency.summary, request: requestLatency.summary),
+            syscalls: SyscallSummary(total: syscalls, requests: requestsAnswered))
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case backend
+        case durationSeconds = "duration_s"
+        case connectionsAttempted = "connections_attempted"
+        case connectionsEstablished = "connections_established"
+        case peakOpen = "peak_open"
+        case requestsSent = "requests_sent"
+        case requestsAnswered = "requests_answered"
+        case outcomes
+        case connectLatency = "connect_latency_us"
+        case registerLatency = "register_latency_us"
+        case requestLatency = "request_latency_us"
+        case syscalls, workers
+    }
+
+    /// Compact JSON on one line (no newline inside), for a pipe from worker to parent.
+    public func json() throws -> Data { try ReportJSON.encode(self, pretty: false) }
+
+    public init(json: Data) throws { self = try JSONDecoder().decode(Self.self, from: json) }
+}
+
+enum ReportJSON {
+    /// Keys sorted, so the same report always gives the same bytes (Foundation's encoder does not keep
+    /// the declaration order of keys).
+    static func encode(_ value: some Encodable, pretty: Bool) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(value)
+    }
+}

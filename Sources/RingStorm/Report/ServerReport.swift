@@ -1,0 +1,144 @@
+import Foundation
+import RingStormEngine
+
+/// What a server run did: the JSON document `ringstorm serve --json` writes (schema in `Docs/report.md`).
+/// Server reports hold only counts, so they merge exactly with `+`: worker threads and processes each
+/// keep one and the parent adds them up.
+public struct ServerReport: Sendable, Equatable {
+    public var backend: String
+    /// Wall time of the run; a merge keeps the longest.
+    public var durationSeconds: Double
+    /// Connections accepted.
+    public var accepted = 0
+    /// Accepts that failed, by errno name (`EMFILE`, `ENFILE`, `ECONNABORTED`, ...).
+    public var acceptErrors: [String: Int] = [:]
+    /// Connections accepted and closed at once because the server was full (the reserve-descriptor shed).
+    public var shed = 0
+    /// Most connections open at once (a merge sums the workers' peaks: an upper bound).
+    public var peakOpen = 0
+    /// Connections that sent a valid REGISTER.
+    public var registered = 0
+    /// Connections closed for not registering in time (sent ERROR `register_timeout`).
+    public var registerTimeouts = 0
+    /// Connections the server closed for being idle too long.
+    public var idleClosed = 0
+    /// Connections the client closed (FIN).
+    public var closedByPeer = 0
+    /// Connections the client reset (RST).
+    public var resetByPeer = 0
+    /// Connections closed for a protocol violation (sent ERROR with the violation's code).
+    public var protocolErrors = 0
+    /// Requests answered: RESPONSE frames sent (`ringstorm`), or receives echoed (`echo`).
+    public var requests = 0
+    /// System calls made (the engines' `statistics.syscalls.total`).
+    public var syscalls = 0
+
+    public init(backend: String, durationSeconds: Double = 0) {
+        self.backend = backend
+        self.durationSeconds = durationSeconds
+    }
+
+    public init(backend: Backend, durationSeconds: Double = 0) {
+        self.init(backend: backend.rawValue, durationSeconds: durationSeconds)
+    }
+
+    /// Counts an accept that failed with `outcome`.
+    public mutating func recordAcceptError(_ outcome: Outcome) {
+        guard outcome != .success else { return }
+        acceptErrors[outcome.errno?.name ?? outcome.name, default: 0] += 1
+    }
+
+    /// System calls per request answered (0 with no request), rounded to 3 decimals.
+    public var syscallSummary: SyscallSummary { SyscallSummary(total: syscalls, requests: requests) }
+
+    public mutating func merge(_ other: ServerReport) {
+        if backend != other.backend { backend = "mixed" }
+        durationSeconds = max(durationSeconds, other.durationSeconds)
+        accepted += other.accepted
+        for (name, n) in other.acceptErrors { acceptErrors[name, default: 0] += n }
+        shed += other.shed
+        peakOpen += other.peakOpen
+        registered += other.registered
+        registerTimeouts += other.registerTimeouts
+        idleClosed += other.idleClosed
+        closedByPeer += other.closedByPeer
+        resetByPeer += other.resetByPeer
+        protocolErrors += other.protocolErrors
+        requests += other.requests
+        syscalls += other.syscalls
+    }
+
+    public static func + (a: ServerReport, b: ServerReport) -> ServerReport {
+        var sum = a
+        sum.merge(b)
+        return sum
+    }
+
+    /// All reports merged; nil for none.
+    public static func merged(_ reports: [ServerReport]) -> ServerReport? {
+        guard var sum = reports.first else { return nil }
+        for report in reports.dropFirst() { sum.merge(report) }
+        return sum
+    }
+
+    /// The JSON document, keys sorted.
+    public func json(pretty: Bool = true) throws -> Data { try ReportJSON.encode(self, pretty: pretty) }
+
+    public init(json: Data) throws { self = try JSONDecoder().decode(Self.self, from: json) }
+}
+
+extension ServerReport: Codable {
+    enum CodingKeys: String, CodingKey {
+        case backend
+        case durationSeconds = "duration_s"
+        case accepted
+        case acceptErrors = "accept_errors"
+        case shed
+        case peakOpen = "peak_open"
+        case registered
+        case registerTimeouts = "register_timeouts"
+        case idleClosed = "idle_closed"
+        case closedByPeer = "closed_by_peer"
+        case resetByPeer = "reset_by_peer"
+        case protocolErrors = "protocol_errors"
+        case requests
+        case syscalls
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(backend, forKey: .backend)
+        try c.encode(durationSeconds, forKey: .durationSeconds)
+        try c.encode(accepted, forKey: .accepted)
+        var errors = c.nestedContainer(keyedBy: OutcomeCounters.Key.self, forKey: .acceptErrors)
+        for name in acceptErrors.keys.sorted() { try errors.encode(acceptErrors[name]!, forKey: .init(name)) }
+        try c.encode(shed, forKey: .shed)
+        try c.encode(peakOpen, forKey: .peakOpen)
+        try c.encode(registered, forKey: .registered)
+        try c.encode(registerTimeouts, forKey: .registerTimeouts)
+        try c.encode(idleClosed, forKey: .idleClosed)
+        try c.encode(closedByPeer, forKey: .closedByPeer)
+        try c.encode(resetByPeer, forKey: .resetByPeer)
+        try c.encode(protocolErrors, forKey: .protocolErrors)
+        try c.encode(requests, forKey: .requests)
+        try c.encode(syscallSummary, forKey: .syscalls)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        backend = try c.decode(String.self, forKey: .backend)
+        durationSeconds = try c.decode(Double.self, forKey: .durationSeconds)
+        accepted = try c.decode(Int.self, forKey: .accepted)
+        acceptErrors = try c.decode([String: Int].self, forKey: .acceptErrors)
+        shed = try c.decode(Int.self, forKey: .shed)
+        peakOpen = try c.decode(Int.self, forKey: .peakOpen)
+        registered = try c.decode(Int.self, forKey: .registered)
+        registerTimeouts = try c.decode(Int.self, forKey: .registerTimeouts)
+        idleClosed = try c.decode(Int.self, forKey: .idleClosed)
+        closedByPeer = try c.decode(Int.self, forKey: .closedByPeer)
+        resetByPeer = try c.decode(Int.self, forKey: .resetByPeer)
+        protocolErrors = try c.decode(Int.self, forKey: .protocolErrors)
+        requests = try c.decode(Int.self, forKey: .requests)
+        syscalls = try c.decode(SyscallSummary.self, forKey: .syscalls).total
+    }
+}
