@@ -1,0 +1,262 @@
+import RingStormEngine
+
+/// Chooses the concrete engine once, so the protocol loop is specialised for it.
+final class AnyServerWorker: EngineWorker {
+    private let body: any ServerLoop
+    let address: SocketAddress
+
+    init(_ configuration: RingStormServer.Configuration, reusePort: Bool) throws {
+        switch configuration.backend {
+        case .uring: body = try ServerWorker(UringEngine(configuration: configuration.engine), configuration, reusePort: reusePort)
+        case .epoll: body = try ServerWorker(EpollEngine(configuration: configuration.engine), configuration, reusePort: reusePort)
+        }
+        address = body.address
+    }
+
+    func run(until stop: StopFlag, publish: (ServerSnapshot) -> Void) { body.run(until: stop, publish: publish) }
+    var snapshot: ServerSnapshot { body.snapshot }
+}
+
+protocol ServerLoop: AnyObject {
+    var address: SocketAddress { get }
+    func run(until stop: StopFlag, publish: (ServerSnapshot) -> Void)
+    var snapshot: ServerSnapshot { get }
+}
+
+/// One engine's `ringstorm` protocol server: REGISTER within the register timeout, REQUEST answered
+/// with RESPONSE, idle connections closed, protocol violations answered with ERROR and closed, and the
+/// descriptor-exhaustion policy on accept failures.
+///
+/// Per message nothing is allocated: the bytes are decoded in place (`FrameDecoder`), the answers are
+/// encoded into one reusable `FrameBuffer` and handed to `engine.send`, which copies. Deadlines live in
+/// a `TimerWheel` advanced by one engine timer, the tick.
+final class ServerWorker<Engine: NetworkEngine>: ServerLoop {
+    let engine: Engine
+    let listener: ListenerID
+    let address: SocketAddress
+
+    private let table: ConnectionTable
+    private let wheel: TimerWheel
+    private let counts: UnsafeMutablePointer<ServerCounts>
+    private let out: UnsafeMutablePointer<FrameBuffer>
+    private var gate: AcceptGate
+
+    private let registerTimeout: Int64
+    private let idleTimeout: Int64
+    private let tickNanoseconds: Int64
+    private let ticksPerPublish: Int
+    private var ticksSincePublish = 0
+    private var publishDue = false
+
+    /// The time, read once per batch of events (at the first event after each `poll` started) and at
+    /// every tick: deadlines are exact to about one tick anyway.
+    private var now: Int64
+    private var nowIsFresh = false
+
+    private static var tickToken: UInt64 { 1 }
+
+    init(_ engine: Engine, _ configuration: RingStormServer.Configuration, reusePort: Bool) throws {
+        self.engine = engine
+        listener = try engine.listen(on: configuration.listen, backlog: configuration.backlog, reusePort: reusePort)
+        address = engine.localAddress(of: listener) ?? configuration.listen
+        let slots = configuration.engine.maxConnections
+        now = monotonicNanoseconds()
+        tickNanoseconds = configuration.tick.nanoseconds
+        table = ConnectionTable(count: slots, maxFrameSize: configuration.maxFrameSize)
+        wheel = TimerWheel(slots: slots, tickNanoseconds: tickNanoseconds, now: now)
+        counts = .allocate(capacity: 1)
+        counts.initialize(to: ServerCounts())
+        out = .allocate(capacity: 1)
+        out.initialize(to: FrameBuffer(capacity: 64 * 1024))
+        gate = AcceptGate(policy: configuration.onEMFILE, backoffNanoseconds: configuration.pauseBackoff.nanoseconds)
+        registerTimeout = configuration.registerTimeout.nanoseconds
+        idleTimeout = configuration.idleTimeout.nanoseconds
+        let publishEvery = min(max(configuration.reportInterval.nanoseconds, tickNanoseconds), 1_000_000_000)
+        ticksPerPublish = max(Int(publishEvery / tickNanoseconds), 1)
+    }
+
+    deinit {
+        counts.deinitialize(count: 1)
+        counts.deallocate()
+        out.deinitialize(count: 1)
+        out.deallocate()
+    }
+
+    var snapshot: ServerSnapshot {
+        let statistics = engine.statistics
+        var s = ServerSnapshot(backend: engine.backend)
+        s.report = counts.pointee.report(backend: engine.backend, syscalls: statistics.syscalls.total)
+        s.engine = statistics
+        s.openConnections = engine.openConnections
+        s.pausedListeners = gate.paused ? 1 : 0
+        return s
+    }
+
+    func run(until stop: StopFlag, publish: (ServerSnapshot) -> Void) {
+        engine.schedule(afterNanoseconds: tickNanoseconds, token: Self.tickToken)
+        while !stop.isStopped {
+            nowIsFresh = false
+            do {
+                try engine.poll(timeoutNanoseconds: tickNanoseconds) { event in handle(event) }
+            } catch {
+                publish(snapshotWithNote("\(error)"))
+                return
+            }
+            if publishDue { publishDue = false; publish(snapshot) }
+        }
+        publish(snapshot)
+    }
+
+    private func snapshotWithNote(_ note: String) -> ServerSnapshot {
+        var s = snapshot
+        s.engine.notes.append(note)
+        return s
+    }
+
+    // MARK: Events
+
+    @inline(__always)
+    private func handle(_ event: Event) {
+        if !nowIsFresh { now = monotonicNanoseconds(); nowIsFresh = true }
+        switch event.kind {
+        case .received:
+            received(event.connection, event.bytes)
+        case .accepted:
+            accepted(event.connection)
+        case .readEnded:
+            guard table.isLive(event.connection) else { return }
+            switch event.outcome {
+            case .closedByPeer:
+                // FIN: answers already queued still go out, then our FIN.
+                counts.pointee.closedByPeer += 1
+                close(event.connection, .orderly)
+            case .resetByPeer:
+                counts.pointee.resetByPeer += 1
+                close(event.connection, .abortive)
+            default:
+                close(event.connection, .abortive)
+            }
+        case .sendFailed:
+            guard table.isLive(event.connection) else { return }
+            if event.outcome == .resetByPeer { counts.pointee.resetByPeer += 1 }
+            close(event.connection, .abortive)
+        case .closed:
+            let slot = Int(event.connection.slot)
+            table.base[slot].state = .free
+            table.decoders[slot].reset()
+            wheel.remove(slot)
+            gate.descriptorFreed(engine: engine, listener: listener)
+        case .acceptFailed:
+            gate.acceptFailed(event.outcome, engine: engine, listener: event.listener, now: now, counts: counts)
+        case .timer:
+            guard event.token == Self.tickToken else { return }
+            now = monotonicNanoseconds()
+            tick()
+            engine.schedule(afterNanoseconds: tickNanoseconds, token: Self.tickToken)
+        case .connected:
+            break
+        }
+    }
+
+    private func accepted(_ id: ConnectionID) {
+        let slot = Int(id.slot)
+        let c = table.base + slot
+        c.pointee.state = .awaitingRegister
+        c.pointee.generation = id.generation
+        c.pointee.registerDeadline = now &+ registerTimeout
+        c.pointee.lastActivity = now
+        table.decoders[slot].reset()
+        if registerTimeout > 0 { wheel.schedule(slot, at: c.pointee.registerDeadline) } else { wheel.remove(slot) }
+        counts.pointee.accepted &+= 1
+        let open = engine.openConnections
+        if open > counts.pointee.peakOpen { counts.pointee.peakOpen = open }
+    }
+
+    @inline(__always)
+    private func received(_ id: ConnectionID, _ bytes: UnsafeRawBufferPointer) {
+        guard table.isLive(id) else { return }
+        let slot = Int(id.slot)
+        let c = table.base + slot
+        c.pointee.lastActivity = now
+        do throws(ProtocolError) {
+            try table.decoders[slot].feed(bytes) { (frame: Frame) throws(ProtocolError) in
+                switch frame {
+                case .request(let sequence, let timestamp, let payload):
+                    guard c.pointee.state == .registered else { throw .notRegistered }
+                    out.pointee.appendResponse(sequence: sequence, timestamp: timestamp, payload: payload)
+                    counts.pointee.requests &+= 1
+                case .register(let clientID):
+                    guard c.pointee.state == .awaitingRegister else { throw .unexpectedType(.register) }
+                    c.pointee.state = .registered
+                    counts.pointee.registered &+= 1
+                    out.pointee.appendRegistered(clientID: clientID)
+                    // From now on the idle deadline runs (it may come before the register deadline).
+                    if idleTimeout > 0 { wheel.schedule(slot, at: now &+ idleTimeout) } else { wheel.remove(slot) }
+                default:
+                    throw .unexpectedType(frame.type)
+                }
+            }
+        } catch {
+            // Answers to the frames before the bad one still go out, then ERROR, then FIN.
+            out.pointee.appendError(error)
+            flush(id)
+            counts.pointee.protocolErrors += 1
+            close(id, .orderly)
+            return
+        }
+        flush(id)
+    }
+
+    @inline(__always)
+    private func flush(_ id: ConnectionID) {
+        guard !out.pointee.isEmpty else { return }
+        out.pointee.withBytes { engine.send(id, $0) }
+        out.pointee.removeAll()
+    }
+
+    private func close(_ id: ConnectionID, _ mode: CloseMode) {
+        table.base[Int(id.slot)].state = .closing
+        wheel.remove(Int(id.slot))
+        engine.close(id, mode: mode)
+    }
+
+    // MARK: Ticks
+
+    private func tick() {
+        wheel.advance(to: now, deadlineOf: deadline(of:), expire: expire(_:))
+        gate.tick(engine: engine, listener: listener, now: now)
+        ticksSincePublish += 1
+        if ticksSincePublish >= ticksPerPublish {
+            ticksSincePublish = 0
+            publishDue = true
+        }
+    }
+
+    /// The slot's current deadline, or nil when it has none (closing, free, or no timeout applies).
+    private func deadline(of slot: Int) -> Int64? {
+        let c = table.base[slot]
+        switch c.state {
+        case .awaitingRegister: return registerTimeout > 0 ? c.registerDeadline : nil
+        case .registered: return idleTimeout > 0 ? c.lastActivity &+ idleTimeout : nil
+        case .free, .closing: return nil
+        }
+    }
+
+    private func expire(_ slot: Int) {
+        let c = table.base[slot]
+        let id = ConnectionID(slot: UInt32(slot), generation: c.generation)
+        switch c.state {
+        case .awaitingRegister:
+            out.pointee.appendError(code: ErrorCode.registerTimeout.rawValue,
+                                    text: "no REGISTER within \(DurationParsing.format(nanoseconds: registerTimeout))")
+            flush(id)
+            counts.pointee.registerTimeouts += 1
+            close(id, .orderly)
+        case .registered:
+            counts.pointee.idleClosed += 1
+            close(id, .orderly)
+        case .free, .closing:
+            break
+        }
+    }
+}
