@@ -212,6 +212,83 @@ struct FrameCodecTests {
         #expect(decoder.failure == nil)
     }
 
+    @Test("a frame of exactly the maximum size is accepted, whole or split")
+    func exactlyMaximum() {
+        var buffer = FrameBuffer()
+        buffer.appendRequest(sequence: 5, timestamp: 6, payloadSize: WireFormat.maxPayloadSize())
+        let bytes = buffer.withBytes { Array($0) }
+        #expect(bytes.count == 4 + WireFormat.defaultMaxFrameSize)
+        #expect(decode([bytes]).frames.count == 1)
+        let cut = bytes.count / 2
+        let split = decode([Array(bytes[..<cut]), Array(bytes[cut...])], finish: true)
+        #expect(split.error == nil)
+        #expect(split.frames.count == 1)
+    }
+
+    @Test("random chunking of a random frame stream decodes identically")
+    func randomChunking() {
+        var rng = SplitMix(seed: 42)
+        var buffer = FrameBuffer()
+        var expected: [OwnedFrame] = []
+        for i in 0..<400 {
+            switch rng.next() % 4 {
+            case 0:
+                buffer.appendRegister(clientID: UInt64(i))
+                expected.append(.register(UInt64(i)))
+            case 1:
+                let n = Int(rng.next() % 3000)
+                buffer.appendRequest(sequence: UInt64(i), timestamp: rng.next(), payloadSize: n)
+                expected.append(.request(UInt64(i), 0, []))
+            case 2:
+                let payload = (0..<Int(rng.next() % 100)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                payload.withUnsafeBytes { buffer.appendResponse(sequence: UInt64(i), timestamp: 1, payload: $0) }
+                expected.append(.response(UInt64(i), 1, payload))
+            default:
+                buffer.appendError(code: UInt16(i), text: String(repeating: "x", count: Int(rng.next() % 40)))
+                expected.append(.error(UInt16(i), []))
+            }
+        }
+        let bytes = buffer.withBytes { Array($0) }
+        let whole = decode([bytes], finish: true)
+        #expect(whole.error == nil)
+        #expect(whole.frames.count == expected.count)
+        #expect(zip(whole.frames, expected).allSatisfy { $0.0.description.prefix(8) == $0.1.description.prefix(8) })
+        for _ in 0..<50 {
+            var chunks: [[UInt8]] = []
+            var start = 0
+            while start < bytes.count {
+                let size = Int(rng.next() % (rng.next() % 2 == 0 ? 16 : 5000)) + 1
+                let end = min(start + size, bytes.count)
+                chunks.append(Array(bytes[start..<end]))
+                start = end
+            }
+            let result = decode(chunks, finish: true)
+            #expect(result.error == nil)
+            #expect(result.frames == whole.frames)
+        }
+    }
+
+    @Test("garbage never crashes the decoder nor makes it hold more than the maximum")
+    func garbage() {
+        var rng = SplitMix(seed: 7)
+        for round in 0..<300 {
+            let maxFrameSize = round % 2 == 0 ? WireFormat.defaultMaxFrameSize : 100
+            var decoder = FrameDecoder(maxFrameSize: maxFrameSize)
+            var stopped = false
+            for _ in 0..<20 where !stopped {
+                // Mostly small lengths so that some garbage decodes as frames.
+                var chunk = (0..<Int(rng.next() % 64 + 1)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                if rng.next() % 2 == 0 && chunk.count >= 5 {
+                    chunk[0] = 0; chunk[1] = 0; chunk[2] = UInt8(rng.next() % 2); chunk[4] = UInt8(rng.next() % 6 + 1)
+                }
+                chunk.withUnsafeBytes { bytes in
+                    do throws(ProtocolError) { try decoder.feed(bytes) { _ in } } catch { stopped = true }
+                }
+                #expect(decoder.bufferedByteCount <= maxFrameSize)
+            }
+        }
+    }
+
     @Test("the decoder state is small")
     func stateSize() {
         #expect(MemoryLayout<FrameDecoder>.stride <= 32)
@@ -401,5 +478,18 @@ struct EchoTests {
         }
         #expect(buffer.capacity == capacity)
         #expect(buffer.count == 1210)
+    }
+}
+
+/// A small deterministic generator for the randomized tests.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
