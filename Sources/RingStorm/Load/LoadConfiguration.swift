@@ -1,0 +1,84 @@
+import RingStormEngine
+
+extension LoadGenerator {
+    /// What the clients speak.
+    public enum WireProtocol: String, Sendable, Codable, CaseIterable {
+        /// `ringstorm` frames: REGISTER first, then REQUEST/RESPONSE (see `Docs/protocol.md`).
+        case ringstorm
+        /// Raw bytes: fixed-size messages, answered when as many bytes have come back.
+        case echo
+    }
+
+    /// When a connection sends its next request.
+    public enum Pacing: Sendable, Equatable {
+        /// One request every `intervalNanoseconds` per connection, whether or not the last one was
+        /// answered. Latency runs from the *intended* send time, so a stall is not hidden by sending
+        /// late (coordinated omission).
+        case openLoop(intervalNanoseconds: Int64)
+        /// The next request when a response arrives, `pipeline` requests in flight.
+        case closedLoop(pipeline: Int)
+    }
+
+    /// A load run, as a value: everything `ringstorm load` takes on its command line.
+    public struct Configuration: Sendable {
+        /// Where to connect.
+        public var target: SocketAddress
+        /// Clients, each with at most one connection at a time.
+        public var connections: Int = 1
+        /// Connections started per second (reconnects included); 0: all at once.
+        public var connectRate: Double = 0
+        /// How long the run lasts; then the generator closes its own connections.
+        public var durationNanoseconds: Int64 = 10_000_000_000
+        public var wireProtocol: WireProtocol = .ringstorm
+        /// Echo only: bytes sent first and awaited back before requests start (0: none). It is the echo
+        /// protocol's "registration" (phase `register`).
+        public var firstMessageSize: Int = 0
+        public var pacing: Pacing = .closedLoop(pipeline: 1)
+        /// Payload bytes of a REQUEST (`ringstorm`) or bytes of a message (`echo`).
+        public var messageSize: Int = 64
+        /// The engine abandons a connect after this (outcome `connect_timeout`); 0: the kernel's own.
+        public var connectTimeoutNanoseconds: Int64 = 5_000_000_000
+        /// A request (or REGISTER) unanswered this long ends the connection with `response_timeout`.
+        public var requestTimeoutNanoseconds: Int64 = 5_000_000_000
+        /// Reconnect after a failure, after a backoff doubling from `reconnectMinimum` to `reconnectMaximum`.
+        public var reconnect: Bool = false
+        public var reconnectMinimumNanoseconds: Int64 = 100_000_000
+        public var reconnectMaximumNanoseconds: Int64 = 5_000_000_000
+        /// Local addresses to connect from, round-robin by client (empty: the kernel chooses).
+        public var sources: [SocketAddress] = []
+        public var backend: Backend = .uring
+        /// Engine threads; clients are split evenly among them.
+        public var threads: Int = 1
+        /// Where to write one JSON line per connection lifecycle (nil: nowhere).
+        public var connectionsLogPath: String?
+        /// The largest frame accepted from the server.
+        public var maxFrameSize: Int = WireFormat.defaultMaxFrameSize
+        /// The first client's id in REGISTER; client `i` registers as `clientIDBase + i`.
+        public var clientIDBase: UInt64 = 1
+        /// After the deadline, how long to wait for our own closes to finish.
+        public var drainNanoseconds: Int64 = 1_000_000_000
+        /// Engine settings (slots are sized from `connections` regardless).
+        public var engine = EngineConfiguration()
+
+        public init(target: SocketAddress) { self.target = target }
+
+        /// Requests one connection may have in flight at once.
+        var maxInFlight: Int {
+            switch pacing {
+            case .closedLoop(let pipeline): return max(1, pipeline)
+            case .openLoop(let interval):
+                // Beyond timeout/interval (+ slack for the tick) the oldest has timed out anyway.
+                let n = requestTimeoutNanoseconds / max(interval, 1) + 3
+                return Int(min(max(n, 1), 1024))
+            }
+        }
+
+        /// Bytes of one request on the wire.
+        var requestWireSize: Int {
+            wireProtocol == .ringstorm ? WireFormat.requestFrameSize(payloadSize: messageSize) : messageSize
+        }
+
+        /// Whether a connection registers (or sends its first message) before its requests.
+        var registers: Bool { wireProtocol == .ringstorm || firstMessageSize > 0 }
+    }
+}

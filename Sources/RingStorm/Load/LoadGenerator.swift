@@ -1,0 +1,119 @@
+import Glibc
+import RingStormEngine
+
+/// Opens many client connections to one target, keeps them busy with requests, and records every
+/// connection's fate by phase and outcome (see `Docs/load.md`).
+///
+/// ```swift
+/// var configuration = LoadGenerator.Configuration(target: try SocketAddress(parsing: "127.0.0.1:7200"))
+/// configuration.connections = 1000
+/// configuration.durationNanoseconds = 5_000_000_000
+/// let report = try await LoadGenerator(configuration: configuration).run()
+/// ```
+///
+/// Each of `threads` engines runs on a thread of its own; `run()` is `async` only at the edge (it waits
+/// for those threads without blocking the caller's executor). `runBlocking()` is the same, synchronous.
+public final class LoadGenerator: Sendable {
+    public let configuration: Configuration
+    private let workers = Locked<WorkerThreads<AnyLoadWorker>?>(nil)
+    private let stopFlag = StopFlag()
+
+    public init(configuration: Configuration) {
+        self.configuration = configuration
+    }
+
+    /// Checks the values and this process's budget (descriptors, ports per source address); throws one
+    /// message naming the problem, the numbers and the fix.
+    public func validate(budget: LoadBudget = .current) throws(LoadError) {
+        let c = configuration
+        guard c.connections >= 1 else { throw LoadError("--connections must be at least 1, not \(c.connections)") }
+        guard (1...64).contains(c.threads) else { throw LoadError("--threads must be between 1 and 64, not \(c.threads)") }
+        guard c.target.port != 0 else { throw LoadError("--target \(c.target) has no port; write e.g. 127.0.0.1:7200") }
+        guard c.durationNanoseconds > 0 else { throw LoadError("--duration must be more than 0") }
+        guard c.connectRate >= 0 else { throw LoadError("--connect-rate cannot be negative") }
+        guard c.requestTimeoutNanoseconds > 0 else { throw LoadError("--request-timeout must be more than 0") }
+        switch c.wireProtocol {
+        case .echo:
+            guard c.messageSize >= 1 else { throw LoadError("--message-size must be at least 1 byte for the echo protocol") }
+        case .ringstorm:
+            let most = WireFormat.maxPayloadSize(maxFrameSize: c.maxFrameSize)
+            guard c.messageSize >= 0 && c.messageSize <= most else {
+                throw LoadError("--message-size \(c.messageSize) does not fit a \(c.maxFrameSize)-byte frame; the most is \(most)")
+            }
+            guard c.firstMessageSize == 0 else { throw LoadError("--first-message is for --protocol echo; ringstorm clients send REGISTER first") }
+        }
+        guard c.firstMessageSize >= 0 else { throw LoadError("--first-message cannot be negative") }
+        switch c.pacing {
+        case .openLoop(let interval): guard interval > 0 else { throw LoadError("--interval must be more than 0") }
+        case .closedLoop(let pipeline): guard (1...1024).contains(pipeline) else { throw LoadError("--pipeline must be between 1 and 1024, not \(pipeline)") }
+        }
+        for source in c.sources where source.isIPv6 != c.target.isIPv6 {
+            throw LoadError("--source \(source.host) and --target \(c.target) are of different address families")
+        }
+        try budget.check(c)
+    }
+
+    /// Starts the worker threads and returns once every engine is set up; `wait()` collects the result.
+    public func start() throws {
+        try validate()
+        let logFile = try configuration.connectionsLogPath.map { path throws(LoadError) in try ConnectionLogFile(path: path) }
+        let configuration = configuration
+        let threads = min(configuration.threads, configuration.connections)
+        let started = try WorkerThreads<AnyLoadWorker>(count: threads, stop: stopFlag) { index in
+            let share = configuration.connections / threads
+            let extra = configuration.connections % threads
+            let first = index * share + min(index, extra)
+            let plan = LoadWorkerPlan(configuration: configuration, firstClient: first,
+                                      clientCount: share + (index < extra ? 1 : 0), logFile: logFile)
+            return try AnyLoadWorker(plan)
+        }
+        workers.withLock { $0 = started }
+    }
+
+    /// Ends the run early (from any thread): workers close their connections as at the deadline.
+    public func stop() { stopFlag.stop() }
+
+    /// The run so far, summed over the workers (as last published, about once a second).
+    public var progress: LoadProgress {
+        guard let current = workers.withLock({ $0 }) else { return LoadProgress() }
+        return LoadProgress(current.snapshots.compactMap { $0 })
+    }
+
+    /// Whether every worker has finished.
+    public var isFinished: Bool {
+        guard let current = workers.withLock({ $0 }) else { return false }
+        let snapshots = current.snapshots
+        return snapshots.allSatisfy { $0?.finished == true }
+    }
+
+    /// Waits for the workers to finish and merges their reports exactly (counts summed, histograms added).
+    public func waitMergeable() -> LoadWorkerReport {
+        guard let current = workers.withLock({ $0 }) else { return LoadWorkerReport(backend: configuration.backend) }
+        let finals = current.join().map(\.report)
+        return LoadWorkerReport.merged(finals) ?? LoadWorkerReport(backend: configuration.backend)
+    }
+
+    /// Waits for the workers to finish; the merged report.
+    public func wait() -> LoadReport { waitMergeable().report }
+
+    /// Runs to the end of the duration on the calling thread.
+    public func runBlocking() throws -> LoadReport {
+        try start()
+        return wait()
+    }
+
+    /// Runs to the end of the duration; the engines run on their own threads, and this waits for them
+    /// without blocking the caller's executor.
+    public func run() async throws -> LoadReport {
+        try start()
+        return await withCheckedContinuation { continuation in
+            do {
+                _ = try spawnThread(name: "ringstorm-load-wait") { [self] in
+                    continuation.resume(returning: self.wait())
+                }
+            } catch {
+                continuation.resume(returning: self.wait())
+            }
+        }
+    }
+}

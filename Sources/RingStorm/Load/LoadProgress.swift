@@ -1,0 +1,60 @@
+import RingStormEngine
+
+/// What one load worker has done so far: its mergeable report, plus what is only meaningful live.
+public struct LoadWorkerSnapshot: Sendable {
+    public var report: LoadWorkerReport
+    /// Connections established and not yet closed.
+    public var open: Int
+    /// Whether the worker has finished its run (deadline passed, own connections closed).
+    public var finished: Bool
+
+    public init(report: LoadWorkerReport, open: Int = 0, finished: Bool = false) {
+        self.report = report
+        self.open = open
+        self.finished = finished
+    }
+}
+
+/// The run so far, summed over workers: what the live progress line shows.
+public struct LoadProgress: Sendable {
+    public var open = 0
+    public var attempted = 0
+    public var established = 0
+    public var requestsSent = 0
+    public var requestsAnswered = 0
+    public var outcomes = PhaseOutcomes()
+    public var syscalls = 0
+    /// Workers that have finished.
+    public var finishedWorkers = 0
+
+    public init() {}
+
+    init(_ snapshots: [LoadWorkerSnapshot]) {
+        for s in snapshots {
+            open += s.open
+            attempted += s.report.connectionsAttempted
+            established += s.report.connectionsEstablished
+            requestsSent += s.report.requestsSent
+            requestsAnswered += s.report.requestsAnswered
+            outcomes.merge(s.report.outcomes)
+            syscalls += s.report.syscalls
+            if s.finished { finishedWorkers += 1 }
+        }
+    }
+
+    /// One line: `open 1,000  established/s 250  requests/s 41,000  failures: request: reset 3`,
+    /// rates over `seconds` since `previous`.
+    public func line(since previous: LoadProgress, seconds: Double) -> String {
+        let s = max(seconds, 1e-9)
+        var text = "open " + ReportFormat.count(open)
+            + "  established/s " + ReportFormat.count(Int((Double(established - previous.established) / s).rounded()))
+            + "  requests/s " + ReportFormat.count(Int((Double(requestsAnswered - previous.requestsAnswered) / s).rounded()))
+        let failures = Phase.allCases.compactMap { phase -> String? in
+            let items = outcomes[phase].nonZero
+            guard !items.isEmpty else { return nil }
+            return "\(phase): " + items.map { "\($0.outcome.name) \(ReportFormat.count($0.count))" }.joined(separator: ", ")
+        }
+        text += failures.isEmpty ? "  failures: none" : "  failures: " + failures.joined(separator: "; ")
+        return text
+    }
+}
