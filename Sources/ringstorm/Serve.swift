@@ -6,13 +6,17 @@ import RingStormEngine
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a server on the engine until SIGINT/SIGTERM, then print a summary."
+        abstract: "Run a server on the engine until SIGINT/SIGTERM or --duration, then print a report.",
+        discussion: """
+        --protocol ringstorm (default) speaks the length-prefixed ringstorm protocol: REGISTER within \
+        --register-timeout, REQUESTs answered, idle connections closed, bad frames answered with ERROR. \
+        --protocol echo sends back every byte received. --max-fds lowers the descriptor limit to reproduce \
+        descriptor exhaustion; --on-emfile chooses what happens then. See Docs/server.md.
+        """
     )
 
-    enum WireProtocol: String, ExpressibleByArgument, CaseIterable { case echo }
-
-    @Option(help: "Wire protocol: echo (raw bytes echoed back).")
-    var `protocol`: WireProtocol = .echo
+    @Option(help: "Wire protocol: ringstorm (frames; see Docs/protocol.md) or echo (raw bytes echoed back).")
+    var `protocol`: ServerProtocol = .ringstorm
 
     @Option(help: "Address to listen on, HOST:PORT ([V6]:PORT for IPv6).")
     var listen: String = "127.0.0.1:7200"
@@ -23,55 +27,154 @@ struct Serve: ParsableCommand {
     @Option(help: "Engine threads, each with its own ring or epoll instance and SO_REUSEPORT listener.")
     var threads: Int = 1
 
-    @Option(help: "Seconds between live progress lines (0: none).")
-    var reportInterval: Double = 1
+    @Option(help: "Close a connection that has not sent REGISTER within this (ringstorm; 0: never).")
+    var registerTimeout: String = "5s"
+
+    @Option(help: "Close a registered connection that has sent nothing for this long (ringstorm; 0: never).")
+    var idleTimeout: String = "60s"
+
+    @Option(help: "Largest frame accepted, e.g. 64KiB (ringstorm); larger gets ERROR frame_too_large.")
+    var maxFrameSize: String = "64KiB"
+
+    @Option(help: "Lower the process's descriptor limit (soft RLIMIT_NOFILE) to N before starting.")
+    var maxFds: Int?
+
+    @Option(help: "Out of descriptors: pause (stop accepting until one frees), shed (accept and close at once), spin (retry at once). ringstorm only.")
+    var onEmfile: EMFILEPolicy = .pause
+
+    @Option(help: "Stop after this long, e.g. 30s (default: until SIGINT/SIGTERM).")
+    var duration: String?
+
+    @Option(help: "Time between live progress lines, e.g. 1s (0: none).")
+    var reportInterval: String = "1s"
+
+    @Option(help: "Write the final report as JSON to FILE (schema in Docs/report.md).")
+    var json: String?
 
     func validate() throws {
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be between 1 and 64, not \(threads)") }
         _ = try AddressArgument.parse(listen, option: "--listen")
+        _ = try parsedDurations()
+        _ = try parsedFrameSize()
+        if `protocol` == .echo && onEmfile != .pause {
+            throw ValidationError("--on-emfile \(onEmfile) needs --protocol ringstorm (the echo server always pauses)")
+        }
+    }
+
+    private func parsedDurations() throws -> (register: Int64, idle: Int64, report: Int64, duration: Int64?) {
+        func parse(_ text: String, _ option: String) throws -> Int64 {
+            do { return try DurationParsing.nanoseconds(text) } catch { throw ValidationError("\(option): \(error)") }
+        }
+        return (try parse(registerTimeout, "--register-timeout"), try parse(idleTimeout, "--idle-timeout"),
+                try parse(reportInterval, "--report-interval"), try duration.map { try parse($0, "--duration") })
+    }
+
+    private func parsedFrameSize() throws -> Int {
+        let size: Int
+        do { size = try DurationParsing.bytes(maxFrameSize) } catch { throw ValidationError("--max-frame-size: \(error)") }
+        let minimum = 1 + WireFormat.requestFixedBodySize
+        guard size >= minimum && size <= Int(UInt32.max) else {
+            throw ValidationError("--max-frame-size must be between \(minimum) and \(UInt32.max) bytes, not \(size)")
+        }
+        return size
     }
 
     func run() throws {
         TerminationSignals.block()
-        var configuration = EchoServer.Configuration(listen: try AddressArgument.parse(listen, option: "--listen"))
+        let times = try parsedDurations()
+        var configuration = RingStormServer.Configuration(listen: try AddressArgument.parse(listen, option: "--listen"))
         configuration.backend = backend
         configuration.threads = threads
-        configuration.engine.maxConnections = DescriptorLimit.current
-        let server: EchoServer
+        configuration.protocol = `protocol`
+        configuration.registerTimeout = .nanoseconds(times.register)
+        configuration.idleTimeout = .nanoseconds(times.idle)
+        configuration.maxFrameSize = try parsedFrameSize()
+        configuration.maxFDs = maxFds
+        configuration.onEMFILE = onEmfile
+        if times.report > 0 { configuration.reportInterval = .nanoseconds(times.report) }
+        let server: RingStormServer
         do {
-            server = try EchoServer(configuration: configuration)
-        } catch let error as EngineError {
+            server = try RingStormServer(configuration: configuration)
+        } catch {
             throw UsageError(error.description)
         }
-        FileHandleOutput.standardOutput("ringstorm serve: echo on \(server.address), backend \(backend), \(threads) thread\(threads == 1 ? "" : "s"); Ctrl-C to stop\n")
+        var banner = "ringstorm serve: \(`protocol`) on \(server.address), backend \(backend), \(threads) thread\(threads == 1 ? "" : "s")"
+        if let maxFds { banner += ", max fds \(maxFds)" }
+        if `protocol` == .ringstorm { banner += ", on EMFILE \(onEmfile)" }
+        banner += times.duration.map { ", for \(DurationParsing.format(nanoseconds: $0))" } ?? "; Ctrl-C to stop"
+        FileHandleOutput.standardOutput(banner + "\n")
+
         let started = monotonicNanoseconds()
+        let deadline = times.duration.map { started + $0 }
         var last = server.progress
         var lastTime = started
-        let tick = Int64(max(reportInterval, 0.05) * 1e9)
-        while TerminationSignals.wait(nanoseconds: tick) == nil {
-            guard reportInterval > 0 else { continue }
+        let tick = times.report > 0 ? max(times.report, 50_000_000) : 1_000_000_000
+        while true {
+            var wait = tick
+            if let deadline { wait = min(wait, deadline - monotonicNanoseconds()) }
+            if wait <= 0 { break }
+            if TerminationSignals.wait(nanoseconds: wait) != nil { break }
+            if let deadline, monotonicNanoseconds() >= deadline { break }
+            guard times.report > 0 else { continue }
             let now = monotonicNanoseconds()
             let current = server.progress
-            let seconds = Double(now - lastTime) / 1e9
-            let messages = Double(current.messages - last.messages) / seconds
-            let syscalls = Double(current.engine.syscalls.total - last.engine.syscalls.total)
-            let perMessage = current.messages > last.messages ? syscalls / Double(current.messages - last.messages) : 0
-            FileHandleOutput.standardError(String(format: "[%6.1fs] open %d  accepted %d  msgs/s %.0f  syscalls/msg %.3f\n",
-                                                  Double(now - started) / 1e9, current.openConnections, current.accepted, messages, perMessage))
+            FileHandleOutput.standardError(liveLine(current, last, seconds: Double(now - lastTime) / 1e9,
+                                                    elapsed: Double(now - started) / 1e9))
             last = current
             lastTime = now
         }
         server.stop()
-        let summary = server.wait()
-        FileHandleOutput.standardOutput(EchoSummary.render(summary, seconds: Double(monotonicNanoseconds() - started) / 1e9))
+        let final = server.waitForSnapshot()
+        let report = final.report
+        if `protocol` == .echo {
+            var echo = EchoSnapshot(backend: backend)
+            echo.engine = final.engine
+            echo.accepted = report.accepted
+            echo.messages = report.requests
+            echo.openConnections = final.openConnections
+            FileHandleOutput.standardOutput(EchoSummary.render(echo, seconds: report.durationSeconds))
+        } else {
+            var text = report.text + "\n"
+            let failures = report.acceptErrors.values.reduce(0, +)
+            if failures > 0 && report.durationSeconds > 0 {
+                text += String(format: "accept fails  %.0f per second (%@)\n", Double(failures) / report.durationSeconds,
+                               onEmfile.rawValue)
+            }
+            for note in final.engine.notes { text += "note         \(note)\n" }
+            FileHandleOutput.standardOutput(text)
+        }
+        if let json {
+            do {
+                try report.json().write(to: URL(fileURLWithPath: json))
+            } catch {
+                throw UsageError("cannot write the report to \(json): \(error.localizedDescription); pick a writable path")
+            }
+        }
+    }
+
+    private func liveLine(_ current: ServerSnapshot, _ last: ServerSnapshot, seconds: Double, elapsed: Double) -> String {
+        if `protocol` == .echo {
+            // The echo server's line, as before: messages per second and syscalls per message.
+            let messages = current.report.requests - last.report.requests
+            let syscalls = Double(current.engine.syscalls.total - last.engine.syscalls.total)
+            return String(format: "[%6.1fs] open %d  accepted %d  msgs/s %.0f  syscalls/msg %.3f\n",
+                          elapsed, current.openConnections, current.report.accepted, Double(messages) / seconds,
+                          messages > 0 ? syscalls / Double(messages) : 0)
+        }
+        let accepted = Double(current.report.accepted - last.report.accepted) / seconds
+        let requests = Double(current.report.requests - last.report.requests) / seconds
+        let failures = current.acceptErrorCount
+        var line = String(format: "[%6.1fs] open %d  accepted/s %.0f  requests/s %.0f  accept errors %d",
+                          elapsed, current.openConnections, accepted, requests, failures)
+        if failures > last.acceptErrorCount {
+            line += String(format: " (%.0f/s", Double(failures - last.acceptErrorCount) / seconds)
+            line += ", " + current.report.acceptErrors.keys.sorted().map { "\($0) \(current.report.acceptErrors[$0]!)" }.joined(separator: ", ") + ")"
+        }
+        if current.report.shed > 0 { line += "  shed \(current.report.shed)" }
+        if current.pausedListeners > 0 { line += "  accept paused" }
+        return line + "\n"
     }
 }
 
-enum DescriptorLimit {
-    /// The soft RLIMIT_NOFILE: no engine needs more slots than descriptors it can open.
-    static var current: Int {
-        var limit = rlimit()
-        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        return Int(min(limit.rlim_cur, 1 << 20))
-    }
-}
+extension ServerProtocol: ExpressibleByArgument {}
+extension EMFILEPolicy: ExpressibleByArgument {}

@@ -80,7 +80,7 @@ public final class RingStormServer: Sendable {
         case .ringstorm(let workers):
             s = workers.snapshots.compactMap { $0 }.reduce(ServerSnapshot(backend: configuration.backend), +)
         case .echo(let server):
-            s = Self.snapshot(of: server.progress)
+            s = ServerSnapshot(echo: server.progress)
         }
         s.report.durationSeconds = elapsedSeconds
         return s
@@ -105,7 +105,7 @@ public final class RingStormServer: Sendable {
         case .ringstorm(let workers):
             s = workers.join().reduce(ServerSnapshot(backend: configuration.backend), +)
         case .echo(let server):
-            s = Self.snapshot(of: server.wait())
+            s = ServerSnapshot(echo: server.wait())
         }
         let report = finished.withLock { saved -> ServerReport in
             if let saved { return saved }
@@ -140,19 +140,6 @@ public final class RingStormServer: Sendable {
     }
 
     private var elapsedSeconds: Double { Double(monotonicNanoseconds() - started) / 1e9 }
-
-    private static func snapshot(of echo: EchoSnapshot) -> ServerSnapshot {
-        var s = ServerSnapshot(backend: echo.engine.backend)
-        s.engine = echo.engine
-        s.openConnections = echo.openConnections
-        s.report.accepted = echo.accepted
-        s.report.requests = echo.messages
-        s.report.syscalls = echo.engine.syscalls.total
-        s.report.peakOpen = echo.openConnections
-        let emfile = echo.engine.outcomes.byName["accept"] ?? [:]
-        for (name, n) in emfile where name != "ok" { s.report.acceptErrors[name] = n }
-        return s
-    }
 }
 
 /// Passes the first worker's bound port to the others (port 0 must mean one port for all threads).
