@@ -24,6 +24,9 @@
 #ifndef IORING_ACCEPT_POLL_FIRST
 #define IORING_ACCEPT_POLL_FIRST (1U << 2)
 #endif
+#ifndef IORING_FEAT_MIN_TIMEOUT
+#define IORING_FEAT_MIN_TIMEOUT (1U << 15)
+#endif
 #ifndef IORING_RECVSEND_BUNDLE
 #define IORING_RECVSEND_BUNDLE (1U << 4)
 #endif
@@ -49,6 +52,7 @@ static const uint32_t curing_enter_ext_arg = IORING_ENTER_EXT_ARG;
 static const uint32_t curing_enter_registered_ring = IORING_ENTER_REGISTERED_RING;
 static const uint32_t curing_feat_nodrop = IORING_FEAT_NODROP;
 static const uint32_t curing_feat_ext_arg = IORING_FEAT_EXT_ARG;
+static const uint32_t curing_feat_min_timeout = IORING_FEAT_MIN_TIMEOUT;
 
 /// Publishes the SQEs prepared since the last call to the kernel; returns how many await submission.
 /// (liburing keeps this step private; we need it to issue io_uring_enter ourselves and count it.)

@@ -44,6 +44,8 @@ public final class UringEngine: NetworkEngine {
     private let completionBatch: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
     private let completionBatchSize: UInt32 = 1024
     private var usePollFirst = true
+    /// Whether the kernel honours `min_wait_usec` (IORING_FEAT_MIN_TIMEOUT).
+    private var batchWait = false
     private var sawOverflow = false
 
     public init(configuration: EngineConfiguration = EngineConfiguration()) throws(EngineError) {
@@ -55,7 +57,8 @@ public final class UringEngine: NetworkEngine {
         connectTimeouts = .allocate(capacity: configuration.maxConnections)
         completionBatch = .allocate(capacity: Int(completionBatchSize))
 
-        try Self.setUp(&ring, configuration, &stats, counters)
+        let features = try Self.setUp(&ring, configuration, &stats, counters)
+        batchWait = features & curing_feat_min_timeout != 0 && configuration.batchWaitMicroseconds > 0
         do {
             buffers = try ProvidedBuffers(ring: &ring, count: configuration.receiveBufferCount,
                                           size: configuration.receiveBufferSize, group: 0, syscalls: counters)
@@ -81,7 +84,7 @@ public final class UringEngine: NetworkEngine {
         completionBatch.deallocate()
     }
 
-    private static func setUp(_ ring: inout io_uring, _ configuration: EngineConfiguration, _ stats: inout EngineStatistics, _ counters: Counters) throws(EngineError) {
+    private static func setUp(_ ring: inout io_uring, _ configuration: EngineConfiguration, _ stats: inout EngineStatistics, _ counters: Counters) throws(EngineError) -> UInt32 {
         var params = io_uring_params()
         params.flags = curing_setup_submit_all | curing_setup_cqsize
         if configuration.deferTaskRun { params.flags |= curing_setup_single_issuer | curing_setup_defer_taskrun }
@@ -115,6 +118,7 @@ public final class UringEngine: NetworkEngine {
         // A registered ring fd skips the fd-table lookup on every io_uring_enter.
         counters.record(.ioUringRegister)
         if io_uring_register_ring_fd(&ring) < 0 { stats.notes.append("io_uring_register_ring_fd refused; using the plain ring fd") }
+        return params.features
     }
 
     // MARK: - Submission
@@ -135,7 +139,7 @@ public final class UringEngine: NetworkEngine {
         var flags: UInt32 = 0
         var minComplete: UInt32 = 0
         if reap || waitNanoseconds != 0 { flags |= curing_enter_getevents }
-        if waitNanoseconds != 0 { minComplete = 1 }
+        if waitNanoseconds != 0 { minComplete = batchWait ? configuration.batchSize : 1 }
         if curing_ring_fd_registered(&ring) != 0 { flags |= curing_enter_registered_ring }
         counters.record(.ioUringEnter)
         let result: Int32
@@ -144,6 +148,8 @@ public final class UringEngine: NetworkEngine {
             waitTimeout.tv_nsec = wait % 1_000_000_000
             result = withUnsafeMutablePointer(to: &waitTimeout) { ts in
                 waitArgument.ts = UInt64(UInt(bitPattern: ts))
+                // The field liburing 2.3 calls `pad` is `min_wait_usec` since kernel 6.12.
+                waitArgument.pad = batchWait ? configuration.batchWaitMicroseconds : 0
                 return withUnsafeMutablePointer(to: &waitArgument) { arg in
                     io_uring_enter2(UInt32(curing_enter_fd(&ring)), toSubmit, minComplete, flags | curing_enter_ext_arg,
                                     UnsafeMutableRawPointer(arg).assumingMemoryBound(to: sigset_t.self), MemoryLayout<io_uring_getevents_arg>.size)
@@ -314,8 +320,10 @@ public final class UringEngine: NetworkEngine {
     public func poll(timeoutNanoseconds: Int64?, _ handler: (Event) -> Void) throws(EngineError) -> Int {
         flushSends()
         var handled = fireTimers(handler)
-        let wait: Int64? = (handled > 0 || io_uring_cq_ready(&ring) > 0)
+        var wait: Int64? = (handled > 0 || io_uring_cq_ready(&ring) > 0)
             ? 0 : timers.waitNanoseconds(now: monotonicNanoseconds(), callerTimeout: timeoutNanoseconds)
+        // Batch waiting needs the EXT_ARG form, which needs a deadline: an unbounded wait becomes 1 s slices.
+        if wait == nil && batchWait { wait = 1_000_000_000 }
         submitAndWait(waitNanoseconds: wait, reap: wait == 0 && io_uring_cq_ready(&ring) == 0)
         handled += drainCompletions(handler)
         handled += fireTimers(handler)
