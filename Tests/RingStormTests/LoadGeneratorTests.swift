@@ -122,6 +122,24 @@ import RingStormEngine
         #expect(lines.allSatisfy { $0.contains("\"outcome\":\"end_of_run\"") })
     }
 
+    @Test(arguments: Backend.allCases)
+    func ringstormRunAgainstRingStormServer(_ backend: Backend) throws {
+        var serverConfiguration = RingStormServer.Configuration(listen: SocketAddress(ipv4Value: 0x7F00_0001, port: 0))
+        serverConfiguration.backend = backend
+        let server = try RingStormServer(configuration: serverConfiguration)
+        defer { server.stop(); _ = server.wait() }
+        var c = configuration(backend, port: server.address.port, seconds: 1.5)
+        c.wireProtocol = .ringstorm
+        c.connections = 20
+        c.messageSize = 100
+        c.pacing = .closedLoop(pipeline: 2)
+        let report = try LoadGenerator(configuration: c).runBlocking()
+        #expect(report.outcomes.total == 0)
+        #expect(report.latency.register.count == 20)
+        #expect(report.requests.answered > 0)
+        #expect(report.latency.request.count == report.requests.answered)
+    }
+
     @Test func openLoopMeasuresFromIntendedSendTime() async throws {
         var serverConfiguration = EchoServer.Configuration(listen: SocketAddress(ipv4Value: 0x7F00_0001, port: 0))
         serverConfiguration.engine.maxConnections = 64
