@@ -51,11 +51,15 @@ struct Serve: ParsableCommand {
     @Option(help: "Write the final report as JSON to FILE (schema in Docs/report.md).")
     var json: String?
 
+    @Option(help: "io_uring: wait up to this long for a batch of completions per io_uring_enter, e.g. 50us (0: return at the first; needs kernel 6.12).")
+    var batchWait: String = "50us"
+
     func validate() throws {
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be between 1 and 64, not \(threads)") }
         _ = try AddressArgument.parse(listen, option: "--listen")
         _ = try parsedDurations()
         _ = try parsedFrameSize()
+        _ = try parsedBatchWait()
         if `protocol` == .echo && onEmfile != .pause {
             throw ValidationError("--on-emfile \(onEmfile) needs --protocol ringstorm (the echo server always pauses)")
         }
@@ -67,6 +71,13 @@ struct Serve: ParsableCommand {
         }
         return (try parse(registerTimeout, "--register-timeout"), try parse(idleTimeout, "--idle-timeout"),
                 try parse(reportInterval, "--report-interval"), try duration.map { try parse($0, "--duration") })
+    }
+
+    private func parsedBatchWait() throws -> UInt32 {
+        let ns: Int64
+        do { ns = try DurationParsing.nanoseconds(batchWait) } catch { throw ValidationError("--batch-wait: \(error)") }
+        guard ns >= 0 && ns <= 10_000_000 else { throw ValidationError("--batch-wait must be between 0 and 10ms, not \(batchWait)") }
+        return UInt32(ns / 1000)
     }
 
     private func parsedFrameSize() throws -> Int {
@@ -91,6 +102,7 @@ struct Serve: ParsableCommand {
         configuration.maxFrameSize = try parsedFrameSize()
         configuration.maxFDs = maxFds
         configuration.onEMFILE = onEmfile
+        configuration.engine.batchWaitMicroseconds = try parsedBatchWait()
         if times.report > 0 { configuration.reportInterval = .nanoseconds(times.report) }
         let server: RingStormServer
         do {

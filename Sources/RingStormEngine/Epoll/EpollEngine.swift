@@ -263,6 +263,11 @@ public final class EpollEngine: NetworkEngine {
             guard generations.isCurrent(id), connections[i].state == .open else { return }
         }
         if mask & EPOLLOUT.rawValue != 0 && !connections[i].outbound.isEmpty { _ = flush(id.slot, handler) }
+        if mask & (EPOLLRDHUP.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 {
+            // FIN or RST came with (or after) data in this one edge: no later edge will announce it, so
+            // the read loop must go on past a short read until it sees the end.
+            connections[i].peerHungUp = true
+        }
         if mask & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 {
             readLoop(id, handler)
         }
@@ -280,7 +285,7 @@ public final class EpollEngine: NetworkEngine {
                 counters.received(n)
                 handler(Event(.received, id, bytes: UnsafeRawBufferPointer(start: readBuffer, count: n)))
                 // A short read drained the socket; the next arrival raises a new edge.
-                if n < readBufferSize { return }
+                if n < readBufferSize && !connections[i].peerHungUp { return }
             case .success:
                 counters.record(.receive, .closedByPeer)
                 connections[i].readEnded = true
@@ -479,6 +484,7 @@ struct EpollConnection {
     var sendFailed = false
     var closeAfterDrain = false
     var connectReported = false
+    var peerHungUp = false
     var dirty = false
     var outbound = OutboundBuffer()
 

@@ -386,6 +386,8 @@ public final class UringEngine: NetworkEngine {
         case .cancelReceive:
             guard generations.isCurrent(data.connection) else { return }
             connections[Int(data.slot)].receiveCancelPending = false
+            // The cancel found nothing (the receive had already ended): no ECANCELED will follow.
+            if !connections[Int(data.slot)].receiveArmed { connections[Int(data.slot)].receiveCancelRequested = false }
             rearmReceiveIfWanted(data.slot)
         case .linkTimeout: break
         }
@@ -422,8 +424,10 @@ public final class UringEngine: NetworkEngine {
                     connections[i].waitingForBuffers = true
                     starved.append(data.connection)
                 }
-            case .cancelled where connections[i].state == .closing || connections[i].backpressured:
-                break // our own cancel: not an outcome of the connection
+            case .cancelled where connections[i].state == .closing || connections[i].receiveCancelRequested:
+                // Our own cancel (close, or backpressure that may have drained since): not an outcome.
+                connections[i].receiveCancelRequested = false
+                rearmReceiveIfWanted(data.slot)
             default:
                 counters.record(.receive, outcome)
                 connections[i].readEnded = true
@@ -536,6 +540,7 @@ public final class UringEngine: NetworkEngine {
         io_uring_prep_cancel64(sqe, UserData(.receive, slot: id.slot, generation: id.generation).rawValue, 0)
         io_uring_sqe_set_data64(sqe, UserData(.cancelReceive, slot: id.slot, generation: id.generation).rawValue)
         connections[Int(id.slot)].receiveCancelPending = true
+        connections[Int(id.slot)].receiveCancelRequested = true
     }
 
     /// Starts closing: RST requested if abortive, pending operations cancelled; the descriptor itself is
@@ -583,6 +588,8 @@ struct UringConnection {
     var state: State = .free
     var receiveArmed = false
     var receiveCancelPending = false
+    /// Set until the receive we cancelled reports ECANCELED, so that completion is not taken for the peer's.
+    var receiveCancelRequested = false
     var readEnded = false
     var waitingForBuffers = false
     var backpressured = false
