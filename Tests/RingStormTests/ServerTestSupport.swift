@@ -127,6 +127,21 @@ final class ServerTestClient: @unchecked Sendable {
 
     func send(frame: ServerTestFrame) { send(bytes: frame.bytes) }
 
+    /// Waits until the peer's kernel has acknowledged everything sent (TCP_INFO `tcpi_unacked` 0), so a
+    /// test knows the bytes sit in the server's receive queue even on a machine too busy to run the
+    /// loopback softirq at once. Returns false after `timeout` seconds.
+    @discardableResult
+    func waitUntilAcknowledged(timeout: Double = 3) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        repeat {
+            var info = tcp_info()
+            var length = socklen_t(MemoryLayout<tcp_info>.size)
+            if getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, &info, &length) == 0 && info.tcpi_unacked == 0 { return true }
+            usleep(2_000)
+        } while Date() < deadline
+        return false
+    }
+
     /// One `recv` of up to `count` bytes.
     func receive(count: Int = 65_536) -> ServerTestReceived {
         var buffer = [UInt8](repeating: 0, count: count)

@@ -186,6 +186,7 @@ struct ServerDescriptorExhaustionTests {
             kill(child.process.processIdentifier, SIGSTOP)
             let registering = try ServerTestClient(port: child.port)
             registering.send(frame: .register(clientID: 999))
+            #expect(registering.waitUntilAcknowledged())
             let silent = try ServerTestClient(port: child.port)
             usleep(100_000)
             kill(child.process.processIdentifier, SIGCONT)

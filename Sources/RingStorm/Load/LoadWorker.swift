@@ -42,6 +42,8 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
 
     private let sources: [SocketAddress]
     private var stopping = false
+    /// After the deadline: connections still waiting for answers before they close.
+    private var finishing = 0
     private var startedAt: Int64 = 0
     private var finishedAt: Int64 = 0
     private var finished = false
@@ -114,9 +116,21 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
             }
         }
         finishedAt = min(monotonicNanoseconds(), deadline)
-        closeEverything(now: monotonicNanoseconds())
+        // The end: no new requests; connections with answers still due get them first (up to the drain
+        // time), so we close with nothing unread and the server sees FIN, not the RST a close with
+        // unread bytes sends. The rest close at once.
+        stopping = true
+        for c in 0..<clientCount {
+            if awaitsAnswers(c) { finishing += 1 } else { closeAtEnd(c, now: monotonicNanoseconds()) }
+        }
         let drainUntil = monotonicNanoseconds() + config.drainNanoseconds
         while engine.openConnections > 0 && monotonicNanoseconds() < drainUntil {
+            do { try engine.poll(timeoutNanoseconds: 10_000_000) { event in handle(event) } } catch { break }
+            if finishing == 0 { break }
+        }
+        for c in 0..<clientCount { closeAtEnd(c, now: monotonicNanoseconds()) }
+        let closedUntil = monotonicNanoseconds() + config.drainNanoseconds
+        while engine.openConnections > 0 && monotonicNanoseconds() < closedUntil {
             do { try engine.poll(timeoutNanoseconds: 10_000_000) { event in handle(event) } } catch { break }
         }
         log?.flush()
@@ -124,23 +138,35 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
         publish(snapshot)
     }
 
-    /// The deadline: close our own connections. Neither that nor a request in flight is a failure.
-    private func closeEverything(now: Int64) {
-        stopping = true
-        for c in 0..<clientCount {
-            switch clients[c].stage {
-            case .connecting, .registering, .active:
-                if clients[c].stage != .connecting { open -= 1 }
-                logLifecycle(c, phase: phase(of: c), outcome: ConnectionRecord.endOfRun, now: now)
-                wheel.cancel(c)
-                clients[c].stage = .closing
-                engine.close(clients[c].connection, mode: .orderly)
-            case .queued, .backingOff:
-                clients[c].stage = .done
-            case .closing, .done:
-                break
-            }
+    /// Whether client `c` still waits for a REGISTERED or for responses.
+    @inline(__always)
+    private func awaitsAnswers(_ c: Int) -> Bool {
+        clients[c].stage == .registering || (clients[c].stage == .active && clients[c].inFlight > 0)
+    }
+
+    /// The deadline: close one of our own connections. Neither that nor a request in flight is a failure.
+    private func closeAtEnd(_ c: Int, now: Int64) {
+        switch clients[c].stage {
+        case .connecting, .registering, .active:
+            if stopping && awaitsAnswers(c) { finishing -= 1 }
+            if clients[c].stage != .connecting { open -= 1 }
+            logLifecycle(c, phase: phase(of: c), outcome: ConnectionRecord.endOfRun, now: now)
+            wheel.cancel(c)
+            clients[c].stage = .closing
+            engine.close(clients[c].connection, mode: .orderly)
+        case .queued, .backingOff:
+            clients[c].stage = .done
+        case .closing, .done:
+            break
         }
+    }
+
+    /// After the deadline, a client whose last answer just arrived closes.
+    @inline(__always)
+    private func finishIfAnswered(_ c: Int, now: Int64) {
+        guard stopping, clients[c].stage == .active, clients[c].inFlight == 0 else { return }
+        finishing -= 1
+        closeAtEnd(c, now: now)
     }
 
     // MARK: Events
@@ -277,6 +303,7 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
         clients[c].stage = .active
         clients[c].consecutiveFailures = 0
         wheel.cancel(c)
+        guard !stopping else { return }
         switch config.pacing {
         case .closedLoop(let pipeline):
             for _ in 0..<max(pipeline, 1) { sendRequest(c, intended: now) }
@@ -316,7 +343,7 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
         clients[c].answered += 1
         report.requestsAnswered += 1
         report.requestLatency.record(from: UInt64(sentAt), to: UInt64(now))
-        if case .closedLoop = config.pacing { sendRequest(c, intended: now) }
+        if case .closedLoop = config.pacing, !stopping { sendRequest(c, intended: now) }
     }
 
     @inline(__always)
@@ -339,12 +366,15 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
             clients[c].stage = .queued
             queue.push(c)
         case .registering:
+            guard !stopping else { return }
             if now - clients[c].registerSentAt >= config.requestTimeoutNanoseconds {
                 fail(c, phase: .register, .responseTimeout, mode: .abortive)
             } else {
                 wheel.wake(c, at: clients[c].registerSentAt + config.requestTimeoutNanoseconds)
             }
         case .active:
+            // After the deadline nothing is sent and a late answer is not a failure: the drain time ends it.
+            guard !stopping else { return }
             if clients[c].inFlight > 0 && now - oldestSendTime(c) >= config.requestTimeoutNanoseconds {
                 fail(c, phase: .request, .responseTimeout, mode: .abortive)
                 return
@@ -379,6 +409,7 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
         } else {
             receivedFrames(c, bytes, now: now)
         }
+        if stopping { finishIfAnswered(c, now: now) }
     }
 
     private func receivedEcho(_ c: Int, _ count: Int, now: Int64) {
@@ -455,6 +486,7 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
     private func fail(_ c: Int, phase: Phase, _ outcome: FailureOutcome, mode: CloseMode?) {
         let now = monotonicNanoseconds()
         report.outcomes.record(outcome, in: phase)
+        if stopping && awaitsAnswers(c) { finishing -= 1 }
         if clients[c].stage == .registering || clients[c].stage == .active { open -= 1 }
         logLifecycle(c, phase: phase, outcome: outcome.name, now: now)
         wheel.cancel(c)
