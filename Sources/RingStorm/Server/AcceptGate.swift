@@ -28,7 +28,8 @@ struct AcceptGate {
         guard outcome.pausesAccepting else { return }  // the engine keeps accepting by itself
         switch policy {
         case .spin:
-            engine.resumeAccepting(listener)
+            // Retry at once, as a naive server does: this is the busy loop the policy exists to show.
+            engine.resumeAccepting(listener, waitForConnection: false)
         case .shed:
             var shed = 0
             while engine.shedOne(listener) { shed += 1 }

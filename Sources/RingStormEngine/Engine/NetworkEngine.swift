@@ -28,8 +28,11 @@ public protocol NetworkEngine: AnyObject {
     /// The address a listener is bound to (with the port the kernel chose for port 0).
     func localAddress(of listener: ListenerID) -> SocketAddress?
 
-    /// Starts accepting again after an `acceptFailed` event paused the listener.
-    func resumeAccepting(_ listener: ListenerID)
+    /// Starts accepting again after an `acceptFailed` event paused the listener. With
+    /// `waitForConnection` (the default) the io_uring backend parks the accept until a connection is
+    /// queued (`IORING_ACCEPT_POLL_FIRST`); without it the accept is tried at once, which is what a
+    /// "spin" policy wants to show. The epoll backend tries at once either way.
+    func resumeAccepting(_ listener: ListenerID, waitForConnection: Bool)
 
     /// Sheds one queued connection with the reserve-descriptor trick: frees the reserve descriptor,
     /// accepts, closes at once, reopens the reserve. Returns whether a connection was shed.
@@ -64,6 +67,10 @@ public protocol NetworkEngine: AnyObject {
 
     /// Open connections (accepted or connecting or connected, not yet closed).
     var openConnections: Int { get }
+}
+
+extension NetworkEngine {
+    public func resumeAccepting(_ listener: ListenerID) { resumeAccepting(listener, waitForConnection: true) }
 }
 
 /// Engine settings; defaults suit an echo server at thousands of connections.

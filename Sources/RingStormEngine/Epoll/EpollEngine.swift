@@ -105,7 +105,7 @@ public final class EpollEngine: NetworkEngine {
         listeners.indices.contains(listener.index) ? listeners[listener.index].address : nil
     }
 
-    public func resumeAccepting(_ listener: ListenerID) {
+    public func resumeAccepting(_ listener: ListenerID, waitForConnection: Bool) {
         guard listeners.indices.contains(listener.index), listeners[listener.index].fd >= 0 else { return }
         listeners[listener.index].paused = false
         // Edge-triggered: connections queued while paused raise no new edge, so accept at the next poll.

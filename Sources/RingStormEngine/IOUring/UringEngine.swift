@@ -231,12 +231,12 @@ public final class UringEngine: NetworkEngine {
         listeners.indices.contains(listener.index) ? listeners[listener.index].address : nil
     }
 
-    public func resumeAccepting(_ listener: ListenerID) {
+    public func resumeAccepting(_ listener: ListenerID, waitForConnection: Bool) {
         let i = listener.index
         guard listeners.indices.contains(i), listeners[i].fd >= 0 else { return }
         listeners[i].paused = false
         // POLL_FIRST parks the accept until a connection is queued instead of failing again at once.
-        if !listenerArmed[i] { armAccept(i, pollFirst: true) }
+        if !listenerArmed[i] { armAccept(i, pollFirst: waitForConnection) }
     }
 
     public func shedOne(_ listener: ListenerID) -> Bool {
