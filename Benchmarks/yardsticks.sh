@@ -7,6 +7,10 @@
 # flight per connection. Prints one line per run and, per round, each backend's ratio to its yardstick.
 # Servers run interleaved so each ratio compares runs taken minutes apart on the same noisy machine.
 #
+# WITH_NIO=1 adds nio-echo, a minimal SwiftNIO echo server on one event loop (Benchmarks/Sources/nio-echo,
+# built here in release from the nested Benchmarks package unless NIO_ECHO=PATH names a binary), after
+# the four servers in each round, and a second ratio line per round: ringstorm's backends to SwiftNIO.
+#
 # Needs: a release build (swift build -c release), perf (apt-get install -y linux-perf), the yardsticks.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +22,16 @@ ringstorm=${RINGSTORM:-$here/.build/release/ringstorm}
 [ -x "$yard/measure.sh" ] || { echo "no yardsticks at $yard: set YARDSTICKS=DIR" >&2; exit 2; }
 command -v perf >/dev/null || { echo "perf missing: Scripts/install-dependencies --with-perf" >&2; exit 2; }
 bin=${YARDSTICKS_BUILD:-/tmp/ringstorm-yardsticks}
+with_nio=${WITH_NIO:-0}
+if [ "$with_nio" = 1 ]; then
+  nio=${NIO_ECHO:-$here/Benchmarks/.build/release/nio-echo}
+  if [ -z "${NIO_ECHO:-}" ]; then
+    echo "building nio-echo (swift build -c release --package-path Benchmarks --product nio-echo)" >&2
+    swift build -c release --package-path "$here/Benchmarks" --product nio-echo >&2 \
+      || { echo "could not build nio-echo in $here/Benchmarks" >&2; exit 2; }
+  fi
+  [ -x "$nio" ] || { echo "no nio-echo at $nio" >&2; exit 2; }
+fi
 "$yard/measure.sh" build >/dev/null
 port=7400
 run() { # name conns command...
@@ -37,5 +51,10 @@ for round in $(seq "$rounds"); do
     run ringstorm-epoll "$conns" "$ringstorm" serve --protocol echo --listen 127.0.0.1:PORT --backend epoll --report-interval 0; re=$rate
     awk -v r="$round" -v c="$conns" -v cu="$cu" -v ru="$ru" -v ce="$ce" -v re="$re" 'BEGIN {
       printf "round %s conns=%s ratio uring/c-uring=%.2f epoll/c-epoll=%.2f\n", r, c, (cu ? ru/cu : 0), (ce ? re/ce : 0) }'
+    if [ "$with_nio" = 1 ]; then
+      run nio-echo "$conns" "$nio" --host 127.0.0.1 --port PORT; ne=$rate
+      awk -v r="$round" -v c="$conns" -v ru="$ru" -v re="$re" -v ne="$ne" 'BEGIN {
+        printf "round %s conns=%s ratio uring/nio=%.2f epoll/nio=%.2f\n", r, c, (ne ? ru/ne : 0), (ne ? re/ne : 0) }'
+    fi
   done
 done
