@@ -20,11 +20,13 @@ final class EchoRig: Sendable {
     private let server: EngineThread
     private let client: EngineThread
 
-    init(backend: Backend, connections: Int) throws {
+    /// `batchWaitMicroseconds`: io_uring's batch wait for both engines (nil: the default, 50 µs).
+    init(backend: Backend, connections: Int, batchWaitMicroseconds: UInt32? = nil) throws {
         self.backend = backend
         self.connections = connections
         var configuration = EngineConfiguration()
         configuration.maxConnections = max(connections + 64, 1024)
+        if let batchWaitMicroseconds { configuration.batchWaitMicroseconds = batchWaitMicroseconds }
         let engineConfiguration = configuration
         server = try EngineThread(name: "echo-server") { thread in
             try runServer(backend, engineConfiguration, thread)

@@ -1,6 +1,9 @@
 // Echo round trips between two RingStorm engines in one process, on loopback: an echo server engine on one
 // thread, a client engine on another, N connections with one 64-byte message in flight on each, closed
-// loop. One iteration is 10,000 round trips. Both backends, 100 and 1,000 connections.
+// loop. One iteration is 10,000 round trips. Both backends, 100 and 1,000 connections, with the engines'
+// default configuration (what `ringstorm serve` runs), plus io_uring with batch waiting off
+// (`--batch-wait 0`): in a closed loop inside one process each side's 50 µs batch wait adds to every round
+// trip's latency, so that variant separates the cost of the wait from the cost of the work.
 //
 // Metrics: throughput (iterations/s), wall clock per iteration, mallocs per iteration (all threads), and
 // these custom ones:
@@ -34,11 +37,14 @@ final class RigHolder: @unchecked Sendable {
 }
 
 let benchmarks: @Sendable () -> Void = {
+    let variants: [(label: String, backend: Backend, batchWait: UInt32?)] = [
+        ("uring", .uring, nil), ("epoll", .epoll, nil), ("uring batch-wait 0", .uring, 0),
+    ]
     for connections in [100, 1000] {
-        for backend in [Backend.uring, .epoll] {
+        for (label, backend, batchWait) in variants {
             let holder = RigHolder()
             Benchmark(
-                "EngineEcho \(backend) \(connections) conns",
+                "EngineEcho \(label) \(connections) conns",
                 configuration: .init(
                     metrics: [.throughput, .wallClock, .mallocCountTotal, EchoMetrics.roundTripsPerSecond,
                               EchoMetrics.cpuPerRoundTrip, EchoMetrics.serverSyscalls, EchoMetrics.clientSyscalls],
@@ -46,7 +52,7 @@ let benchmarks: @Sendable () -> Void = {
                     warmupIterations: 3,
                     maxDuration: .seconds(4),
                     maxIterations: 200,
-                    setup: { holder.rig = try EchoRig(backend: backend, connections: connections) },
+                    setup: { holder.rig = try EchoRig(backend: backend, connections: connections, batchWaitMicroseconds: batchWait) },
                     teardown: {
                         holder.rig?.stop()
                         holder.rig = nil
