@@ -54,8 +54,18 @@ struct Serve: ParsableCommand {
     @Option(help: "io_uring: wait up to this long for a batch of completions per io_uring_enter, e.g. 50us (0: return at the first; needs kernel 6.12).")
     var batchWait: String = "50us"
 
+    @Option(help: "Worker processes, each with its own SO_REUSEPORT listener(s) on the same port; their reports are merged exactly (one process holds at most RLIMIT_NOFILE descriptors).")
+    var processes: Int = 1
+
+    /// Set in a worker process of `--processes`: report to the parent on this descriptor instead of the terminal.
+    @Option(help: .hidden)
+    var workerReportFd: Int32?
+
     func validate() throws {
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be between 1 and 64, not \(threads)") }
+        guard (1...LoadBudget.maximumProcesses).contains(processes) else {
+            throw ValidationError("--processes must be between 1 and \(LoadBudget.maximumProcesses), not \(processes)")
+        }
         _ = try AddressArgument.parse(listen, option: "--listen")
         _ = try parsedDurations()
         _ = try parsedFrameSize()
@@ -93,6 +103,8 @@ struct Serve: ParsableCommand {
     func run() throws {
         TerminationSignals.block()
         let times = try parsedDurations()
+        if processes > 1 && workerReportFd == nil { return try runProcesses(times) }
+        let channel = workerReportFd.map { WorkerChannel(fd: $0) }
         var configuration = RingStormServer.Configuration(listen: try AddressArgument.parse(listen, option: "--listen"))
         configuration.backend = backend
         configuration.threads = threads
@@ -103,6 +115,7 @@ struct Serve: ParsableCommand {
         configuration.maxFDs = maxFds
         configuration.onEMFILE = onEmfile
         configuration.engine.batchWaitMicroseconds = try parsedBatchWait()
+        configuration.reusePort = channel != nil
         if times.report > 0 { configuration.reportInterval = .nanoseconds(times.report) }
         let server: RingStormServer
         do {
@@ -110,23 +123,29 @@ struct Serve: ParsableCommand {
         } catch {
             throw UsageError(error.description)
         }
-        var banner = "ringstorm serve: \(`protocol`) on \(server.address), backend \(backend), \(threads) thread\(threads == 1 ? "" : "s")"
-        if let maxFds { banner += ", max fds \(maxFds)" }
-        if `protocol` == .ringstorm { banner += ", on EMFILE \(onEmfile)" }
-        banner += times.duration.map { ", for \(DurationParsing.format(nanoseconds: $0))" } ?? "; Ctrl-C to stop"
-        FileHandleOutput.standardOutput(banner + "\n")
+        if let channel {
+            channel.ready(server.address.description)
+        } else {
+            FileHandleOutput.standardOutput(banner(address: server.address, times.duration) + "\n")
+        }
 
         let started = monotonicNanoseconds()
         let deadline = times.duration.map { started + $0 }
         var last = server.progress
         var lastTime = started
-        let tick = times.report > 0 ? max(times.report, 50_000_000) : 1_000_000_000
+        var tick = times.report > 0 ? max(times.report, 50_000_000) : 1_000_000_000
+        // A worker process reports at least once a second: a failed write tells it the parent is gone.
+        if channel != nil { tick = min(tick, 1_000_000_000) }
         while true {
             var wait = tick
             if let deadline { wait = min(wait, deadline - monotonicNanoseconds()) }
             if wait <= 0 { break }
             if TerminationSignals.wait(nanoseconds: wait) != nil { break }
             if let deadline, monotonicNanoseconds() >= deadline { break }
+            if let channel {
+                if !channel.progress(ServerProcessStatus(server.progress)) { break }
+                continue
+            }
             guard times.report > 0 else { continue }
             let now = monotonicNanoseconds()
             let current = server.progress
@@ -138,6 +157,10 @@ struct Serve: ParsableCommand {
         server.stop()
         let final = server.waitForSnapshot()
         let report = final.report
+        if let channel {
+            channel.final(ServerProcessStatus(final))
+            return
+        }
         if `protocol` == .echo {
             var echo = EchoSnapshot(backend: backend)
             echo.engine = final.engine
@@ -146,29 +169,119 @@ struct Serve: ParsableCommand {
             echo.openConnections = final.openConnections
             FileHandleOutput.standardOutput(EchoSummary.render(echo, seconds: report.durationSeconds))
         } else {
-            var text = report.text + "\n"
-            let failures = report.acceptErrors.values.reduce(0, +)
-            if failures > 0 && report.durationSeconds > 0 {
-                text += String(format: "accept fails  %.0f per second (%@)\n", Double(failures) / report.durationSeconds,
-                               onEmfile.rawValue)
-            }
-            for note in final.engine.notes { text += "note         \(note)\n" }
-            FileHandleOutput.standardOutput(text)
+            FileHandleOutput.standardOutput(finalText(report, notes: final.engine.notes))
         }
-        if let json {
-            do {
-                try report.json().write(to: URL(fileURLWithPath: json))
-            } catch {
-                throw UsageError("cannot write the report to \(json): \(error.localizedDescription); pick a writable path")
-            }
+        try writeJSON(report)
+    }
+
+    private func banner(address: SocketAddress, _ duration: Int64?) -> String {
+        var banner = "ringstorm serve: \(`protocol`) on \(address), backend \(backend), "
+        if processes > 1 { banner += "\(processes) processes × " }
+        banner += "\(threads) thread\(threads == 1 ? "" : "s")"
+        if let maxFds { banner += ", max fds \(maxFds)" + (processes > 1 ? " each" : "") }
+        if `protocol` == .ringstorm { banner += ", on EMFILE \(onEmfile)" }
+        banner += duration.map { ", for \(DurationParsing.format(nanoseconds: $0))" } ?? "; Ctrl-C to stop"
+        return banner
+    }
+
+    private func finalText(_ report: ServerReport, notes: [String]) -> String {
+        var text = report.text + "\n"
+        let failures = report.acceptErrors.values.reduce(0, +)
+        if failures > 0 && report.durationSeconds > 0 {
+            text += String(format: "accept fails  %.0f per second (%@)\n", Double(failures) / report.durationSeconds,
+                           onEmfile.rawValue)
         }
+        for note in notes { text += "note         \(note)\n" }
+        return text
+    }
+
+    private func writeJSON(_ report: ServerReport) throws {
+        guard let json else { return }
+        do {
+            try report.json().write(to: URL(fileURLWithPath: json))
+        } catch {
+            throw UsageError("cannot write the report to \(json): \(error.localizedDescription); pick a writable path")
+        }
+    }
+
+    // MARK: --processes N
+
+    /// The parent of `--processes N`: reserves the port, starts N workers (this binary, `serve ...
+    /// --worker-report-fd 3`), prints a live line summed over them, forwards SIGINT/SIGTERM, merges their
+    /// reports exactly and reports a worker that died.
+    private func runProcesses(_ times: (register: Int64, idle: Int64, report: Int64, duration: Int64?)) throws {
+        let reservation: PortReservation
+        do {
+            reservation = try PortReservation(try AddressArgument.parse(listen, option: "--listen"))
+        } catch let error as ServerError {
+            throw UsageError(error.description)
+        }
+        var arguments = ["serve", "--protocol", `protocol`.rawValue, "--listen", reservation.address.description,
+                         "--backend", backend.rawValue, "--threads", String(threads),
+                         "--register-timeout", registerTimeout, "--idle-timeout", idleTimeout,
+                         "--max-frame-size", maxFrameSize, "--on-emfile", onEmfile.rawValue,
+                         "--report-interval", reportInterval, "--batch-wait", batchWait,
+                         "--worker-report-fd", String(WorkerProcesses<ServerProcessStatus>.channelDescriptor)]
+        if let maxFds { arguments += ["--max-fds", String(maxFds)] }
+        if let duration { arguments += ["--duration", duration] }
+        let workers: WorkerProcesses<ServerProcessStatus>
+        do {
+            workers = try WorkerProcesses(arguments: Array(repeating: arguments, count: processes))
+        } catch {
+            throw UsageError(error.description)
+        }
+        do {
+            _ = try workers.waitUntilReady()
+        } catch {
+            workers.stop(graceNanoseconds: 2_000_000_000)
+            throw UsageError(error.description)
+        }
+        FileHandleOutput.standardOutput(banner(address: reservation.address, times.duration) + "\n")
+
+        let started = monotonicNanoseconds()
+        let deadline = times.duration.map { started + $0 }
+        var last = ServerSnapshot(backend: backend)
+        var lastTime = started
+        var nextLine = started + times.report
+        var failure: WorkerFailure?
+        while true {
+            let now = monotonicNanoseconds()
+            if let deadline, now >= deadline { break }
+            if TerminationSignals.wait(nanoseconds: 0) != nil { break }
+            if let f = workers.failure { failure = f; break }
+            if workers.allEnded { break }
+            workers.pump(timeoutNanoseconds: 100_000_000)
+            guard times.report > 0, monotonicNanoseconds() >= nextLine else { continue }
+            let current = workers.latest.compactMap { $0?.snapshot }.reduce(ServerSnapshot(backend: backend), +)
+            let at = monotonicNanoseconds()
+            nextLine = at + times.report
+            FileHandleOutput.standardError(liveLine(current, last, seconds: Double(at - lastTime) / 1e9,
+                                                    elapsed: Double(at - started) / 1e9))
+            last = current
+            lastTime = at
+        }
+        workers.stop()
+        failure = failure ?? workers.failure
+        withExtendedLifetime(reservation) {}
+        let finals = workers.finals
+        guard let report = ServerReport.merged(finals.map(\.report)) else {
+            throw UsageError(failure?.description ?? "no worker process sent a report")
+        }
+        var notes: [String] = []
+        for note in finals.flatMap(\.notes) where !notes.contains(note) { notes.append(note) }
+        var text = finalText(report, notes: notes)
+        text += "processes    \(processes), merged exactly (counts summed)\n"
+        if let failure { text += "incomplete   \(finals.count) of \(processes) worker reports: \(failure)\n" }
+        FileHandleOutput.standardOutput(text)
+        try writeJSON(report)
+        if let failure { throw UsageError(failure.description) }
     }
 
     private func liveLine(_ current: ServerSnapshot, _ last: ServerSnapshot, seconds: Double, elapsed: Double) -> String {
         if `protocol` == .echo {
             // The echo server's line, as before: messages per second and syscalls per message.
             let messages = current.report.requests - last.report.requests
-            let syscalls = Double(current.engine.syscalls.total - last.engine.syscalls.total)
+            let syscalls = Double(current.report.syscalls - last.report.syscalls)
             return String(format: "[%6.1fs] open %d  accepted %d  msgs/s %.0f  syscalls/msg %.3f\n",
                           elapsed, current.openConnections, current.report.accepted, Double(messages) / seconds,
                           messages > 0 ? syscalls / Double(messages) : 0)

@@ -33,6 +33,8 @@ public final class EchoServer: Sendable {
         public var threads: Int = 1
         public var backlog: Int32 = 4096
         public var engine = EngineConfiguration()
+        /// `SO_REUSEPORT` even with one thread, to share the port with other processes (`--processes`).
+        public var reusePort = false
 
         public init(listen: SocketAddress) { self.listen = listen }
     }
@@ -48,7 +50,7 @@ public final class EchoServer: Sendable {
         workers = try WorkerThreads(count: configuration.threads) { index in
             var config = configuration
             config.listen = index == 0 ? config.listen : bound.value
-            let worker = try AnyEchoWorker(config, reusePort: configuration.threads > 1)
+            let worker = try AnyEchoWorker(config, reusePort: configuration.threads > 1 || configuration.reusePort)
             if index == 0 { bound.value = worker.address }
             return worker
         }

@@ -66,8 +66,8 @@ final class ConnectionLogWriter {
 final class ConnectionLogFile: Sendable {
     let fd: Int32
 
-    init(path: String) throws(LoadError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o644)
+    init(path: String, truncate: Bool = true) throws(LoadError) {
+        let fd = open(path, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : 0) | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw LoadError("--connections-log \(path): cannot open: \(Errno.current); name a writable file")
         }

@@ -37,15 +37,28 @@ public struct LoadBudget: Sendable, Equatable {
         return numbers[1] - numbers[0] + 1
     }
 
-    /// Throws with the numbers and the fix when `configuration` does not fit.
-    public func check(_ configuration: LoadGenerator.Configuration) throws(LoadError) {
+    /// The most worker processes `--processes` starts.
+    public static let maximumProcesses = 64
+
+    /// Throws with the numbers and the fix when `configuration` does not fit `processes` worker
+    /// processes: descriptors per process × processes, ports per source address × source addresses
+    /// (ports are per source address and destination, machine-wide, so more processes do not add any).
+    public func check(_ configuration: LoadGenerator.Configuration, processes: Int = 1) throws(LoadError) {
         let n = configuration.connections
-        let usable = descriptorLimit - Self.margin(threads: configuration.threads)
-        if n > usable {
-            let processes = (n + usable - 1) / max(usable, 1)
-            throw LoadError("--connections \(count(n)) needs \(count(n)) descriptors but one process may open \(count(usable)) "
-                + "(RLIMIT_NOFILE \(count(descriptorLimit)) minus \(Self.margin(threads: configuration.threads)) kept back): "
-                + "add --processes \(processes) (not yet in this build) or lower --connections to \(count(usable))")
+        let margin = Self.margin(threads: configuration.threads)
+        let usable = descriptorLimit - margin
+        let processes = max(processes, 1)
+        let perProcess = (n + processes - 1) / processes
+        if perProcess > usable {
+            let needed = (n + usable - 1) / max(usable, 1)
+            let limits = "(RLIMIT_NOFILE \(count(descriptorLimit)) minus \(margin) kept back)"
+            if processes == 1 {
+                throw LoadError("--connections \(count(n)) needs \(count(n)) descriptors but one process may open \(count(usable)) \(limits): "
+                    + "add --processes \(needed) or lower --connections to \(count(usable))")
+            }
+            throw LoadError("--connections \(count(n)) over --processes \(processes) needs \(count(perProcess)) descriptors per process "
+                + "but one process may open \(count(usable)) \(limits): raise --processes to \(needed) "
+                + "or lower --connections to \(count(usable * processes))")
         }
         let sources = max(1, configuration.sources.count)
         let perSource = (n + sources - 1) / sources

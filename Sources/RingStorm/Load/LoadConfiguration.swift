@@ -17,6 +17,11 @@ extension LoadGenerator {
         case openLoop(intervalNanoseconds: Int64)
         /// The next request when a response arrives, `pipeline` requests in flight.
         case closedLoop(pipeline: Int)
+        /// Connect and send nothing, like a telnet that says nothing: no registration, no request. The
+        /// connection is held until the end of the run; what the server does to it (FIN: `closed`, RST:
+        /// `reset`) is counted in phase `idle`, and bytes it sends are ignored. One still open at the end
+        /// saw nothing.
+        case silent
     }
 
     /// A load run, as a value: everything `ringstorm load` takes on its command line.
@@ -55,6 +60,17 @@ extension LoadGenerator {
         public var maxFrameSize: Int = WireFormat.defaultMaxFrameSize
         /// The first client's id in REGISTER; client `i` registers as `clientIDBase + i`.
         public var clientIDBase: UInt64 = 1
+        /// The number of this generator's first client among all (0 unless it is one worker process of
+        /// several): client `i` is `firstClient + i` in REGISTER ids, the connections log and the
+        /// round-robin over `sources`, so worker processes never share a client id.
+        public var firstClient: Int = 0
+        /// `ringstorm` only: bytes of the REGISTER frame on the wire. The default, 13, is the bare frame
+        /// (client id only); more pads it with registration data (`PayloadPattern`), which the server
+        /// ignores, e.g. 75 to send the seed's 75-byte registration in one segment.
+        public var registrationSize: Int = WireFormat.registerFrameSize
+        /// Whether opening `connectionsLogPath` truncates it (worker processes append to the file their
+        /// parent truncated).
+        public var truncateConnectionsLog = true
         /// After the deadline, how long to wait for our own closes to finish.
         public var drainNanoseconds: Int64 = 1_000_000_000
         /// Engine settings (slots are sized from `connections` regardless).
@@ -66,6 +82,7 @@ extension LoadGenerator {
         var maxInFlight: Int {
             switch pacing {
             case .closedLoop(let pipeline): return max(1, pipeline)
+            case .silent: return 1
             case .openLoop(let interval):
                 // Beyond timeout/interval (+ slack for the tick) the oldest has timed out anyway.
                 let n = requestTimeoutNanoseconds / max(interval, 1) + 3
@@ -79,6 +96,9 @@ extension LoadGenerator {
         }
 
         /// Whether a connection registers (or sends its first message) before its requests.
-        var registers: Bool { wireProtocol == .ringstorm || firstMessageSize > 0 }
+        var registers: Bool {
+            if case .silent = pacing { return false }
+            return wireProtocol == .ringstorm || firstMessageSize > 0
+        }
     }
 }

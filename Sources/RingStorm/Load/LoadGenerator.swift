@@ -24,10 +24,18 @@ public final class LoadGenerator: Sendable {
 
     /// Checks the values and this process's budget (descriptors, ports per source address); throws one
     /// message naming the problem, the numbers and the fix.
-    public func validate(budget: LoadBudget = .current) throws(LoadError) {
+    /// `processes`: worker processes sharing the clients (`--processes`); the budget is per process.
+    public func validate(budget: LoadBudget = .current, processes: Int = 1) throws(LoadError) {
         let c = configuration
         guard c.connections >= 1 else { throw LoadError("--connections must be at least 1, not \(c.connections)") }
         guard (1...64).contains(c.threads) else { throw LoadError("--threads must be between 1 and 64, not \(c.threads)") }
+        guard (1...LoadBudget.maximumProcesses).contains(processes) else {
+            throw LoadError("--processes must be between 1 and \(LoadBudget.maximumProcesses), not \(processes)")
+        }
+        guard processes <= c.connections else {
+            throw LoadError("--processes \(processes) is more than --connections \(c.connections); use at most \(c.connections)")
+        }
+        guard c.firstClient >= 0 else { throw LoadError("the first client number cannot be negative") }
         guard c.target.port != 0 else { throw LoadError("--target \(c.target) has no port; write e.g. 127.0.0.1:7200") }
         guard c.durationNanoseconds > 0 else { throw LoadError("--duration must be more than 0") }
         guard c.connectRate >= 0 else { throw LoadError("--connect-rate cannot be negative") }
@@ -40,29 +48,38 @@ public final class LoadGenerator: Sendable {
             guard c.messageSize >= 0 && c.messageSize <= most else {
                 throw LoadError("--message-size \(c.messageSize) does not fit a \(c.maxFrameSize)-byte frame; the most is \(most)")
             }
-            guard c.firstMessageSize == 0 else { throw LoadError("--first-message is for --protocol echo; ringstorm clients send REGISTER first") }
+            guard c.firstMessageSize == 0 else { throw LoadError("--first-message is for --protocol echo; ringstorm clients send REGISTER first (pad it with --registration-size)") }
+            guard c.registrationSize >= WireFormat.registerFrameSize && c.registrationSize <= c.maxFrameSize + WireFormat.lengthSize else {
+                throw LoadError("--registration-size \(c.registrationSize) must be between \(WireFormat.registerFrameSize) (a bare REGISTER) and \(c.maxFrameSize + WireFormat.lengthSize) bytes")
+            }
         }
         guard c.firstMessageSize >= 0 else { throw LoadError("--first-message cannot be negative") }
         switch c.pacing {
         case .openLoop(let interval): guard interval > 0 else { throw LoadError("--interval must be more than 0") }
         case .closedLoop(let pipeline): guard (1...1024).contains(pipeline) else { throw LoadError("--pipeline must be between 1 and 1024, not \(pipeline)") }
+        case .silent: break
+        }
+        if c.wireProtocol == .echo && c.registrationSize != WireFormat.registerFrameSize {
+            throw LoadError("--registration-size is for --protocol ringstorm; echo clients send --first-message BYTES")
         }
         for source in c.sources where source.isIPv6 != c.target.isIPv6 {
             throw LoadError("--source \(source.host) and --target \(c.target) are of different address families")
         }
-        try budget.check(c)
+        try budget.check(c, processes: processes)
     }
 
     /// Starts the worker threads and returns once every engine is set up; `wait()` collects the result.
     public func start() throws {
         try validate()
-        let logFile = try configuration.connectionsLogPath.map { path throws(LoadError) in try ConnectionLogFile(path: path) }
         let configuration = configuration
+        let logFile = try configuration.connectionsLogPath.map { path throws(LoadError) in
+            try ConnectionLogFile(path: path, truncate: configuration.truncateConnectionsLog)
+        }
         let threads = min(configuration.threads, configuration.connections)
         let started = try WorkerThreads<AnyLoadWorker>(count: threads, stop: stopFlag) { index in
             let share = configuration.connections / threads
             let extra = configuration.connections % threads
-            let first = index * share + min(index, extra)
+            let first = configuration.firstClient + index * share + min(index, extra)
             let plan = LoadWorkerPlan(configuration: configuration, firstClient: first,
                                       clientCount: share + (index < extra ? 1 : 0), logFile: logFile)
             return try AnyLoadWorker(plan)
@@ -77,6 +94,16 @@ public final class LoadGenerator: Sendable {
     public var progress: LoadProgress {
         guard let current = workers.withLock({ $0 }) else { return LoadProgress() }
         return LoadProgress(current.snapshots.compactMap { $0 })
+    }
+
+    /// The run so far as one mergeable snapshot (the threads' reports merged exactly, histograms
+    /// included): what a worker process of `load --processes` sends its parent each second.
+    public var snapshot: LoadWorkerSnapshot {
+        guard let current = workers.withLock({ $0 }) else { return LoadWorkerSnapshot(report: LoadWorkerReport(backend: configuration.backend)) }
+        let snapshots = current.snapshots.compactMap { $0 }
+        let report = LoadWorkerReport.merged(snapshots.map(\.report)) ?? LoadWorkerReport(backend: configuration.backend)
+        return LoadWorkerSnapshot(report: report, open: snapshots.reduce(0) { $0 + $1.open },
+                                  finished: !snapshots.isEmpty && snapshots.allSatisfy(\.finished))
     }
 
     /// Whether every worker has finished.

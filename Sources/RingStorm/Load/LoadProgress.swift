@@ -1,7 +1,8 @@
 import RingStormEngine
 
-/// What one load worker has done so far: its mergeable report, plus what is only meaningful live.
-public struct LoadWorkerSnapshot: Sendable {
+/// What one load worker has done so far: its mergeable report, plus what is only meaningful live. A worker
+/// process of `load --processes` sends these to its parent as JSON (`WorkerChannel`).
+public struct LoadWorkerSnapshot: Sendable, Codable {
     public var report: LoadWorkerReport
     /// Connections established and not yet closed.
     public var open: Int
@@ -29,7 +30,8 @@ public struct LoadProgress: Sendable {
 
     public init() {}
 
-    init(_ snapshots: [LoadWorkerSnapshot]) {
+    /// The sum of workers' snapshots (threads of this process, or worker processes).
+    public init(_ snapshots: [LoadWorkerSnapshot]) {
         for s in snapshots {
             open += s.open
             attempted += s.report.connectionsAttempted

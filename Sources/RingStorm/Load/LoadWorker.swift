@@ -71,7 +71,8 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
         FrameEncoder.encodeEcho(size: config.messageSize, into: echoMessage)
         firstMessage = .allocate(byteCount: max(config.firstMessageSize, 1), alignment: 16)
         FrameEncoder.encodeEcho(size: config.firstMessageSize, into: firstMessage)
-        scratch = .allocate(byteCount: max(WireFormat.requestFrameSize(payloadSize: config.messageSize), WireFormat.registerFrameSize), alignment: 16)
+        scratch = .allocate(byteCount: max(WireFormat.requestFrameSize(payloadSize: config.messageSize), config.registrationSize,
+                                           WireFormat.registerFrameSize), alignment: 16)
     }
 
     deinit {
@@ -282,7 +283,8 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
             clients[c].stage = .registering
             clients[c].registerSentAt = now
             if config.wireProtocol == .ringstorm {
-                let n = FrameEncoder.encodeRegister(clientID: config.clientIDBase + UInt64(firstClient + c), into: scratch)
+                let n = FrameEncoder.encodeRegister(clientID: config.clientIDBase + UInt64(firstClient + c),
+                                                    frameSize: config.registrationSize, into: scratch)
                 engine.send(clients[c].connection, UnsafeRawBufferPointer(rebasing: scratch[0..<n]))
             } else {
                 engine.send(clients[c].connection, UnsafeRawBufferPointer(firstMessage))
@@ -312,6 +314,8 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
             sendRequest(c, intended: now)
             clients[c].nextSendAt = now + interval
             scheduleActive(c)
+        case .silent:
+            break  // connected; nothing to send, nothing to wait for
         }
     }
 
@@ -403,6 +407,7 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
     private func received(_ c: Int, _ bytes: UnsafeRawBufferPointer) {
         let stage = clients[c].stage
         guard stage == .registering || stage == .active else { return }
+        if case .silent = config.pacing { return }  // a silent client ignores what it is sent
         let now = monotonicNanoseconds()
         if config.wireProtocol == .echo {
             receivedEcho(c, bytes.count, now: now)

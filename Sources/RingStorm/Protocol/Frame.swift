@@ -39,7 +39,7 @@ public enum WireFormat {
 
 /// The frame types of the `ringstorm` protocol; the raw value is the type byte on the wire.
 public enum FrameType: UInt8, CaseIterable, Sendable, Codable, CustomStringConvertible {
-    /// Client → server. Body: client id (UInt64).
+    /// Client → server. Body: client id (UInt64), then optional registration data (ignored).
     case register = 1
     /// Server → client. Body: the client id echoed (UInt64).
     case registered = 2
@@ -74,8 +74,9 @@ public enum FrameType: UInt8, CaseIterable, Sendable, Codable, CustomStringConve
     @inline(__always)
     public var maximumBodySize: Int? {
         switch self {
-        case .register, .registered: WireFormat.registerBodySize
-        case .request, .response, .error: nil
+        case .registered: WireFormat.registerBodySize
+        // REGISTER may carry registration data after the client id (the seed's clients sent 75 bytes).
+        case .register, .request, .response, .error: nil
         }
     }
 }

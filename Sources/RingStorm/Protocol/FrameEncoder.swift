@@ -9,6 +9,19 @@ public enum FrameEncoder {
         encodeClientID(.register, clientID, into: buffer)
     }
 
+    /// A REGISTER of `frameSize` bytes on the wire (at least 13): the client id followed by
+    /// `frameSize - 13` bytes of registration data (`PayloadPattern`), which receivers ignore.
+    @inline(__always)
+    public static func encodeRegister(clientID: UInt64, frameSize: Int, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        let dataSize = max(frameSize, WireFormat.registerFrameSize) - WireFormat.registerFrameSize
+        let base = header(.register, bodySize: WireFormat.registerBodySize + dataSize, into: buffer)
+        base.storeBigEndian(clientID, at: 5)
+        if dataSize > 0 {
+            PayloadPattern.fill(base + WireFormat.registerFrameSize, count: dataSize)
+        }
+        return WireFormat.registerFrameSize + dataSize
+    }
+
     /// REGISTERED: 13 bytes.
     @inline(__always)
     @discardableResult

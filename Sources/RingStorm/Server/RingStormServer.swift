@@ -48,7 +48,7 @@ public final class RingStormServer: Sendable {
                 let workers = try WorkerThreads(count: threads) { index in
                     var c = fixed
                     c.listen = index == 0 ? c.listen : bound.value
-                    let worker = try AnyServerWorker(c, reusePort: threads > 1)
+                    let worker = try AnyServerWorker(c, reusePort: threads > 1 || fixed.reusePort)
                     if index == 0 { bound.value = worker.address }
                     return worker
                 }
@@ -60,6 +60,7 @@ public final class RingStormServer: Sendable {
                 echo.threads = config.threads
                 echo.backlog = config.backlog
                 echo.engine = config.engine
+                echo.reusePort = config.reusePort
                 let server = try EchoServer(configuration: echo)
                 body = .echo(server)
                 address = server.address

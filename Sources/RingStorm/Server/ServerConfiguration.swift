@@ -49,6 +49,9 @@ extension RingStormServer {
         /// Granularity of the register and idle deadlines: the period of each worker's tick.
         public var tick: Duration = .milliseconds(100)
         public var backlog: Int32 = 4096
+        /// `SO_REUSEPORT` on the listener even with one thread, so that other processes can listen on the
+        /// same port (`serve --processes N`: the kernel spreads connections over every listener).
+        public var reusePort = false
         /// Engine settings; `maxConnections` is set from the descriptor limit when left at 0.
         public var engine: EngineConfiguration = {
             var e = EngineConfiguration()

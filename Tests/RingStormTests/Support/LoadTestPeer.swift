@@ -12,6 +12,12 @@ enum PeerBehaviour: String, Sendable, CaseIterable {
     case lingerZeroClose
     /// Reads the request and never answers (holds the connection until the client goes).
     case neverAnswer
+    /// Accepts and closes at once, whatever the client sent (nothing, for a silent client): FIN.
+    case closeAtOnce
+    /// Accepts, sets `SO_LINGER {1, 0}` and closes at once: RST.
+    case lingerZeroAtOnce
+    /// Accepts, sends a few bytes, then closes: data, then FIN.
+    case sendThenClose
 }
 
 /// A listening socket on 127.0.0.1 with a kernel-chosen port, and optionally a thread that accepts one
@@ -66,8 +72,25 @@ final class LoadTestPeer: @unchecked Sendable {
             guard Self.waitReadable(fd, milliseconds: 5000) else { return }
             let client = accept(fd, nil, nil)
             guard client >= 0 else { return }
-            guard Self.waitReadable(client, milliseconds: 5000) else { Glibc.close(client); return }
             var buffer = [UInt8](repeating: 0, count: 4096)
+            switch behaviour {
+            case .closeAtOnce:
+                Glibc.close(client)
+                return
+            case .lingerZeroAtOnce:
+                var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+                setsockopt(client, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+                Glibc.close(client)
+                return
+            case .sendThenClose:
+                _ = Glibc.send(client, "hello\r\n", 7, Int32(MSG_NOSIGNAL))
+                usleep(50_000)
+                Glibc.close(client)
+                return
+            default:
+                break
+            }
+            guard Self.waitReadable(client, milliseconds: 5000) else { Glibc.close(client); return }
             switch behaviour {
             case .closeWithUnreadData:
                 Glibc.close(client)
@@ -87,6 +110,8 @@ final class LoadTestPeer: @unchecked Sendable {
                     if recv(client, &buffer, buffer.count, 0) <= 0 { break }
                 }
                 Glibc.close(client)
+            case .closeAtOnce, .lingerZeroAtOnce, .sendThenClose:
+                break
             }
         }
         self.thread = thread

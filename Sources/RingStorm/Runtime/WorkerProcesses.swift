@@ -1,0 +1,262 @@
+import Foundation
+import Glibc
+import RingStormEngine
+import Synchronization
+
+/// The worker's end of its report channel: descriptor 3 in a worker process (`--worker-report-fd 3`),
+/// the write end of a pipe whose read end the parent holds. One line per message:
+///
+/// ```
+/// ready 127.0.0.1:7200          the worker is set up (serve: listening on that address)
+/// progress {...}                its counts so far, compact JSON, about once a second
+/// final {...}                   its mergeable report at the end (ServerProcessStatus / LoadWorkerSnapshot)
+/// ```
+///
+/// A write that fails (EPIPE: the parent is gone) marks the channel broken; the worker then stops, so
+/// an orphaned worker does not run on.
+public final class WorkerChannel: Sendable {
+    public let fd: Int32
+    private let broken = Atomic<Bool>(false)
+
+    public init(fd: Int32) { self.fd = fd }
+
+    /// Whether a write failed: the parent is gone.
+    public var isBroken: Bool { broken.load(ordering: .relaxed) }
+
+    @discardableResult
+    public func ready(_ text: String = "") -> Bool { send("ready " + text) }
+
+    @discardableResult
+    public func progress(_ value: some Encodable) -> Bool { send("progress", value) }
+
+    @discardableResult
+    public func final(_ value: some Encodable) -> Bool { send("final", value) }
+
+    private func send(_ tag: String, _ value: some Encodable) -> Bool {
+        guard let data = try? ReportJSON.encode(value, pretty: false) else { return false }
+        return send(tag + " " + String(decoding: data, as: UTF8.self))
+    }
+
+    private func send(_ line: String) -> Bool {
+        guard !isBroken else { return false }
+        var bytes = Array((line + "\n").utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 {
+                broken.store(true, ordering: .relaxed)
+                return false
+            }
+            offset += n
+        }
+        return true
+    }
+}
+
+/// A worker process that failed: ended without its final report, or with a status other than 0.
+public struct WorkerFailure: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// N copies of this binary, each running one worker (`ringstorm serve|load ... --worker-report-fd 3`),
+/// watched from one thread: their report channels and standard errors are read with `poll`, their
+/// latest progress and final reports decoded as `Status`, and their ends reaped and classified.
+///
+/// Used by `serve --processes`, `load --processes` and `repro`; single-threaded (the caller's loop
+/// calls `pump`).
+public final class WorkerProcesses<Status: Decodable> {
+    public final class Worker {
+        public let index: Int
+        public let process: ChildProcess
+        let channel: LineReader
+        let errors: LineReader
+        /// The text of the `ready` line, once it came.
+        public internal(set) var ready: String?
+        /// The latest `progress` (or the `final`) report.
+        public internal(set) var latest: Status?
+        /// The `final` report, once it came.
+        public internal(set) var final: Status?
+        /// The last line the worker wrote to its standard error (its error message, if it failed).
+        public internal(set) var lastErrorLine: String?
+        var garbled: String?
+
+        init(index: Int, process: ChildProcess, channel: LineReader, errors: LineReader) {
+            self.index = index
+            self.process = process
+            self.channel = channel
+            self.errors = errors
+        }
+
+        public var status: ExitStatus? { process.status }
+    }
+
+    public let workers: [Worker]
+    /// The descriptor number the channel has in the child.
+    public static var channelDescriptor: Int32 { 3 }
+
+    /// Starts one child per argument list (each list without argv[0]; the caller adds
+    /// `--worker-report-fd 3`). If one cannot be started, those already started are killed.
+    public init(executable: String = ChildProcess.currentExecutable, arguments: [[String]]) throws(ChildProcessError) {
+        var started: [Worker] = []
+        do throws(ChildProcessError) {
+            for (index, args) in arguments.enumerated() {
+                let channel = try Self.pipe()
+                let errors: (read: Int32, write: Int32)
+                do { errors = try Self.pipe() } catch {
+                    SystemCall.close(channel.read); SystemCall.close(channel.write)
+                    throw error
+                }
+                defer { SystemCall.close(channel.write); SystemCall.close(errors.write) }
+                let process: ChildProcess
+                do {
+                    process = try ChildProcess.spawn(executable: executable, arguments: args,
+                                                     descriptors: [Self.channelDescriptor: channel.write, 2: errors.write])
+                } catch {
+                    SystemCall.close(channel.read); SystemCall.close(errors.read)
+                    throw error
+                }
+                started.append(Worker(index: index, process: process, channel: LineReader(fd: channel.read),
+                                      errors: LineReader(fd: errors.read)))
+            }
+        } catch {
+            for w in started { w.process.send(SIGKILL); w.process.wait() }
+            throw error
+        }
+        workers = started
+    }
+
+    private static func pipe() throws(ChildProcessError) -> (read: Int32, write: Int32) {
+        do {
+            let p = try SystemCall.pipe()
+            try SystemCall.setNonBlocking(p.read)
+            return p
+        } catch {
+            throw ChildProcessError("cannot make a pipe for a worker process: \(error)")
+        }
+    }
+
+    /// Waits up to `timeoutNanoseconds` for output, reads every line, and reaps workers that ended.
+    public func pump(timeoutNanoseconds: Int64) {
+        var fds: [pollfd] = []
+        for w in workers {
+            if !w.channel.atEnd { fds.append(pollfd(fd: w.channel.fd, events: Int16(POLLIN), revents: 0)) }
+            if !w.errors.atEnd { fds.append(pollfd(fd: w.errors.fd, events: Int16(POLLIN), revents: 0)) }
+        }
+        let milliseconds = Int32(clamping: max(0, (timeoutNanoseconds + 999_999) / 1_000_000))
+        if fds.isEmpty {
+            if workers.contains(where: { $0.status == nil }) { usleep(UInt32(min(milliseconds, 50)) * 1000) }
+        } else {
+            _ = fds.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, nfds_t($0.count), milliseconds) }
+        }
+        for w in workers {
+            for line in w.channel.readLines() { take(line, from: w) }
+            for line in w.errors.readLines() where !line.isEmpty { w.lastErrorLine = line }
+            if w.channel.atEnd && w.errors.atEnd { w.process.poll() }
+        }
+    }
+
+    private func take(_ line: String, from w: Worker) {
+        guard let space = line.firstIndex(of: " ") else {
+            if line == "ready" { w.ready = "" }
+            return
+        }
+        let tag = line[..<space]
+        let body = line[line.index(after: space)...]
+        switch tag {
+        case "ready":
+            w.ready = String(body)
+        case "progress", "final":
+            do {
+                let status = try JSONDecoder().decode(Status.self, from: Data(body.utf8))
+                w.latest = status
+                if tag == "final" { w.final = status }
+            } catch {
+                w.garbled = "sent a report that does not decode (\(error)); is it the same build?"
+            }
+        default:
+            break
+        }
+    }
+
+    /// Whether every worker has been reaped.
+    public var allEnded: Bool { workers.allSatisfy { $0.status != nil } }
+
+    /// The latest report of each worker (nil for one that has sent none yet).
+    public var latest: [Status?] { workers.map(\.latest) }
+
+    /// The final reports of the workers that sent one.
+    public var finals: [Status] { workers.compactMap(\.final) }
+
+    /// The first worker that failed: ended without a final report, ended with a status other than 0, or
+    /// sent something unreadable. The text names the worker, its pid, how it ended and its last words.
+    public var failure: WorkerFailure? {
+        for w in workers {
+            if let garbled = w.garbled { return WorkerFailure(name(w) + " " + garbled) }
+            guard let status = w.status else { continue }
+            if status.succeeded && w.final != nil { continue }
+            var text = name(w) + " " + status.description
+            if status.succeeded { text += " without sending its report" }
+            if let last = w.lastErrorLine {
+                text += ": " + (last.hasPrefix("ringstorm: ") ? String(last.dropFirst("ringstorm: ".count)) : last)
+            }
+            return WorkerFailure(text)
+        }
+        return nil
+    }
+
+    private func name(_ w: Worker) -> String { "worker \(w.index + 1) of \(workers.count) (pid \(w.process.pid))" }
+
+    /// Waits until every worker has sent `ready` (returns their texts), one failed, or the timeout passed.
+    public func waitUntilReady(timeoutNanoseconds: Int64 = 15_000_000_000) throws(WorkerFailure) -> [String] {
+        let deadline = monotonicNanoseconds() + timeoutNanoseconds
+        while true {
+            if let failure { throw failure }
+            if workers.allSatisfy({ $0.ready != nil }) { return workers.map { $0.ready! } }
+            for w in workers where w.status != nil && w.ready == nil {
+                throw WorkerFailure(name(w) + " " + w.status!.description + " before it was ready"
+                                    + (w.lastErrorLine.map { ": " + $0.replacingOccurrences(of: "ringstorm: ", with: "") } ?? ""))
+            }
+            let left = deadline - monotonicNanoseconds()
+            if left <= 0 {
+                let late = workers.filter { $0.ready == nil }.map { "\($0.index + 1)" }.joined(separator: ", ")
+                throw WorkerFailure("worker \(late) of \(workers.count) not ready within \(timeoutNanoseconds / 1_000_000_000) s")
+            }
+            pump(timeoutNanoseconds: min(left, 100_000_000))
+        }
+    }
+
+    /// Sends `signal` to every worker still running.
+    public func signalAll(_ signal: Int32) {
+        for w in workers where w.status == nil { w.process.send(signal) }
+    }
+
+    /// Reads until every worker has ended, or `timeoutNanoseconds` passed (then SIGKILL for the rest).
+    public func waitForAll(timeoutNanoseconds: Int64) {
+        let deadline = monotonicNanoseconds() + timeoutNanoseconds
+        while !allEnded {
+            let left = deadline - monotonicNanoseconds()
+            if left <= 0 { break }
+            pump(timeoutNanoseconds: min(left, 100_000_000))
+        }
+        guard !allEnded else { return }
+        signalAll(SIGKILL)
+        for w in workers where w.status == nil { w.process.wait() }
+        pump(timeoutNanoseconds: 0)
+    }
+
+    /// SIGTERM to every worker, then `waitForAll`.
+    public func stop(graceNanoseconds: Int64 = 10_000_000_000) {
+        signalAll(SIGTERM)
+        waitForAll(timeoutNanoseconds: graceNanoseconds)
+    }
+
+    deinit {
+        // Never leave a child behind.
+        for w in workers where w.status == nil {
+            w.process.send(SIGKILL)
+            w.process.wait()
+        }
+    }
+}

@@ -1,0 +1,243 @@
+import Foundation
+import Glibc
+import Testing
+import RingStorm
+import RingStormEngine
+
+/// `ChildProcess`: spawn, exit status, signals, CPU time.
+@Suite struct ChildProcessTests {
+    @Test func exitStatusAndSignalAreReported() throws {
+        let exits = try ChildProcess.spawn(executable: "/bin/sh", argument0: "sh", arguments: ["-c", "exit 3"])
+        #expect(exits.wait() == .exited(3))
+        #expect(exits.wait().description == "exited with status 3")
+
+        let sleeper = try ChildProcess.spawn(executable: "/bin/sh", argument0: "sh", arguments: ["-c", "sleep 5"])
+        #expect(sleeper.poll() == nil)
+        sleeper.send(SIGKILL)
+        #expect(sleeper.wait() == .signaled(SIGKILL))
+        #expect(sleeper.wait().description.contains("SIGKILL"))
+        #expect(sleeper.usage != nil)
+    }
+
+    @Test func missingExecutableIsAClearError() {
+        #expect(throws: ChildProcessError.self) {
+            try ChildProcess.spawn(executable: "/nonexistent/ringstorm", arguments: [])
+        }
+    }
+
+    @Test func workerChannelLinesReachTheParent() throws {
+        // A shell stands in for a worker: it writes the channel protocol on descriptor 3.
+        let script = #"echo "ready 127.0.0.1:1" >&3; echo 'progress {"open":1,"paused_listeners":0,"notes":[],"report":{"backend":"epoll","duration_s":1,"accepted":2,"accept_errors":{},"shed":0,"peak_open":1,"registered":0,"register_timeouts":0,"idle_closed":0,"closed_by_peer":0,"reset_by_peer":0,"protocol_errors":0,"requests":0,"syscalls":{"total":5,"per_request":0}}}' >&3; echo 'final {"open":0,"paused_listeners":0,"notes":[],"report":{"backend":"epoll","duration_s":1,"accepted":3,"accept_errors":{"EMFILE":4},"shed":0,"peak_open":1,"registered":0,"register_timeouts":0,"idle_closed":0,"closed_by_peer":0,"reset_by_peer":0,"protocol_errors":0,"requests":0,"syscalls":{"total":5,"per_request":0}}}' >&3"#
+        let workers = try WorkerProcesses<ServerProcessStatus>(executable: "/bin/sh", arguments: [["-c", script], ["-c", script]])
+        #expect(try workers.waitUntilReady() == ["127.0.0.1:1", "127.0.0.1:1"])
+        workers.waitForAll(timeoutNanoseconds: 5_000_000_000)
+        #expect(workers.failure == nil)
+        let merged = try #require(ServerReport.merged(workers.finals.map(\.report)))
+        #expect(merged.accepted == 6)
+        #expect(merged.acceptErrors == ["EMFILE": 8])
+    }
+
+    @Test func aWorkerThatFailsIsNamedWithItsLastWords() throws {
+        let workers = try WorkerProcesses<ServerProcessStatus>(
+            executable: "/bin/sh", arguments: [["-c", "echo 'ringstorm: cannot bind 127.0.0.1:1' >&2; exit 2"]])
+        workers.waitForAll(timeoutNanoseconds: 5_000_000_000)
+        let failure = try #require(workers.failure)
+        #expect(failure.description.hasPrefix("worker 1 of 1 (pid "))
+        #expect(failure.description.hasSuffix("exited with status 2: cannot bind 127.0.0.1:1"))
+    }
+}
+
+/// The budget for `--processes`: descriptors per process × processes.
+@Suite struct ProcessBudgetTests {
+    @Test func budgetCountsDescriptorsPerProcess() throws {
+        var c = LoadGenerator.Configuration(target: SocketAddress(ipv4Value: 0x7F00_0001, port: 7200))
+        c.connections = 50_000
+        let budget = LoadBudget(descriptorLimit: 20_000, portsPerSource: 28_232)
+        do {
+            try budget.check(c, processes: 2)
+            Issue.record("50,000 connections fit 2 processes of 19,990 descriptors")
+        } catch {
+            #expect(error.description == "--connections 50,000 over --processes 2 needs 25,000 descriptors per process but one process "
+                + "may open 19,990 (RLIMIT_NOFILE 20,000 minus 10 kept back): raise --processes to 3 or lower --connections to 39,980")
+        }
+        c.sources = try SourceAddresses.parse("127.0.0.2-127.0.0.3")
+        try budget.check(c, processes: 3)
+        // More processes do not add ports: they are per source address and destination.
+        c.sources = []
+        do {
+            try budget.check(c, processes: 3)
+            Issue.record("50,000 connections from one source address fit 28,232 ports")
+        } catch {
+            #expect(error.description.contains("needs 50,000 local ports per source"))
+        }
+    }
+
+    @Test func processesAreValidated() {
+        var c = LoadGenerator.Configuration(target: SocketAddress(ipv4Value: 0x7F00_0001, port: 7200))
+        c.connections = 2
+        #expect(throws: LoadError.self) { try LoadGenerator(configuration: c).validate(processes: 0) }
+        #expect(throws: LoadError.self) { try LoadGenerator(configuration: c).validate(processes: 3) }
+    }
+}
+
+/// The built binary with `--processes 2`, on loopback, a few seconds each.
+@Suite(.serialized, .enabled(if: ringstormBinary != nil, "the ringstorm executable is not built next to the tests"))
+struct ProcessesTests {
+    @Test func loadWithTwoProcessesMergesExactly() async throws {
+        var serverConfiguration = RingStormServer.Configuration.testing(.epoll)
+        serverConfiguration.engine.maxConnections = 256
+        let server = try RingStormServer(configuration: serverConfiguration)
+        defer { server.stop(); _ = server.wait() }
+        let directory = FileManager.default.temporaryDirectory
+        let json = directory.appendingPathComponent("ringstorm-load-\(UUID()).json").path
+        let log = directory.appendingPathComponent("ringstorm-conns-\(UUID()).jsonl").path
+        defer { unlink(json); unlink(log) }
+        let run = try await onThread {
+            try runRingstorm(["load", "--target", server.address.description, "--processes", "2", "--connections", "41",
+                              "--duration", "1500ms", "--interval", "50ms", "--backend", "epoll", "--report-interval", "500ms",
+                              "--json", json, "--connections-log", log])
+        }
+        #expect(run.status == 0, "\(run.errors)")
+        let report = try LoadReport(json: Data(contentsOf: URL(fileURLWithPath: json)))
+        #expect(report.connections.attempted == 41)
+        #expect(report.connections.established == 41)
+        #expect(report.latency.connect.count == 41)
+        #expect(report.latency.register.count == 41)
+        #expect(report.requests.answered > 0)
+        #expect(report.latency.request.count == report.requests.answered)
+        #expect(report.outcomes.total == 0)
+        #expect(run.output.contains("processes    2, merged exactly"))
+        #expect(run.errors.contains("[   0.5s] open"), "the parent prints a live line summed over the workers")
+        // Distinct clients across the two processes: ids 0...40, each once.
+        let ids = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").compactMap { line -> Int? in
+            guard let range = line.range(of: #""id":(\d+)"#, options: .regularExpression) else { return nil }
+            return Int(line[range].dropFirst(5))
+        }
+        #expect(ids.sorted() == Array(0...40))
+        try await waitUntil { server.progress.report.registered == 41 }
+    }
+
+    @Test func serveWithTwoProcessesSharesOnePortAndMerges() async throws {
+        let json = FileManager.default.temporaryDirectory.appendingPathComponent("ringstorm-serve-\(UUID()).json").path
+        defer { unlink(json) }
+        let child = try RingstormChild(["serve", "--processes", "2", "--listen", "127.0.0.1:0", "--backend", "epoll",
+                                        "--duration", "10s", "--report-interval", "0", "--json", json])
+        defer { child.terminate() }
+        let port = try child.waitForPort()
+        var c = LoadGenerator.Configuration(target: SocketAddress(ipv4Value: 0x7F00_0001, port: port))
+        c.backend = .epoll
+        c.connections = 30
+        c.durationNanoseconds = 1_000_000_000
+        c.pacing = .openLoop(intervalNanoseconds: 50_000_000)
+        c.drainNanoseconds = 300_000_000
+        let load = try await LoadGenerator(configuration: c).run()
+        #expect(load.outcomes.total == 0)
+        let workers = child.childPIDs
+        #expect(workers.count == 2)
+        let (status, _, _) = try await onThread { child.stop() }
+        #expect(status == 0)
+        let report = try ServerReport(json: Data(contentsOf: URL(fileURLWithPath: json)))
+        #expect(report.accepted == 30)
+        #expect(report.registered == 30)
+        #expect(report.requests == load.requests.answered)
+    }
+
+    @Test func aWorkerThatDiesIsAClearError() async throws {
+        let child = try RingstormChild(["serve", "--processes", "2", "--listen", "127.0.0.1:0", "--backend", "epoll",
+                                        "--duration", "10s", "--report-interval", "0"])
+        defer { child.terminate() }
+        _ = try child.waitForPort()
+        let workers = child.childPIDs
+        try #require(workers.count == 2)
+        kill(workers[1], SIGKILL)
+        let (status, _, errors) = try await onThread { child.waitForExit(seconds: 5) }
+        #expect(status == 2)
+        #expect(errors.contains("ringstorm: worker 2 of 2 (pid \(workers[1])) was killed by SIGKILL"), "\(errors)")
+    }
+
+    @Test func budgetRefusalNamesTheNumbersAndTheFix() throws {
+        let run = try runRingstorm(["load", "--connections", "50000", "--processes", "2"])
+        #expect(run.status == 2)
+        #expect(run.errors.hasPrefix("ringstorm: --connections 50,000 over --processes 2 needs 25,000 descriptors per process"))
+        #expect(run.errors.contains("raise --processes to 3"))
+        #expect(run.errors.split(separator: "\n").count == 1)
+    }
+}
+
+/// Runs the binary to its end (bounded): status, standard output, standard error.
+func runRingstorm(_ arguments: [String], seconds: Double = 30) throws -> (status: Int32, output: String, errors: String) {
+    let child = try RingstormChild(arguments)
+    let (status, output, errors) = child.waitForExit(seconds: seconds)
+    return (status, output, errors)
+}
+
+/// The `ringstorm` binary as a child, its output collected in files (no pipe to fill up).
+final class RingstormChild: @unchecked Sendable {
+    let process = Process()
+    private let outputPath: String
+    private let errorPath: String
+
+    init(_ arguments: [String]) throws {
+        let directory = FileManager.default.temporaryDirectory
+        outputPath = directory.appendingPathComponent("ringstorm-out-\(UUID())").path
+        errorPath = directory.appendingPathComponent("ringstorm-err-\(UUID())").path
+        FileManager.default.createFile(atPath: outputPath, contents: nil)
+        FileManager.default.createFile(atPath: errorPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: ringstormBinary!)
+        process.arguments = arguments
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorPath))
+        try process.run()
+    }
+
+    deinit {
+        unlink(outputPath)
+        unlink(errorPath)
+    }
+
+    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+    var errors: String { (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "" }
+
+    /// The port in the banner ("... on 127.0.0.1:PORT, ..."), waiting up to 10 s for it.
+    func waitForPort() throws -> UInt16 {
+        let deadline = monotonicNanoseconds() + 10_000_000_000
+        while monotonicNanoseconds() < deadline {
+            if let range = output.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+               let port = UInt16(output[range].split(separator: ":").last!) {
+                return port
+            }
+            guard process.isRunning else { break }
+            usleep(20_000)
+        }
+        throw ServerTestError("no address in the banner: \(output) \(errors)")
+    }
+
+    /// The pids of its children (its worker processes).
+    var childPIDs: [pid_t] {
+        let pid = process.processIdentifier
+        let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
+        return text.split(separator: " ").compactMap { pid_t($0) }
+    }
+
+    /// Waits up to `seconds` for the exit (then SIGKILL): status, output, errors.
+    func waitForExit(seconds: Double) -> (Int32, String, String) {
+        let deadline = monotonicNanoseconds() + Int64(seconds * 1e9)
+        while process.isRunning && monotonicNanoseconds() < deadline { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        return (process.terminationStatus, output, errors)
+    }
+
+    /// SIGTERM, then `waitForExit`.
+    func stop(seconds: Double = 15) -> (Int32, String, String) {
+        if process.isRunning { process.terminate() }
+        return waitForExit(seconds: seconds)
+    }
+
+    func terminate() {
+        if process.isRunning {
+            process.terminate()
+            _ = waitForExit(seconds: 10)
+        }
+    }
+}
