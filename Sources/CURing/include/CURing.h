@@ -41,7 +41,6 @@ static const uint32_t curing_cqe_f_more = IORING_CQE_F_MORE;
 static const uint32_t curing_cqe_buffer_shift = IORING_CQE_BUFFER_SHIFT;
 static const uint16_t curing_accept_poll_first = IORING_ACCEPT_POLL_FIRST;
 static const uint32_t curing_sq_cq_overflow = IORING_SQ_CQ_OVERFLOW;
-static const uint32_t curing_async_cancel_all = IORING_ASYNC_CANCEL_ALL;
 static const uint32_t curing_setup_single_issuer = IORING_SETUP_SINGLE_ISSUER;
 static const uint32_t curing_setup_defer_taskrun = IORING_SETUP_DEFER_TASKRUN;
 static const uint32_t curing_setup_coop_taskrun = IORING_SETUP_COOP_TASKRUN;
