@@ -48,7 +48,7 @@ struct Load: ParsableCommand {
     @Flag(help: "Reconnect after a failure, backing off exponentially.")
     var reconnect = false
 
-    @Option(help: "Reconnect backoff: first and longest wait, e.g. 100ms,5s.")
+    @Option(help: "Reconnect backoff: first and longest wait, and optionally a jitter (each wait spread up to that fraction longer), e.g. 100ms,5s or 100ms,5s,0.5.")
     var backoff: String = "100ms,5s"
 
     @Option(help: "Local addresses to connect from: ADDR[,ADDR...] or a range 127.0.0.2-127.0.0.50.")
@@ -107,9 +107,17 @@ struct Load: ParsableCommand {
         c.requestTimeoutNanoseconds = try nanoseconds(requestTimeout, "--request-timeout")
         c.reconnect = reconnect
         let parts = backoff.split(separator: ",").map(String.init)
-        guard parts.count == 2 else { throw UsageError("--backoff '\(backoff)': write the first and longest wait, e.g. 100ms,5s") }
+        guard parts.count == 2 || parts.count == 3 else {
+            throw UsageError("--backoff '\(backoff)': write the first and longest wait, e.g. 100ms,5s, and optionally a jitter, 100ms,5s,0.5")
+        }
         c.reconnectMinimumNanoseconds = try nanoseconds(parts[0], "--backoff")
         c.reconnectMaximumNanoseconds = max(try nanoseconds(parts[1], "--backoff"), c.reconnectMinimumNanoseconds)
+        if parts.count == 3 {
+            guard let jitter = Double(parts[2]), jitter >= 0, jitter <= 10 else {
+                throw UsageError("--backoff '\(backoff)': the jitter '\(parts[2])' must be a fraction from 0 to 10, e.g. 0.5")
+            }
+            c.reconnectJitter = jitter
+        }
         if let source { c.sources = try SourceAddresses.parse(source) }
         c.backend = backend
         c.threads = threads

@@ -8,7 +8,7 @@ struct RingStormCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ringstorm",
         abstract: "Large-scale TCP connection benchmarks on io_uring and epoll, with every connection's fate classified.",
-        subcommands: [Serve.self, Load.self]
+        subcommands: [ReproCommand.self, Serve.self, Load.self]
     )
 
     /// Every failure ends the same way: one line naming the problem and the fix, exit status 2.

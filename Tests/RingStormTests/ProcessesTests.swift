@@ -181,8 +181,8 @@ final class RingstormChild: @unchecked Sendable {
         let directory = FileManager.default.temporaryDirectory
         outputPath = directory.appendingPathComponent("ringstorm-out-\(UUID())").path
         errorPath = directory.appendingPathComponent("ringstorm-err-\(UUID())").path
-        FileManager.default.createFile(atPath: outputPath, contents: nil)
-        FileManager.default.createFile(atPath: errorPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: ringstormBinary!)
         process.arguments = arguments
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))

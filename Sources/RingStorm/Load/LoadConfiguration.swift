@@ -49,6 +49,10 @@ extension LoadGenerator {
         public var reconnect: Bool = false
         public var reconnectMinimumNanoseconds: Int64 = 100_000_000
         public var reconnectMaximumNanoseconds: Int64 = 5_000_000_000
+        /// Spreads each reconnect wait over `[backoff, backoff × (1 + jitter)]` (0: none), as real clients
+        /// do so that clients reset together do not come back together. The spread is a hash of the client
+        /// and its attempt number: reproducible, and no random-number syscall on the run loop.
+        public var reconnectJitter: Double = 0
         /// Local addresses to connect from, round-robin by client (empty: the kernel chooses).
         public var sources: [SocketAddress] = []
         public var backend: Backend = .uring
@@ -88,6 +92,19 @@ extension LoadGenerator {
                 let n = requestTimeoutNanoseconds / max(interval, 1) + 3
                 return Int(min(max(n, 1), 1024))
             }
+        }
+
+        /// The reconnect wait after `backoff` for client `client`'s attempt `attempt`, with the jitter.
+        @inline(__always)
+        public func jittered(_ backoff: Int64, client: Int, attempt: UInt32) -> Int64 {
+            guard reconnectJitter > 0 else { return backoff }
+            // SplitMix64 of (client, attempt): a uniform fraction in [0, 1).
+            var z = UInt64(truncatingIfNeeded: client) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(attempt) &* 0xD1B5_4A32_D192_ED03
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            z ^= z >> 31
+            let fraction = Double(z >> 11) / Double(UInt64(1) << 53)
+            return backoff + Int64(Double(backoff) * reconnectJitter * fraction)
         }
 
         /// Bytes of one request on the wire.

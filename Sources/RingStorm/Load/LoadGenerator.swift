@@ -40,6 +40,9 @@ public final class LoadGenerator: Sendable {
         guard c.durationNanoseconds > 0 else { throw LoadError("--duration must be more than 0") }
         guard c.connectRate >= 0 else { throw LoadError("--connect-rate cannot be negative") }
         guard c.requestTimeoutNanoseconds > 0 else { throw LoadError("--request-timeout must be more than 0") }
+        guard c.reconnectJitter >= 0 && c.reconnectJitter <= 10 else {
+            throw LoadError("--backoff jitter must be between 0 and 10 (a fraction of the wait), not \(c.reconnectJitter)")
+        }
         switch c.wireProtocol {
         case .echo:
             guard c.messageSize >= 1 else { throw LoadError("--message-size must be at least 1 byte for the echo protocol") }

@@ -516,6 +516,7 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
         var backoff = config.reconnectMinimumNanoseconds
         for _ in 1..<min(failures, 40) where backoff < config.reconnectMaximumNanoseconds { backoff *= 2 }
         backoff = min(backoff, config.reconnectMaximumNanoseconds)
+        backoff = config.jittered(backoff, client: firstClient + c, attempt: clients[c].attempt)
         clients[c].stage = .backingOff
         wheel.wake(c, at: now + backoff)
     }

@@ -224,7 +224,7 @@ final class ServerWorker<Engine: NetworkEngine>: ServerLoop {
 
     private func tick() {
         wheel.advance(to: now, deadlineOf: deadline(of:), expire: expire(_:))
-        gate.tick(engine: engine, listener: listener, now: now)
+        gate.tick(engine: engine, listener: listener, now: now, counts: counts)
         ticksSincePublish += 1
         if ticksSincePublish >= ticksPerPublish {
             ticksSincePublish = 0

@@ -12,9 +12,11 @@ enum PeerBehaviour: String, Sendable, CaseIterable {
     case lingerZeroClose
     /// Reads the request and never answers (holds the connection until the client goes).
     case neverAnswer
-    /// Accepts and closes at once, whatever the client sent (nothing, for a silent client): FIN.
+    /// Accepts and closes without reading, whatever the client sent (nothing, for a silent client): FIN.
+    /// It waits 100 ms first, so the client has seen its connect complete (an RST that beats the client's
+    /// connect completion is, correctly, a `connect/reset`).
     case closeAtOnce
-    /// Accepts, sets `SO_LINGER {1, 0}` and closes at once: RST.
+    /// Accepts, waits 100 ms, sets `SO_LINGER {1, 0}` and closes: RST.
     case lingerZeroAtOnce
     /// Accepts, sends a few bytes, then closes: data, then FIN.
     case sendThenClose
@@ -75,9 +77,11 @@ final class LoadTestPeer: @unchecked Sendable {
             var buffer = [UInt8](repeating: 0, count: 4096)
             switch behaviour {
             case .closeAtOnce:
+                usleep(100_000)
                 Glibc.close(client)
                 return
             case .lingerZeroAtOnce:
+                usleep(100_000)
                 var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
                 setsockopt(client, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
                 Glibc.close(client)

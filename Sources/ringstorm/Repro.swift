@@ -1,0 +1,152 @@
+import Foundation
+import ArgumentParser
+import Glibc
+import RingStorm
+import RingStormEngine
+
+struct ReproCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "repro",
+        abstract: "The seed in one command: a server with too few descriptors, clients that register at once and silent ones, both sides' view, and why.",
+        discussion: """
+        Starts `ringstorm serve` in a child process with --max-fds below the client count and --policy for \
+        when descriptors run out, then two groups of clients on loopback: registering clients (connect, send \
+        a 75-byte REGISTER at once, a request every --interval, reconnect on error) and silent clients \
+        (connect and send nothing, like telnet). Prints what the server saw beside what each group saw, \
+        and explains the difference. See Docs/repro.md.
+        """
+    )
+
+    @Option(help: "What the server does when descriptors run out: shed (accept and close at once), pause (stop accepting), spin (retry at once).")
+    var policy: EMFILEPolicy = .shed
+
+    @Option(help: "Registering clients (the seed's: 75-byte registration at once, periodic requests, reconnect on error).")
+    var clients: Int = 200
+
+    @Option(help: "Silent clients (connect, send nothing, like telnet); they connect --silent-delay after the others.")
+    var silent: Int = 50
+
+    @Option(help: "The server's descriptor limit; below the client count to run out.")
+    var maxFds: Int = 64
+
+    @Option(help: "How long the clients run, e.g. 10s.")
+    var duration: String = "10s"
+
+    @Option(help: "Engine backend for the server and the clients: uring or epoll.")
+    var backend: Backend = .uring
+
+    @Option(help: "A registering client sends a request every INTERVAL.")
+    var interval: String = "1s"
+
+    @Option(help: "A registration or request unanswered this long counts as response_timeout (and the client reconnects).")
+    var requestTimeout: String = "2s"
+
+    @Option(help: "The server closes a connection that has not registered within this (0: never).")
+    var registerTimeout: String = "5s"
+
+    @Option(help: "Bytes of each REGISTER, padded with registration data the server ignores.")
+    var registrationSize: String = "75"
+
+    @Option(help: "When the silent clients connect, after the registering ones.")
+    var silentDelay: String = "1s"
+
+    @Option(help: "Write both sides' reports and the explanation as JSON to FILE.")
+    var json: String?
+
+    @Option(help: "Live line every INTERVAL on stderr (0: none).")
+    var reportInterval: String = "1s"
+
+    func makeConfiguration() throws -> Repro.Configuration {
+        var c = Repro.Configuration()
+        c.policy = policy
+        c.clients = clients
+        c.silent = silent
+        c.maxFDs = maxFds
+        c.durationNanoseconds = try nanoseconds(duration, "--duration")
+        c.backend = backend
+        c.intervalNanoseconds = try nanoseconds(interval, "--interval")
+        c.requestTimeoutNanoseconds = try nanoseconds(requestTimeout, "--request-timeout")
+        c.registerTimeoutNanoseconds = try nanoseconds(registerTimeout, "--register-timeout")
+        c.silentDelayNanoseconds = try nanoseconds(silentDelay, "--silent-delay")
+        do { c.registrationSize = try DurationParsing.bytes(registrationSize) } catch {
+            throw UsageError("--registration-size: \(error)")
+        }
+        do { try c.validate() } catch { throw UsageError(error.description) }
+        return c
+    }
+
+    func run() throws {
+        TerminationSignals.block()
+        let configuration = try makeConfiguration()
+        let every = try nanoseconds(reportInterval, "--report-interval")
+        let run: ReproRun
+        do {
+            run = try ReproRun(configuration: configuration)
+        } catch {
+            throw UsageError(error.description)
+        }
+        FileHandleOutput.standardError("ringstorm repro: server on \(run.address) (--max-fds \(configuration.maxFDs), --policy \(configuration.policy), "
+            + "\(configuration.backend)); \(configuration.clients) registering clients now, \(configuration.silent) silent ones after "
+            + "\(DurationParsing.format(nanoseconds: configuration.silentDelayNanoseconds)); "
+            + "\(DurationParsing.format(nanoseconds: configuration.durationNanoseconds)); Ctrl-C to stop early\n")
+        var nextLine = monotonicNanoseconds() + every
+        while !run.isFinished {
+            if TerminationSignals.wait(nanoseconds: 0) != nil { run.stop() }
+            run.poll(timeoutNanoseconds: 100_000_000)
+            guard every > 0, monotonicNanoseconds() >= nextLine else { continue }
+            nextLine += every
+            FileHandleOutput.standardError(liveLine(run))
+        }
+        let report: ReproReport
+        do {
+            report = try run.finish()
+        } catch {
+            throw UsageError(error.description)
+        }
+        FileHandleOutput.standardOutput(report.text + "\n")
+        if let json {
+            do {
+                try report.json().write(to: URL(fileURLWithPath: json))
+            } catch {
+                throw UsageError("--json \(json): cannot write: \(error); name a writable file")
+            }
+        }
+    }
+
+    private func liveLine(_ run: ReproRun) -> String {
+        let p = run.progress
+        var line = String(format: "[%5.1fs] server: ", run.elapsedSeconds)
+        if let s = p.server {
+            line += "open \(s.openConnections)  accepted \(grouped(s.report.accepted))  shed \(grouped(s.report.shed))"
+            let failures = s.acceptErrorCount
+            if failures > 0 { line += "  accept errors \(grouped(failures))" }
+        } else {
+            line += "-"
+        }
+        line += " | registering: open \(p.registering.open)  " + failuresText(p.registering)
+        if let silent = p.silent { line += " | silent: open \(silent.open)  " + failuresText(silent) }
+        return line + "\n"
+    }
+
+    private func failuresText(_ progress: LoadProgress) -> String {
+        let items = Phase.allCases.flatMap { phase in
+            progress.outcomes[phase].nonZero.map { "\(phase) \($0.outcome.name) \(grouped($0.count))" }
+        }
+        return items.isEmpty ? "no failures" : items.joined(separator: ", ")
+    }
+
+    private func nanoseconds(_ text: String, _ option: String) throws -> Int64 {
+        do { return try DurationParsing.nanoseconds(text) } catch { throw UsageError("\(option): \(error)") }
+    }
+}
+
+/// `1234` → `1,234` (the reports' grouping).
+private func grouped(_ value: Int) -> String {
+    let digits = String(value.magnitude)
+    var out = ""
+    for (i, c) in digits.enumerated() {
+        if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
+        out.append(c)
+    }
+    return value < 0 ? "-" + out : out
+}
