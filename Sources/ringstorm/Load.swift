@@ -218,6 +218,7 @@ struct Load: ParsableCommand {
     /// live line summed over them, forwards SIGINT/SIGTERM, merges their reports exactly (counts summed,
     /// histograms added) and reports a worker that died.
     private func runProcesses(_ configuration: LoadGenerator.Configuration, progressEvery: Int64) throws {
+        let kernelAtStart = KernelCounters.read()
         do {
             try LoadGenerator(configuration: configuration).validate(processes: processes)
         } catch {
@@ -288,7 +289,8 @@ struct Load: ParsableCommand {
         guard let merged = LoadWorkerReport.merged(finals.map(\.report)) else {
             throw UsageError(failure?.description ?? "no worker process sent a report")
         }
-        let report = merged.report
+        var report = merged.report
+        report.kernel = KernelCounters.read() - kernelAtStart
         var text = report.text + "\n"
         text += "processes    \(processes), merged exactly (counts summed, histograms added)\n"
         if let failure { text += "incomplete   \(finals.count) of \(processes) worker reports: \(failure)\n" }

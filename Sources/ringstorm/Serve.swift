@@ -210,6 +210,7 @@ struct Serve: ParsableCommand {
     /// --worker-report-fd 3`), prints a live line summed over them, forwards SIGINT/SIGTERM, merges their
     /// reports exactly and reports a worker that died.
     private func runProcesses(_ times: (register: Int64, idle: Int64, report: Int64, duration: Int64?)) throws {
+        let kernelAtStart = KernelCounters.read()
         let reservation: PortReservation
         do {
             reservation = try PortReservation(try AddressArgument.parse(listen, option: "--listen"))
@@ -264,9 +265,10 @@ struct Serve: ParsableCommand {
         failure = failure ?? workers.failure
         withExtendedLifetime(reservation) {}
         let finals = workers.finals
-        guard let report = ServerReport.merged(finals.map(\.report)) else {
+        guard var report = ServerReport.merged(finals.map(\.report)) else {
             throw UsageError(failure?.description ?? "no worker process sent a report")
         }
+        report.kernel = KernelCounters.read() - kernelAtStart
         var notes: [String] = []
         for note in finals.flatMap(\.notes) where !notes.contains(note) { notes.append(note) }
         var text = finalText(report, notes: notes)

@@ -17,6 +17,8 @@ public final class LoadGenerator: Sendable {
     public let configuration: Configuration
     private let workers = Locked<WorkerThreads<AnyLoadWorker>?>(nil)
     private let stopFlag = StopFlag()
+    /// The kernel's network counters when the run started, for the report's `kernel` delta.
+    private let kernelAtStart = Locked(KernelCounters())
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -74,6 +76,7 @@ public final class LoadGenerator: Sendable {
     /// Starts the worker threads and returns once every engine is set up; `wait()` collects the result.
     public func start() throws {
         try validate()
+        kernelAtStart.withLock { $0 = KernelCounters.read() }
         let configuration = configuration
         let logFile = try configuration.connectionsLogPath.map { path throws(LoadError) in
             try ConnectionLogFile(path: path, truncate: configuration.truncateConnectionsLog)
@@ -124,7 +127,11 @@ public final class LoadGenerator: Sendable {
     }
 
     /// Waits for the workers to finish; the merged report.
-    public func wait() -> LoadReport { waitMergeable().report }
+    public func wait() -> LoadReport {
+        var report = waitMergeable().report
+        report.kernel = KernelCounters.read() - kernelAtStart.withLock { $0 }
+        return report
+    }
 
     /// Runs to the end of the duration on the calling thread.
     public func runBlocking() throws -> LoadReport {

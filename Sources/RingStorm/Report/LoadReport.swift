@@ -83,6 +83,8 @@ public struct LoadReport: Codable, Sendable, Equatable {
     /// In microseconds.
     public var latency: Latencies
     public var syscalls: SyscallSummary
+    /// What the kernel's system-wide network counters did during the run (see `KernelCounters`).
+    public var kernel: KernelCounters?
 
     public init(backend: String, durationSeconds: Double, connections: Connections = .init(), requests: Requests = .init(),
                 outcomes: PhaseOutcomes = .init(), latency: Latencies = .init(), syscalls: SyscallSummary = .init(total: 0, perRequest: 0)) {
@@ -101,6 +103,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         case connections, requests, outcomes
         case latency = "latency_us"
         case syscalls
+        case kernel
     }
 
     /// The JSON document, keys sorted.

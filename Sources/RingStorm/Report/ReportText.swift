@@ -46,6 +46,7 @@ extension LoadReport {
         }
         lines.append(label("syscalls") + ReportFormat.count(syscalls.total)
             + (requests.answered > 0 ? " (" + ReportFormat.decimal(syscalls.perRequest, places: 2) + " per request)" : ""))
+        lines += kernelLines(kernel)
         return lines.joined(separator: "\n")
     }
 }
@@ -90,6 +91,7 @@ extension ServerReport {
         lines.append(label("requests") + requestLine)
         lines.append(label("syscalls") + ReportFormat.count(syscalls)
             + (requests > 0 ? " (" + ReportFormat.decimal(syscallSummary.perRequest, places: 2) + " per request)" : ""))
+        lines += kernelLines(kernel)
         return lines.joined(separator: "\n")
     }
 }
@@ -145,4 +147,10 @@ enum ReportFormat {
         }
         return [line("latency µs", titles)] + zip(rows, cells).map { line("  " + $0.0, $1) }
     }
+}
+
+/// The kernel's counters, where anything happened: one line each, what it means in the user's terms.
+private func kernelLines(_ kernel: KernelCounters?) -> [String] {
+    guard let kernel, !kernel.isQuiet else { return [] }
+    return kernel.explanation.enumerated().map { (i, line) in (i == 0 ? "kernel       " : "             ") + line }
 }

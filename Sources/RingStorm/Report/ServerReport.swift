@@ -28,6 +28,9 @@ public struct ServerReport: Sendable, Equatable {
     public var resetByPeer = 0
     /// Connections closed for a protocol violation (sent ERROR with the violation's code).
     public var protocolErrors = 0
+    /// What the kernel's system-wide network counters did during the run (set by whoever started it;
+    /// absent in a worker's partial report).
+    public var kernel: KernelCounters?
     /// Requests answered: RESPONSE frames sent (`ringstorm`), or receives echoed (`echo`).
     public var requests = 0
     /// System calls made (the engines' `statistics.syscalls.total`).
@@ -54,6 +57,8 @@ public struct ServerReport: Sendable, Equatable {
     public mutating func merge(_ other: ServerReport) {
         if backend != other.backend { backend = "mixed" }
         durationSeconds = max(durationSeconds, other.durationSeconds)
+        // System-wide counters over overlapping windows: summing would count them once per worker.
+        if kernel == nil { kernel = other.kernel }
         accepted += other.accepted
         for (name, n) in other.acceptErrors { acceptErrors[name, default: 0] += n }
         shed += other.shed
@@ -103,6 +108,7 @@ extension ServerReport: Codable {
         case protocolErrors = "protocol_errors"
         case requests
         case syscalls
+        case kernel
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -122,6 +128,7 @@ extension ServerReport: Codable {
         try c.encode(protocolErrors, forKey: .protocolErrors)
         try c.encode(requests, forKey: .requests)
         try c.encode(syscallSummary, forKey: .syscalls)
+        try c.encodeIfPresent(kernel, forKey: .kernel)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -140,5 +147,6 @@ extension ServerReport: Codable {
         protocolErrors = try c.decode(Int.self, forKey: .protocolErrors)
         requests = try c.decode(Int.self, forKey: .requests)
         syscalls = try c.decode(SyscallSummary.self, forKey: .syscalls).total
+        kernel = try c.decodeIfPresent(KernelCounters.self, forKey: .kernel)
     }
 }

@@ -24,6 +24,12 @@ extension ReproReport {
         lines.append("")
         lines.append("Why")
         for paragraph in explanation { lines.append(contentsOf: Self.wrap(paragraph, width: 100)) ; lines.append("") }
+        if let kernel = serverFinal.kernel, !kernel.isQuiet {
+            // System-wide counters over the server's life, which spans the clients' run.
+            lines.append("What the kernel counted (system-wide, during the run)")
+            for line in kernel.explanation { lines.append(contentsOf: Self.wrap("- " + line, width: 100)) }
+            lines.append("")
+        }
         for note in notes { lines.append("note: " + note) }
         while lines.last == "" { lines.removeLast() }
         return lines.joined(separator: "\n")

@@ -18,6 +18,8 @@ public final class RingStormServer: Sendable {
     private let body: Body
     private let started: Int64
     private let restoreLimit: Int?
+    /// The kernel's network counters when the server started, for the report's `kernel` delta.
+    private let kernelAtStart = KernelCounters.read()
     private let finished: Locked<ServerReport?>
 
     private enum Body: Sendable {
@@ -112,6 +114,7 @@ public final class RingStormServer: Sendable {
             if let saved { return saved }
             var r = s.report
             r.durationSeconds = elapsedSeconds
+            r.kernel = KernelCounters.read() - kernelAtStart
             saved = r
             return r
         }
