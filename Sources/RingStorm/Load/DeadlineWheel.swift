@@ -22,6 +22,9 @@ final class DeadlineWheel {
     private var nextTick: Int64
     /// Scratch for a bucket being processed.
     private var due: [Entry] = []
+    /// The earliest wake-up asked for since `takeEarliestRequest()` (`.max` for none): lets the owner
+    /// bring its tick forward rather than ticking every millisecond whether or not anything is due.
+    private var earliestRequest: Int64 = .max
 
     init(clients: Int, tickNanoseconds: Int64, bucketCount: Int = 4096, now: Int64) {
         precondition(bucketCount > 0 && bucketCount & (bucketCount - 1) == 0, "bucket count must be a power of two")
@@ -45,10 +48,29 @@ final class DeadlineWheel {
         let current = wakeAt[client]
         if current != 0 && current <= time { return }
         wakeAt[client] = time
+        if time < earliestRequest { earliestRequest = time }
         // Never into a bucket already passed: at worst the next one processed.
         let tick = max(time / tickNanoseconds, nextTick)
         buckets[Int(tick) & mask].append(Entry(client: UInt32(client), time: time))
     }
+
+    /// The earliest wake-up asked for since the last call (`.max` for none), and forgets it.
+    func takeEarliestRequest() -> Int64 {
+        defer { earliestRequest = .max }
+        return earliestRequest
+    }
+
+    /// When the first non-empty bucket is due (the end of its tick, when `advance` will process it), or
+    /// nil for an empty wheel. Stale entries can make it early, by a tick that finds nothing; never late.
+    func nextDue() -> Int64? {
+        for offset in 0...Int64(mask) where !buckets[Int(nextTick + offset) & mask].isEmpty {
+            return (nextTick + offset + 1) * tickNanoseconds
+        }
+        return nil
+    }
+
+    /// The end of the tick `time` falls in: when `advance` processes a wake-up asked for at `time`.
+    func dueTime(of time: Int64) -> Int64 { (max(time / tickNanoseconds, nextTick) + 1) * tickNanoseconds }
 
     /// Forgets `client`'s wake-up (its entry turns stale).
     @inline(__always)

@@ -48,7 +48,11 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
     private var finishedAt: Int64 = 0
     private var finished = false
 
-    private static var tickToken: UInt64 { 1 }
+    /// Tick timers carry this bit plus a serial: only the latest scheduled tick counts.
+    private static var tickTokenBit: UInt64 { 1 << 48 }
+    /// When the pending tick fires (`.max`: none pending) and its token.
+    private var tickAt: Int64 = .max
+    private var tickToken: UInt64 = 0
     private static var tickNanoseconds: Int64 { 1_000_000 }
 
     init(_ engine: Engine, _ plan: LoadWorkerPlan) {
@@ -101,7 +105,7 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
         let deadline = startedAt + config.durationNanoseconds
         for c in 0..<clientCount { queue.push(c) }
         startConnections(now: startedAt)
-        engine.schedule(afterNanoseconds: Self.tickNanoseconds, token: Self.tickToken)
+        scheduleTick(at: startedAt + Self.tickNanoseconds, now: startedAt)
         var nextPublish = startedAt + 1_000_000_000
         var now = startedAt
         while !stop.isStopped && now < deadline {
@@ -111,6 +115,7 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
                 break
             }
             now = monotonicNanoseconds()
+            tickForNewDeadlines(now: now)
             if now >= nextPublish {
                 nextPublish = now + 1_000_000_000
                 publish(snapshot)
@@ -188,7 +193,10 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
             guard let c = client(of: event.connection) else { return }
             received(c, event.bytes)
         case .timer:
-            if event.token == Self.tickToken { tick() }
+            if event.token == tickToken {
+                tickAt = .max
+                tick()
+            }
         case .connected:
             guard let c = client(of: event.connection) else { return }
             connected(c, event.outcome)
@@ -213,7 +221,26 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
         let now = monotonicNanoseconds()
         wheel.advance(to: now) { c in wake(c, now: now) }
         if !stopping { startConnections(now: now) }
-        engine.schedule(afterNanoseconds: Self.tickNanoseconds, token: Self.tickToken)
+        // Tick when something is due, not every millisecond: an idle or slow open-loop run would
+        // otherwise cost a thousand wake-ups (and io_uring_enter calls) a second per thread.
+        var next = wheel.nextDue() ?? .max
+        if !stopping && !queue.isEmpty { next = min(next, now + Self.tickNanoseconds) }  // connect pacing
+        next = min(next, now + 100_000_000)
+        scheduleTick(at: max(next, now), now: now)
+    }
+
+    /// Brings the tick forward when a handler asked the wheel for an earlier wake-up than it is set for.
+    @inline(__always)
+    private func tickForNewDeadlines(now: Int64) {
+        let requested = wheel.takeEarliestRequest()
+        if requested != .max { scheduleTick(at: wheel.dueTime(of: requested), now: now) }
+    }
+
+    private func scheduleTick(at time: Int64, now: Int64) {
+        guard time < tickAt else { return }
+        tickAt = time
+        tickToken = Self.tickTokenBit | (tickToken &+ 1) & (Self.tickTokenBit - 1)
+        engine.schedule(afterNanoseconds: max(0, time - now), token: tickToken)
     }
 
     // MARK: Connecting
