@@ -50,6 +50,25 @@ extension EngineTests {
             #expect(engine.statistics.outcomes.count(.connect, .timedOut) == 1)
         }
 
+        /// A closed connection's slot stays taken until its `.closed` has been handed out: a connection
+        /// opened in between gets another slot, so the `.closed` can never be taken for the newcomer's.
+        /// (Found in review: epoll freed the slot at once and the server freed its new occupant.)
+        @Test(arguments: Backend.allCases)
+        func slotIsNotReusedBeforeItsClosedEvent(_ backend: Backend) throws {
+            let engine = try makeEngine(backend, configuration: testConfiguration())
+            let listener = try engine.listen(on: SocketAddress(parsing: "127.0.0.1:0"), backlog: 64, reusePort: false)
+            let address = try #require(engine.localAddress(of: listener))
+            let first = try engine.connect(to: address, from: nil, timeoutNanoseconds: 0)
+            #expect(try Self.connectOutcome(engine, first) == .success)
+            engine.close(first, mode: .abortive)
+            let second = try engine.connect(to: address, from: nil, timeoutNanoseconds: 0)
+            #expect(second.slot != first.slot, "the new connection took the slot of one whose .closed is still due")
+            var closed: [ConnectionID] = []
+            _ = try pollFor(engine, seconds: 0.2) { event in if event.kind == .closed { closed.append(event.connection) } }
+            #expect(closed.contains(first))
+            #expect(!closed.contains(second))
+        }
+
         /// Closing a connection that is still connecting: one `.closed`, no `.connected`, slot freed.
         @Test(arguments: Backend.allCases)
         func closeWhileConnecting(_ backend: Backend) throws {

@@ -142,6 +142,8 @@ final class ServerWorker<Engine: NetworkEngine>: ServerLoop {
             close(event.connection, .abortive)
         case .closed:
             let slot = Int(event.connection.slot)
+            // Only the occupant this `.closed` names: never a newer connection that took the slot.
+            guard table.base[slot].generation == event.connection.generation else { return }
             table.base[slot].state = .free
             table.decoders[slot].reset()
             wheel.remove(slot)

@@ -192,7 +192,7 @@ public final class EpollEngine: NetworkEngine {
         guard generations.isCurrent(connection) else { return }
         let i = Int(connection.slot)
         switch connections[i].state {
-        case .free: return
+        case .free, .closed: return
         case .connecting: closeNow(connection, mode: .abortive)
         case .open:
             if mode == .orderly && !connections[i].outbound.isEmpty && !connections[i].sendFailed {
@@ -344,9 +344,14 @@ public final class EpollEngine: NetworkEngine {
         if let error {
             let outcome = Outcome(error)
             counters.record(.connect, outcome)
-            counters.close(connections[i].fd)
-            release(id.slot)
-            emit(Event(.connected, id, outcome), deferredOnly: deferredOnly, handler)
+            if deferredOnly {
+                closeDescriptorKeepingSlot(i)
+                deferred.append(Event(.connected, id, outcome))
+            } else {
+                counters.close(connections[i].fd)
+                release(id.slot)
+                handler(Event(.connected, id, outcome))
+            }
         } else {
             counters.record(.connect, .success)
             connections[i].state = .open
@@ -367,6 +372,9 @@ public final class EpollEngine: NetworkEngine {
         swap(&deferred, &deferredSpare)
         defer { deferredSpare.removeAll(keepingCapacity: true) }
         for event in deferredSpare {
+            if generations.isCurrent(event.connection) && connections[Int(event.connection.slot)].state == .closed {
+                release(event.connection.slot)  // only now may a new connection take the slot
+            }
             handler(event)
             // A connection that connected at once may already have data waiting: no edge will say so.
             if event.kind == .connected && event.outcome == .success && generations.isCurrent(event.connection) {
@@ -458,10 +466,16 @@ public final class EpollEngine: NetworkEngine {
         let i = Int(id.slot)
         if mode == .abortive { _ = counters.setAbortiveClose(connections[i].fd) }
         // Closing the only descriptor removes it from the epoll set: no epoll_ctl needed.
-        counters.close(connections[i].fd)
+        closeDescriptorKeepingSlot(i)
         counters.record(.close, .success)
-        release(id.slot)
         deferred.append(Event(.closed, id))
+    }
+
+    private func closeDescriptorKeepingSlot(_ i: Int) {
+        counters.close(connections[i].fd)
+        connections[i].fd = -1
+        connections[i].outbound.reset()
+        connections[i].state = .closed
     }
 
     private func release(_ slot: UInt32) {
@@ -475,7 +489,10 @@ public final class EpollEngine: NetworkEngine {
 
 /// Per-connection state of the epoll backend, one element of a flat array indexed by slot.
 struct EpollConnection {
-    enum State: UInt8 { case free, connecting, open }
+    /// `closed`: the descriptor is closed but the slot stays taken until the caller has been handed the
+    /// `.closed` (or failed `.connected`) event, so a new connection cannot take the slot first and be
+    /// mistaken for the old one.
+    enum State: UInt8 { case free, connecting, open, closed }
 
     var fd: Int32 = -1
     var state: State = .free

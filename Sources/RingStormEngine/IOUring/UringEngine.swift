@@ -127,8 +127,18 @@ public final class UringEngine: NetworkEngine {
     @inline(__always)
     private func nextSQE() -> UnsafeMutablePointer<io_uring_sqe> {
         if let sqe = io_uring_get_sqe(&ring) { return sqe }
-        submitAndWait(waitNanoseconds: 0, reap: false)
-        return io_uring_get_sqe(&ring)!
+        for _ in 0..<1000 {
+            // SUBMIT_ALL takes every queued SQE unless the kernel is short of CQ room (EBUSY): reaping
+            // then moves overflowed completions into the ring so the next submit goes through.
+            submitAndWait(waitNanoseconds: 0, reap: true)
+            if let sqe = io_uring_get_sqe(&ring) { return sqe }
+        }
+        preconditionFailure("io_uring submission queue still full after 1000 submits; the kernel refuses new work")
+    }
+
+    /// Makes room for `count` SQEs that must go to the kernel in one submission (a linked pair).
+    private func reserveSQEs(_ count: UInt32) {
+        if io_uring_sq_space_left(&ring) < count { submitAndWait(waitNanoseconds: 0, reap: false) }
     }
 
     /// Publishes queued SQEs and enters the kernel once: to submit, and unless `waitNanoseconds` is 0 to
@@ -255,6 +265,9 @@ public final class UringEngine: NetworkEngine {
         }
         let i = Int(id.slot)
         connections[i] = UringConnection(fd: fd, state: .connecting, reuse: connections[i].outbound)
+        // A connect and its linked timeout must be submitted together: split across two submissions
+        // the link is lost, the connect runs without a deadline and the timeout fails with EINVAL.
+        if timeoutNanoseconds > 0 { reserveSQEs(2) }
         connections[i].connectInFlight = true
         destination.withSockAddr { sa, len in
             UnsafeMutableRawPointer(connectAddresses + i).copyMemory(from: sa, byteCount: Int(len))
@@ -389,6 +402,8 @@ public final class UringEngine: NetworkEngine {
             // The cancel found nothing (the receive had already ended): no ECANCELED will follow.
             if !connections[Int(data.slot)].receiveArmed { connections[Int(data.slot)].receiveCancelRequested = false }
             rearmReceiveIfWanted(data.slot)
+            // It may have been the last completion a closing connection waited for.
+            finishCloseIfIdle(data.slot)
         case .linkTimeout: break
         }
     }
@@ -512,7 +527,7 @@ public final class UringEngine: NetworkEngine {
         if result == 0 {
             counters.record(.connect, .success)
             connections[i].state = .open
-            armReceive(data.slot)
+            rearmReceiveIfWanted(data.slot)  // not while bytes queued during the connect hold it back
             if !connections[i].outbound.isEmpty { markDirty(data.slot) }
             handler(Event(.connected, data.connection))
         } else {
