@@ -20,22 +20,18 @@
 #include <linux/io_uring.h>
 #include <liburing.h>
 
-// Newer than liburing 2.3 (kernel 5.19 .. 6.12); probed at start-up before use.
+// Newer than liburing 2.3. Each is checked before use: MIN_TIMEOUT in the ring's features at set-up,
+// ACCEPT_POLL_FIRST by falling back to a plain accept when the kernel answers EINVAL.
 #ifndef IORING_ACCEPT_POLL_FIRST
 #define IORING_ACCEPT_POLL_FIRST (1U << 2)
 #endif
 #ifndef IORING_FEAT_MIN_TIMEOUT
 #define IORING_FEAT_MIN_TIMEOUT (1U << 15)
 #endif
-#ifndef IORING_RECVSEND_BUNDLE
-#define IORING_RECVSEND_BUNDLE (1U << 4)
-#endif
 
 // Flags that liburing spells as shifts of enum bits; Swift does not import those macros.
-static const uint8_t curing_iosqe_fixed_file = IOSQE_FIXED_FILE;
 static const uint8_t curing_iosqe_io_link = IOSQE_IO_LINK;
 static const uint8_t curing_iosqe_buffer_select = IOSQE_BUFFER_SELECT;
-static const uint8_t curing_iosqe_cqe_skip_success = IOSQE_CQE_SKIP_SUCCESS;
 static const uint32_t curing_cqe_f_buffer = IORING_CQE_F_BUFFER;
 static const uint32_t curing_cqe_f_more = IORING_CQE_F_MORE;
 static const uint32_t curing_cqe_buffer_shift = IORING_CQE_BUFFER_SHIFT;

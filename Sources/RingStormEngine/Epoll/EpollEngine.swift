@@ -136,14 +136,12 @@ public final class EpollEngine: NetworkEngine {
         switch counters.connect(fd, to: destination) {
         case .success:
             // Connected at once: report it at the next poll, as the io_uring backend would.
-            connections[i].connectReported = true
             finishConnect(id, error: nil, deferredOnly: true)
         case .failure(.inProgress):
             if timeoutNanoseconds > 0 {
                 connectDeadlines.schedule(at: monotonicNanoseconds() + timeoutNanoseconds, token: UserData(.connect, slot: id.slot, generation: id.generation).rawValue)
             }
         case .failure(let e):
-            connections[i].connectReported = true
             finishConnect(id, error: e, deferredOnly: true)
         }
         return id
@@ -500,7 +498,6 @@ struct EpollConnection {
     var backpressured = false
     var sendFailed = false
     var closeAfterDrain = false
-    var connectReported = false
     var peerHungUp = false
     var dirty = false
     var outbound = OutboundBuffer()
