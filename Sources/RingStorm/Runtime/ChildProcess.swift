@@ -198,7 +198,14 @@ public final class ChildProcess: Sendable {
 
     /// Waits for the child to end.
     @discardableResult
-    public func wait() -> ExitStatus { reap(options: 0) ?? .exited(-1) }
+    public func wait() -> ExitStatus {
+        if let status { return status }
+        // Block until it ends without reaping it (WNOWAIT) and without the lock, so a signal sent from
+        // another thread meanwhile is not held up; the pid cannot be reused before the reap below.
+        var info = siginfo_t()
+        _ = try? SystemCall.run { waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) }
+        return reap(options: 0) ?? .exited(-1)
+    }
 
     private func reap(options: Int32) -> ExitStatus? {
         ended.withLock { state in
