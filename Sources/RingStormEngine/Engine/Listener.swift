@@ -64,6 +64,33 @@ struct Listener {
     }
 }
 
+extension Array where Element == Listener {
+    func address(of listener: ListenerID) -> SocketAddress? {
+        indices.contains(listener.index) ? self[listener.index].address : nil
+    }
+
+    /// One round of the reserve-descriptor trick on `listener`, counted as an accept when it shed one.
+    mutating func shedOne(_ listener: ListenerID, _ counters: Counters) -> Bool {
+        guard indices.contains(listener.index) else { return false }
+        let shed = self[listener.index].shedOne(counters)
+        if shed { counters.record(.accept, .success) }
+        return shed
+    }
+}
+
+/// The start of every connect: the socket (bound to `source` if given) and a slot for it. Out of slots,
+/// the socket is closed and EMFILE thrown, as if the descriptor table itself were full.
+func openClientConnection(to destination: SocketAddress, from source: SocketAddress?, noDelay: Bool, counters: Counters,
+                          slots: inout SlotAllocator, statistics: inout EngineStatistics) throws(Errno) -> (fd: Int32, id: ConnectionID) {
+    let fd = try openClientSocket(to: destination, from: source, noDelay: noDelay, syscalls: counters)
+    guard let id = slots.allocate() else {
+        counters.close(fd)
+        statistics.slotExhaustions += 1
+        throw Errno.tooManyOpenFiles
+    }
+    return (fd, id)
+}
+
 /// Opens the non-blocking client socket for a connect, bound to `source` if given. With a source
 /// address, `IP_BIND_ADDRESS_NO_PORT` defers the port choice to connect, so each source address gets
 /// its own 28,232 ephemeral ports per destination instead of sharing bind's global pool.

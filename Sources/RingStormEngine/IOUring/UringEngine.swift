@@ -238,7 +238,7 @@ public final class UringEngine: NetworkEngine {
     }
 
     public func localAddress(of listener: ListenerID) -> SocketAddress? {
-        listeners.indices.contains(listener.index) ? listeners[listener.index].address : nil
+        listeners.address(of: listener)
     }
 
     public func resumeAccepting(_ listener: ListenerID, waitForConnection: Bool) {
@@ -250,19 +250,12 @@ public final class UringEngine: NetworkEngine {
     }
 
     public func shedOne(_ listener: ListenerID) -> Bool {
-        guard listeners.indices.contains(listener.index) else { return false }
-        let shed = listeners[listener.index].shedOne(counters)
-        if shed { counters.record(.accept, .success) }
-        return shed
+        listeners.shedOne(listener, counters)
     }
 
     public func connect(to destination: SocketAddress, from source: SocketAddress?, timeoutNanoseconds: Int64) throws(Errno) -> ConnectionID {
-        let fd = try openClientSocket(to: destination, from: source, noDelay: configuration.noDelay, syscalls: counters)
-        guard let id = slots.allocate() else {
-            counters.close(fd)
-            stats.slotExhaustions += 1
-            throw Errno.tooManyOpenFiles
-        }
+        let (fd, id) = try openClientConnection(to: destination, from: source, noDelay: configuration.noDelay, counters: counters,
+                                                slots: &slots, statistics: &stats)
         let i = Int(id.slot)
         connections[i] = UringConnection(fd: fd, state: .connecting, reuse: connections[i].outbound)
         // A connect and its linked timeout must be submitted together: split across two submissions
