@@ -489,7 +489,9 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
                     }
                     answerOldest(c, now: now)
                     answered = true
-                case .error:
+                case .error(let code, _):
+                    // The server's reason, kept beside the protocol_error it ends in.
+                    report.serverErrors[ErrorCode(rawValue: code)?.description ?? "code_\(code)", default: 0] += 1
                     throw .unexpectedType(.error)
                 case .register, .request:
                     throw .unexpectedType(frame.type)

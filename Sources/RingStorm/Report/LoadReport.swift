@@ -85,6 +85,9 @@ public struct LoadReport: Codable, Sendable, Equatable {
     public var syscalls: SyscallSummary
     /// What the kernel's system-wide network counters did during the run (see `KernelCounters`).
     public var kernel: KernelCounters?
+    /// ERROR frames the server sent, by code name (`register_timeout`, `frame_too_large`, ...): the
+    /// server's own reason behind `protocol_error` outcomes. Absent when there were none.
+    public var serverErrors: [String: Int]?
 
     public init(backend: String, durationSeconds: Double, connections: Connections = .init(), requests: Requests = .init(),
                 outcomes: PhaseOutcomes = .init(), latency: Latencies = .init(), syscalls: SyscallSummary = .init(total: 0, perRequest: 0)) {
@@ -104,6 +107,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         case latency = "latency_us"
         case syscalls
         case kernel
+        case serverErrors = "server_errors"
     }
 
     /// The JSON document, keys sorted.
@@ -134,6 +138,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     public var requestLatency = LatencyRecorder()
     /// System calls made (the engine's `statistics.syscalls.total`).
     public var syscalls = 0
+    /// ERROR frames received from the server, by code name.
+    public var serverErrors: [String: Int] = [:]
     /// Reports merged into this one (1 for a worker's own).
     public var workers = 1
 
@@ -161,6 +167,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         registerLatency.merge(other.registerLatency)
         requestLatency.merge(other.requestLatency)
         syscalls += other.syscalls
+        for (code, n) in other.serverErrors { serverErrors[code, default: 0] += n }
         workers += other.workers
     }
 
@@ -179,7 +186,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
 
     /// The published report: percentiles from the histograms.
     public var report: LoadReport {
-        LoadReport(
+        var report = LoadReport(
             backend: backend,
             durationSeconds: durationSeconds,
             connections: .init(attempted: connectionsAttempted, established: connectionsEstablished, peakOpen: peakOpen),
@@ -187,6 +194,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
             outcomes: outcomes,
             latency: .init(connect: connectLatency.summary, register: registerLatency.summary, request: requestLatency.summary),
             syscalls: SyscallSummary(total: syscalls, requests: requestsAnswered))
+        report.serverErrors = serverErrors.isEmpty ? nil : serverErrors
+        return report
     }
 
     enum CodingKeys: String, CodingKey {
@@ -202,6 +211,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         case registerLatency = "register_latency_us"
         case requestLatency = "request_latency_us"
         case syscalls, workers
+        case serverErrors = "server_errors"
     }
 
     /// Compact JSON on one line (no newline inside), for a pipe from worker to parent.

@@ -44,6 +44,10 @@ extension LoadReport {
         } else {
             for (i, line) in failures.enumerated() { lines.append(label(i == 0 ? "failures" : "") + line) }
         }
+        if let serverErrors, !serverErrors.isEmpty {
+            lines.append(label("") + "the server's ERROR frames: " + serverErrors.keys.sorted()
+                .map { "\($0) \(ReportFormat.count(serverErrors[$0]!))" }.joined(separator: ", "))
+        }
         lines.append(label("syscalls") + ReportFormat.count(syscalls.total)
             + (requests.answered > 0 ? " (" + ReportFormat.decimal(syscalls.perRequest, places: 2) + " per request)" : ""))
         lines += kernelLines(kernel)
