@@ -44,38 +44,13 @@ struct ClientState {
     var echoedBytes: Int = 0
 }
 
-/// Fixed-capacity storage allocated once (no exclusivity or uniqueness check per access, unlike an
-/// array held by a class; the run loop touches these on every completion).
-struct FlatStorage<Element> {
-    let base: UnsafeMutablePointer<Element>
-    let count: Int
-
-    init(repeating value: Element, count: Int) {
-        base = .allocate(capacity: max(count, 1))
-        base.initialize(repeating: value, count: max(count, 1))
-        self.count = count
-    }
-
-    @inline(__always)
-    subscript(_ index: Int) -> Element {
-        get { base[index] }
-        nonmutating _modify { yield &base[index] }
-        nonmutating set { base[index] = newValue }
-    }
-
-    func deallocate() {
-        base.deinitialize(count: max(count, 1))
-        base.deallocate()
-    }
-}
-
 /// A fixed-capacity FIFO of client numbers (clients waiting for a connect token).
 struct ClientQueue {
-    private let storage: FlatStorage<Int32>
+    private let storage: FlatArray<Int32>
     private var head = 0
     private(set) var count = 0
 
-    init(capacity: Int) { storage = FlatStorage(repeating: 0, count: max(capacity, 1)) }
+    init(capacity: Int) { storage = FlatArray(repeating: 0, count: max(capacity, 1)) }
 
     var isEmpty: Bool { count == 0 }
 

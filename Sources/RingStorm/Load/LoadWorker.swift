@@ -18,12 +18,12 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
     private let config: LoadGenerator.Configuration
     private let firstClient: Int
     private let clientCount: Int
-    private let clients: FlatStorage<ClientState>
-    private let decoders: FlatStorage<FrameDecoder>
+    private let clients: FlatArray<ClientState>
+    private let decoders: FlatArray<FrameDecoder>
     /// Slot → client number, -1 when the slot is not ours.
-    private let slotClient: FlatStorage<Int32>
+    private let slotClient: FlatArray<Int32>
     /// Per client, `maxInFlight` send times (intended times, open loop) of requests in flight, a ring.
-    private let sendTimes: FlatStorage<Int64>
+    private let sendTimes: FlatArray<Int64>
     private let maxInFlight: Int
     private let wheel: DeadlineWheel
     private var queue: ClientQueue
@@ -60,11 +60,11 @@ final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
         config = plan.configuration
         firstClient = plan.firstClient
         clientCount = plan.clientCount
-        clients = FlatStorage(repeating: ClientState(), count: clientCount)
-        decoders = FlatStorage(repeating: FrameDecoder(maxFrameSize: max(plan.configuration.maxFrameSize, 17)), count: clientCount)
-        slotClient = FlatStorage(repeating: -1, count: plan.configuration.engine.maxConnections + 1)
+        clients = FlatArray(repeating: ClientState(), count: clientCount)
+        decoders = FlatArray(repeating: FrameDecoder(maxFrameSize: max(plan.configuration.maxFrameSize, 17)), count: clientCount)
+        slotClient = FlatArray(repeating: -1, count: plan.configuration.engine.maxConnections + 1)
         maxInFlight = plan.configuration.maxInFlight
-        sendTimes = FlatStorage(repeating: 0, count: clientCount * maxInFlight)
+        sendTimes = FlatArray(repeating: 0, count: clientCount * maxInFlight)
         wheel = DeadlineWheel(clients: clientCount, tickNanoseconds: Self.tickNanoseconds, now: monotonicNanoseconds())
         queue = ClientQueue(capacity: clientCount)
         report = LoadWorkerReport(backend: engine.backend)

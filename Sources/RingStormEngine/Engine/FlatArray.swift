@@ -4,26 +4,28 @@
 /// engine object: an array stored in a class pays a dynamic exclusivity check and a uniqueness check
 /// on every write, which on the per-completion path measured about 3% of the server's CPU. Element
 /// addresses also never move, so the kernel may be handed pointers into it.
-struct FlatArray<Element> {
-    let base: UnsafeMutablePointer<Element>
-    let count: Int
+///
+/// Public so the programs above the engine keep their per-connection state the same way.
+public struct FlatArray<Element> {
+    @usableFromInline let base: UnsafeMutablePointer<Element>
+    public let count: Int
 
-    init(repeating value: Element, count: Int) {
+    public init(repeating value: Element, count: Int) {
         base = .allocate(capacity: max(count, 1))
         base.initialize(repeating: value, count: max(count, 1))
         self.count = count
     }
 
-    @inline(__always)
-    subscript(_ index: Int) -> Element {
+    @inlinable
+    public subscript(_ index: Int) -> Element {
         get { base[index] }
         nonmutating _modify { yield &base[index] }
         nonmutating set { base[index] = newValue }
     }
 
-    var indices: Range<Int> { 0..<count }
+    public var indices: Range<Int> { 0..<count }
 
-    func deallocate() {
+    public func deallocate() {
         base.deinitialize(count: max(count, 1))
         base.deallocate()
     }
