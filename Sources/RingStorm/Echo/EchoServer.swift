@@ -40,21 +40,22 @@ public final class EchoServer: Sendable {
     }
 
     public let configuration: Configuration
-    private let workers: WorkerThreads<AnyEchoWorker>
+    private let workers: WorkerThreads<EchoSnapshot>
     /// The bound address (the kernel's port when 0 was asked for).
     public let address: SocketAddress
 
     public init(configuration: Configuration) throws {
         self.configuration = configuration
-        let bound = BoundAddress(configuration.listen)
-        workers = try WorkerThreads(count: configuration.threads) { index in
+        (workers, address) = try WorkerThreads.listening(count: configuration.threads, on: configuration.listen,
+                                                         exclusive: !configuration.reusePort) { address, reusePort in
             var config = configuration
-            config.listen = index == 0 ? config.listen : bound.value
-            let worker = try AnyEchoWorker(config, reusePort: configuration.threads > 1 || configuration.reusePort)
-            if index == 0 { bound.value = worker.address }
-            return worker
+            config.listen = address
+            // The concrete engine is chosen once, so the echo loop is specialised for it.
+            switch config.backend {
+            case .uring: return try EchoWorker(UringEngine(configuration: config.engine), config, reusePort: reusePort)
+            case .epoll: return try EchoWorker(EpollEngine(configuration: config.engine), config, reusePort: reusePort)
+            }
         }
-        address = bound.value
     }
 
     /// Summed counters as last published by the workers.
@@ -70,37 +71,7 @@ public final class EchoServer: Sendable {
     }
 }
 
-/// Passes the first worker's bound port to the others (port 0 must mean one port for all threads).
-/// Workers are set up one after another, so no two threads touch it at once.
-private final class BoundAddress: @unchecked Sendable {
-    var value: SocketAddress
-    init(_ value: SocketAddress) { self.value = value }
-}
-
-/// Chooses the concrete engine once, so the echo loop is specialised for it.
-final class AnyEchoWorker: EngineWorker {
-    private let body: any EchoLoop
-    let address: SocketAddress
-
-    init(_ configuration: EchoServer.Configuration, reusePort: Bool) throws {
-        switch configuration.backend {
-        case .uring: body = try EchoWorker(UringEngine(configuration: configuration.engine), configuration, reusePort: reusePort)
-        case .epoll: body = try EchoWorker(EpollEngine(configuration: configuration.engine), configuration, reusePort: reusePort)
-        }
-        address = body.address
-    }
-
-    func run(until stop: StopFlag, publish: (EchoSnapshot) -> Void) { body.run(until: stop, publish: publish) }
-    var snapshot: EchoSnapshot { body.snapshot }
-}
-
-protocol EchoLoop: AnyObject {
-    var address: SocketAddress { get }
-    func run(until stop: StopFlag, publish: (EchoSnapshot) -> Void)
-    var snapshot: EchoSnapshot { get }
-}
-
-final class EchoWorker<Engine: NetworkEngine>: EchoLoop {
+final class EchoWorker<Engine: NetworkEngine>: ListeningWorker {
     let engine: Engine
     let listener: ListenerID
     let address: SocketAddress

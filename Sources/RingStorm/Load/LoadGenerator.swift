@@ -15,7 +15,7 @@ import RingStormEngine
 /// for those threads without blocking the caller's executor). `runBlocking()` is the same, synchronous.
 public final class LoadGenerator: Sendable {
     public let configuration: Configuration
-    private let workers = Locked<WorkerThreads<AnyLoadWorker>?>(nil)
+    private let workers = Locked<WorkerThreads<LoadWorkerSnapshot>?>(nil)
     private let stopFlag = StopFlag()
     /// The kernel's network counters when the run started, for the report's `kernel` delta.
     private let kernelAtStart = Locked(KernelCounters())
@@ -82,13 +82,13 @@ public final class LoadGenerator: Sendable {
             try ConnectionLogFile(path: path, truncate: configuration.truncateConnectionsLog)
         }
         let threads = min(configuration.threads, configuration.connections)
-        let started = try WorkerThreads<AnyLoadWorker>(count: threads, stop: stopFlag) { index in
+        let started = try WorkerThreads<LoadWorkerSnapshot>(count: threads, stop: stopFlag) { index in
             let share = configuration.connections / threads
             let extra = configuration.connections % threads
             let first = configuration.firstClient + index * share + min(index, extra)
             let plan = LoadWorkerPlan(configuration: configuration, firstClient: first,
                                       clientCount: share + (index < extra ? 1 : 0), logFile: logFile)
-            return try AnyLoadWorker(plan)
+            return try plan.makeWorker()
         }
         workers.withLock { $0 = started }
     }

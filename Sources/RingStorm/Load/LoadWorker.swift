@@ -13,7 +13,7 @@ struct LoadWorkerPlan: Sendable {
 /// per-event engine call is direct. All state lives in flat storage indexed by client number; the
 /// engine's `ConnectionID.slot` maps to the client through `slotClient`. Timers: one engine tick turns
 /// a `DeadlineWheel`; no engine timer per connection.
-final class LoadWorker<Engine: NetworkEngine>: LoadLoop {
+final class LoadWorker<Engine: NetworkEngine>: EngineWorker {
     let engine: Engine
     private let config: LoadGenerator.Configuration
     private let firstClient: Int

@@ -13,7 +13,11 @@ public final class StopFlag: Sendable {
 
 /// One engine loop on its own thread. The worker is created on that thread because an io_uring set
 /// up with `SINGLE_ISSUER` belongs to the thread that created it.
-public protocol EngineWorker: AnyObject {
+///
+/// Workers are generic over their engine (`EchoWorker<UringEngine>`), so the per-event loop is
+/// specialised; threads hold them as `any EngineWorker<Snapshot>`, which costs one dynamic call per
+/// `run` and per published snapshot, nothing per event.
+public protocol EngineWorker<Snapshot>: AnyObject {
     associatedtype Snapshot: Sendable
     /// Runs until `stop` is set; publishes progress through `publish` now and then (about once a second).
     func run(until stop: StopFlag, publish: (Snapshot) -> Void)
@@ -21,22 +25,30 @@ public protocol EngineWorker: AnyObject {
     var snapshot: Snapshot { get }
 }
 
+/// A worker that listens; its address is known once it is set up (with the kernel's port for port 0).
+public protocol ListeningWorker<Snapshot>: EngineWorker {
+    var address: SocketAddress { get }
+}
+
 /// Starts `count` threads, each building its worker with `make(index)` and running it; `start` returns
 /// once every worker is set up, or throws the first set-up error (after stopping the others).
-public final class WorkerThreads<Worker: EngineWorker>: Sendable {
-    private let latest: Locked<[Worker.Snapshot?]>
+public final class WorkerThreads<Snapshot: Sendable>: Sendable {
+    private let latest: Locked<[Snapshot?]>
     private let threads: Locked<[pthread_t]>
     public let stopFlag: StopFlag
+    /// Kept open while the threads run (the shared port of `listening`).
+    private let reservation: PortReservation?
 
-    public init(count: Int, stop: StopFlag = StopFlag(),
-                make: @escaping @Sendable (Int) throws -> Worker) throws {
+    public init(count: Int, stop: StopFlag = StopFlag(), holding reservation: PortReservation? = nil,
+                make: @escaping @Sendable (Int) throws -> any EngineWorker<Snapshot>) throws {
         stopFlag = stop
-        latest = Locked([Worker.Snapshot?](repeating: nil, count: count))
+        self.reservation = reservation
+        latest = Locked([Snapshot?](repeating: nil, count: count))
         threads = Locked([])
         let ready = ReadyLatch(count: count)
         for index in 0..<count {
             let thread = try spawnThread(name: "ringstorm-\(index)") { [latest, stopFlag] in
-                let worker: Worker
+                let worker: any EngineWorker<Snapshot>
                 do {
                     worker = try make(index)
                 } catch {
@@ -58,16 +70,39 @@ public final class WorkerThreads<Worker: EngineWorker>: Sendable {
     }
 
     /// The latest snapshot each worker published (nil for one that has published nothing yet).
-    public var snapshots: [Worker.Snapshot?] { latest.withLock { $0 } }
+    public var snapshots: [Snapshot?] { latest.withLock { $0 } }
 
     public func stop() { stopFlag.stop() }
 
     /// Waits for every thread to end; returns the final snapshots.
     @discardableResult
-    public func join() -> [Worker.Snapshot] {
+    public func join() -> [Snapshot] {
         let all = threads.withLock { t in let copy = t; t.removeAll(); return copy }
         for thread in all { pthread_join(thread, nil) }
         return latest.withLock { $0.compactMap { $0 } }
+    }
+}
+
+extension WorkerThreads {
+    /// Starts `count` listening workers on one address. One worker binds it as given; several each
+    /// open an `SO_REUSEPORT` listener on the port of a `PortReservation` (so port 0 means one port
+    /// for all), which lives as long as the threads. `exclusive` refuses a port another process
+    /// already serves; without it (a worker process of `--processes`) the group is joined on purpose.
+    public static func listening(count: Int, on address: SocketAddress, exclusive: Bool,
+                                 make: @escaping @Sendable (SocketAddress, _ reusePort: Bool) throws -> any ListeningWorker<Snapshot>)
+        throws -> (threads: WorkerThreads, address: SocketAddress) {
+        guard count > 1 else {
+            let single = Locked<SocketAddress?>(nil)
+            let threads = try WorkerThreads(count: 1) { _ in
+                let worker = try make(address, !exclusive)
+                single.withLock { $0 = worker.address }
+                return worker
+            }
+            return (threads, single.withLock { $0 } ?? address)
+        }
+        let reservation = try PortReservation(address, exclusive: exclusive)
+        let threads = try WorkerThreads(count: count, holding: reservation) { _ in try make(reservation.address, true) }
+        return (threads, reservation.address)
     }
 }
 

@@ -23,7 +23,7 @@ public final class RingStormServer: Sendable {
     private let finished: Locked<ServerReport?>
 
     private enum Body: Sendable {
-        case ringstorm(WorkerThreads<AnyServerWorker>)
+        case ringstorm(WorkerThreads<ServerSnapshot>)
         case echo(EchoServer)
     }
 
@@ -44,18 +44,19 @@ public final class RingStormServer: Sendable {
         do {
             switch config.protocol {
             case .ringstorm:
-                let bound = BoundAddressBox(config.listen)
-                let threads = config.threads
                 let fixed = config
-                let workers = try WorkerThreads(count: threads) { index in
+                let (workers, bound) = try WorkerThreads.listening(count: config.threads, on: config.listen,
+                                                                   exclusive: !config.reusePort) { address, reusePort in
                     var c = fixed
-                    c.listen = index == 0 ? c.listen : bound.value
-                    let worker = try AnyServerWorker(c, reusePort: threads > 1 || fixed.reusePort)
-                    if index == 0 { bound.value = worker.address }
-                    return worker
+                    c.listen = address
+                    // The concrete engine is chosen once, so the protocol loop is specialised for it.
+                    switch c.backend {
+                    case .uring: return try ServerWorker(UringEngine(configuration: c.engine), c, reusePort: reusePort)
+                    case .epoll: return try ServerWorker(EpollEngine(configuration: c.engine), c, reusePort: reusePort)
+                    }
                 }
                 body = .ringstorm(workers)
-                address = bound.value
+                address = bound
             case .echo:
                 var echo = EchoServer.Configuration(listen: config.listen)
                 echo.backend = config.backend
@@ -148,7 +149,4 @@ public final class RingStormServer: Sendable {
 
 /// Passes the first worker's bound port to the others (port 0 must mean one port for all threads).
 /// Workers are set up one after another, so no two threads touch it at once.
-private final class BoundAddressBox: @unchecked Sendable {
-    var value: SocketAddress
-    init(_ value: SocketAddress) { self.value = value }
-}
+

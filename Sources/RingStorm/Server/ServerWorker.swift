@@ -1,28 +1,5 @@
 import RingStormEngine
 
-/// Chooses the concrete engine once, so the protocol loop is specialised for it.
-final class AnyServerWorker: EngineWorker {
-    private let body: any ServerLoop
-    let address: SocketAddress
-
-    init(_ configuration: RingStormServer.Configuration, reusePort: Bool) throws {
-        switch configuration.backend {
-        case .uring: body = try ServerWorker(UringEngine(configuration: configuration.engine), configuration, reusePort: reusePort)
-        case .epoll: body = try ServerWorker(EpollEngine(configuration: configuration.engine), configuration, reusePort: reusePort)
-        }
-        address = body.address
-    }
-
-    func run(until stop: StopFlag, publish: (ServerSnapshot) -> Void) { body.run(until: stop, publish: publish) }
-    var snapshot: ServerSnapshot { body.snapshot }
-}
-
-protocol ServerLoop: AnyObject {
-    var address: SocketAddress { get }
-    func run(until stop: StopFlag, publish: (ServerSnapshot) -> Void)
-    var snapshot: ServerSnapshot { get }
-}
-
 /// One engine's `ringstorm` protocol server: REGISTER within the register timeout, REQUEST answered
 /// with RESPONSE, idle connections closed, protocol violations answered with ERROR and closed, and the
 /// descriptor-exhaustion policy on accept failures.
@@ -30,7 +7,7 @@ protocol ServerLoop: AnyObject {
 /// Per message nothing is allocated: the bytes are decoded in place (`FrameDecoder`), the answers are
 /// encoded into one reusable `FrameBuffer` and handed to `engine.send`, which copies. Deadlines live in
 /// a `TimerWheel` advanced by one engine timer, the tick.
-final class ServerWorker<Engine: NetworkEngine>: ServerLoop {
+final class ServerWorker<Engine: NetworkEngine>: ListeningWorker {
     let engine: Engine
     let listener: ListenerID
     let address: SocketAddress

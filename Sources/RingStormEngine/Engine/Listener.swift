@@ -25,13 +25,7 @@ struct Listener {
         if noDelay { _ = syscalls.setFlag(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY) }
         if case .failure(let e) = syscalls.bind(fd, to: address) {
             syscalls.close(fd)
-            let hint = switch e {
-            case .addressInUse: "another process listens there: pick another port with --listen HOST:PORT, or stop it (ss -ltnp 'sport = :\(address.port)')"
-            case .addressNotAvailable: "\(address.host) is not an address of this machine: use 127.0.0.1, ::1 or a local address"
-            case Errno(rawValue: EACCES): "ports below 1024 need privileges: pick a port above 1023"
-            default: ""
-            }
-            throw EngineError("cannot bind \(address)", e, hint: hint)
+            throw EngineError("cannot bind \(address)", e, hint: bindFailureHint(e, address))
         }
         if case .failure(let e) = syscalls.listen(fd, backlog: backlog) {
             syscalls.close(fd)
@@ -61,6 +55,16 @@ struct Listener {
     mutating func close(_ syscalls: Counters) {
         if reserveFD >= 0 { syscalls.close(reserveFD); reserveFD = -1 }
         if fd >= 0 { syscalls.close(fd); fd = -1 }
+    }
+}
+
+/// What to do when binding `address` failed with `error`, in the user's terms.
+public func bindFailureHint(_ error: Errno, _ address: SocketAddress) -> String {
+    switch error {
+    case .addressInUse: "another process listens there: pick another port with --listen HOST:PORT, or stop it (ss -ltnp 'sport = :\(address.port)')"
+    case .addressNotAvailable: "\(address.host) is not an address of this machine: use 127.0.0.1, ::1 or a local address"
+    case Errno(rawValue: EACCES): "ports below 1024 need privileges: pick a port above 1023"
+    default: "pick another --listen address"
     }
 }
 
