@@ -35,11 +35,7 @@ public enum FrameEncoder {
     public static func encodeRequest(
         sequence: UInt64, timestamp: UInt64, payloadSize: Int, into buffer: UnsafeMutableRawBufferPointer
     ) -> Int {
-        let base = header(.request, bodySize: WireFormat.requestFixedBodySize + payloadSize, into: buffer)
-        base.storeBigEndian(sequence, at: 5)
-        base.storeBigEndian(timestamp, at: 13)
-        PayloadPattern.fill(base + 21, count: payloadSize)
-        return WireFormat.requestFrameSize(payloadSize: payloadSize)
+        encodeSequenced(.request, sequence, timestamp, patternOf: payloadSize, into: buffer)
     }
 
     /// REQUEST carrying the given payload bytes.
@@ -66,11 +62,7 @@ public enum FrameEncoder {
     public static func encodeResponse(
         sequence: UInt64, timestamp: UInt64, payloadSize: Int, into buffer: UnsafeMutableRawBufferPointer
     ) -> Int {
-        let base = header(.response, bodySize: WireFormat.requestFixedBodySize + payloadSize, into: buffer)
-        base.storeBigEndian(sequence, at: 5)
-        base.storeBigEndian(timestamp, at: 13)
-        PayloadPattern.fill(base + 21, count: payloadSize)
-        return WireFormat.requestFrameSize(payloadSize: payloadSize)
+        encodeSequenced(.response, sequence, timestamp, patternOf: payloadSize, into: buffer)
     }
 
     /// ERROR with `code` and `text`. The text is cut (at a UTF-8 character boundary) to what fits in
@@ -131,6 +123,19 @@ public enum FrameEncoder {
         let base = header(type, bodySize: WireFormat.registerBodySize, into: buffer)
         base.storeBigEndian(clientID, at: 5)
         return WireFormat.registerFrameSize
+    }
+
+    /// REQUEST or RESPONSE with `payloadSize` bytes of `PayloadPattern`.
+    @inline(__always)
+    static func encodeSequenced(
+        _ type: FrameType, _ sequence: UInt64, _ timestamp: UInt64, patternOf payloadSize: Int,
+        into buffer: UnsafeMutableRawBufferPointer
+    ) -> Int {
+        let base = header(type, bodySize: WireFormat.requestFixedBodySize + payloadSize, into: buffer)
+        base.storeBigEndian(sequence, at: 5)
+        base.storeBigEndian(timestamp, at: 13)
+        PayloadPattern.fill(base + 21, count: payloadSize)
+        return WireFormat.requestFrameSize(payloadSize: payloadSize)
     }
 
     @inline(__always)
