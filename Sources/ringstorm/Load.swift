@@ -317,14 +317,6 @@ struct Load: ParsableCommand {
         if let connectionsLog { a += ["--connections-log", connectionsLog] }
         return a
     }
-
-    private func nanoseconds(_ text: String, _ option: String) throws -> Int64 {
-        do { return try DurationParsing.nanoseconds(text) } catch { throw UsageError("\(option): \(error)") }
-    }
-
-    private func bytes(_ text: String, _ option: String) throws -> Int {
-        do { return try DurationParsing.bytes(text) } catch { throw UsageError("\(option): \(error)") }
-    }
 }
 
 extension LoadGenerator.WireProtocol: ExpressibleByArgument {}

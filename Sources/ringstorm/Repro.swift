@@ -68,9 +68,7 @@ struct ReproCommand: ParsableCommand {
         c.requestTimeoutNanoseconds = try nanoseconds(requestTimeout, "--request-timeout")
         c.registerTimeoutNanoseconds = try nanoseconds(registerTimeout, "--register-timeout")
         c.silentDelayNanoseconds = try nanoseconds(silentDelay, "--silent-delay")
-        do { c.registrationSize = try DurationParsing.bytes(registrationSize) } catch {
-            throw UsageError("--registration-size: \(error)")
-        }
+        c.registrationSize = try bytes(registrationSize, "--registration-size")
         do { try c.validate() } catch { throw UsageError(error.description) }
         return c
     }
@@ -117,9 +115,9 @@ struct ReproCommand: ParsableCommand {
         let p = run.progress
         var line = String(format: "[%5.1fs] server: ", run.elapsedSeconds)
         if let s = p.server {
-            line += "open \(s.openConnections)  accepted \(grouped(s.report.accepted))  shed \(grouped(s.report.shed))"
+            line += "open \(s.openConnections)  accepted \(ReportFormat.count(s.report.accepted))  shed \(ReportFormat.count(s.report.shed))"
             let failures = s.acceptErrorCount
-            if failures > 0 { line += "  accept errors \(grouped(failures))" }
+            if failures > 0 { line += "  accept errors \(ReportFormat.count(failures))" }
         } else {
             line += "-"
         }
@@ -130,23 +128,8 @@ struct ReproCommand: ParsableCommand {
 
     private func failuresText(_ progress: LoadProgress) -> String {
         let items = Phase.allCases.flatMap { phase in
-            progress.outcomes[phase].nonZero.map { "\(phase) \($0.outcome.name) \(grouped($0.count))" }
+            progress.outcomes[phase].nonZero.map { "\(phase) \($0.outcome.name) \(ReportFormat.count($0.count))" }
         }
         return items.isEmpty ? "no failures" : items.joined(separator: ", ")
     }
-
-    private func nanoseconds(_ text: String, _ option: String) throws -> Int64 {
-        do { return try DurationParsing.nanoseconds(text) } catch { throw UsageError("\(option): \(error)") }
-    }
-}
-
-/// `1234` → `1,234` (the reports' grouping).
-private func grouped(_ value: Int) -> String {
-    let digits = String(value.magnitude)
-    var out = ""
-    for (i, c) in digits.enumerated() {
-        if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
-        out.append(c)
-    }
-    return value < 0 ? "-" + out : out
 }

@@ -29,6 +29,16 @@ struct RingStormCommand: ParsableCommand {
     }
 }
 
+/// A duration option's value (`500ms`, `5s`, `2m`), or the one line that names the option and the fix.
+func nanoseconds(_ text: String, _ option: String) throws -> Int64 {
+    do { return try DurationParsing.nanoseconds(text) } catch { throw UsageError("\(option): \(error)") }
+}
+
+/// A size option's value (`64`, `4k`, `64KiB`), or the one line that names the option and the fix.
+func bytes(_ text: String, _ option: String) throws -> Int {
+    do { return try DurationParsing.bytes(text) } catch { throw UsageError("\(option): \(error)") }
+}
+
 /// An error meant for the user: already says what went wrong and what to do.
 struct UsageError: Error, CustomStringConvertible {
     let description: String

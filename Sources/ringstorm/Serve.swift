@@ -76,23 +76,18 @@ struct Serve: ParsableCommand {
     }
 
     private func parsedDurations() throws -> (register: Int64, idle: Int64, report: Int64, duration: Int64?) {
-        func parse(_ text: String, _ option: String) throws -> Int64 {
-            do { return try DurationParsing.nanoseconds(text) } catch { throw ValidationError("\(option): \(error)") }
-        }
-        return (try parse(registerTimeout, "--register-timeout"), try parse(idleTimeout, "--idle-timeout"),
-                try parse(reportInterval, "--report-interval"), try duration.map { try parse($0, "--duration") })
+        (try nanoseconds(registerTimeout, "--register-timeout"), try nanoseconds(idleTimeout, "--idle-timeout"),
+         try nanoseconds(reportInterval, "--report-interval"), try duration.map { try nanoseconds($0, "--duration") })
     }
 
     private func parsedBatchWait() throws -> UInt32 {
-        let ns: Int64
-        do { ns = try DurationParsing.nanoseconds(batchWait) } catch { throw ValidationError("--batch-wait: \(error)") }
+        let ns = try nanoseconds(batchWait, "--batch-wait")
         guard ns >= 0 && ns <= 10_000_000 else { throw ValidationError("--batch-wait must be between 0 and 10ms, not \(batchWait)") }
         return UInt32(ns / 1000)
     }
 
     private func parsedFrameSize() throws -> Int {
-        let size: Int
-        do { size = try DurationParsing.bytes(maxFrameSize) } catch { throw ValidationError("--max-frame-size: \(error)") }
+        let size = try bytes(maxFrameSize, "--max-frame-size")
         let minimum = 1 + WireFormat.requestFixedBodySize
         guard size >= minimum && size <= Int(UInt32.max) else {
             throw ValidationError("--max-frame-size must be between \(minimum) and \(UInt32.max) bytes, not \(size)")

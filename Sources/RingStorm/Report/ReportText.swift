@@ -103,9 +103,10 @@ extension ServerReport {
 /// The left column of the text reports.
 private func label(_ text: String) -> String { ReportFormat.pad(text, 13) }
 
-enum ReportFormat {
+/// How the reports print numbers; public so the command line's live lines print them the same way.
+public enum ReportFormat {
     /// 1234567 → "1,234,567".
-    static func count<T: BinaryInteger>(_ value: T) -> String {
+    public static func count<T: BinaryInteger>(_ value: T) -> String {
         let digits = String(value.magnitude)
         var out = ""
         for (i, c) in digits.enumerated() {
