@@ -196,10 +196,11 @@ private final class ThreadBody {
 
 /// Echo server on one engine: every received byte goes back; the peer's FIN closes in order.
 private func runServer(_ backend: Backend, _ configuration: EngineConfiguration, _ thread: EngineThread) throws {
-    switch backend {
-    case .uring: try serve(UringEngine(configuration: configuration), thread)
-    case .epoll: try serve(EpollEngine(configuration: configuration), thread)
+    struct Serve: EngineBody {
+        let thread: EngineThread
+        func run<E: NetworkEngine>(on engine: E) throws { try serve(engine, thread) }
     }
+    try withEngine(backend, configuration: configuration, Serve(thread: thread))
 }
 
 private func serve<Engine: NetworkEngine>(_ engine: Engine, _ thread: EngineThread) throws {
@@ -237,14 +238,14 @@ private func serve<Engine: NetworkEngine>(_ engine: Engine, _ thread: EngineThre
 
 private func runClient(_ backend: Backend, _ configuration: EngineConfiguration, connections: Int,
                        to address: SocketAddress, _ thread: EngineThread) throws {
-    switch backend {
-    case .uring:
-        try EchoClient(UringEngine(configuration: configuration), connections: connections, slots: configuration.maxConnections)
-            .run(to: address, thread)
-    case .epoll:
-        try EchoClient(EpollEngine(configuration: configuration), connections: connections, slots: configuration.maxConnections)
-            .run(to: address, thread)
+    struct Client: EngineBody {
+        let connections: Int, slots: Int, address: SocketAddress, thread: EngineThread
+        func run<E: NetworkEngine>(on engine: E) throws {
+            try EchoClient(engine, connections: connections, slots: slots).run(to: address, thread)
+        }
     }
+    try withEngine(backend, configuration: configuration,
+                   Client(connections: connections, slots: configuration.maxConnections, address: address, thread: thread))
 }
 
 /// Closed-loop echo client: `connections` connections, at most one 64-byte message in flight on each.

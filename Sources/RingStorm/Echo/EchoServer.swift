@@ -50,11 +50,14 @@ public final class EchoServer: Sendable {
                                                          exclusive: !configuration.reusePort) { address, reusePort in
             var config = configuration
             config.listen = address
-            // The concrete engine is chosen once, so the echo loop is specialised for it.
-            switch config.backend {
-            case .uring: return try EchoWorker(UringEngine(configuration: config.engine), config, reusePort: reusePort)
-            case .epoll: return try EchoWorker(EpollEngine(configuration: config.engine), config, reusePort: reusePort)
+            struct Make: EngineBody {
+                let configuration: EchoServer.Configuration
+                let reusePort: Bool
+                func run<E: NetworkEngine>(on engine: E) throws -> any ListeningWorker<EchoSnapshot> {
+                    try EchoWorker(engine, configuration, reusePort: reusePort)
+                }
             }
+            return try withEngine(config.backend, configuration: config.engine, Make(configuration: config, reusePort: reusePort))
         }
     }
 

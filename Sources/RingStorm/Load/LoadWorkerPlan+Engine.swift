@@ -7,9 +7,12 @@ extension LoadWorkerPlan {
         var plan = self
         // One connection per client at most, plus a few slots of slack for closes still finishing.
         plan.configuration.engine.maxConnections = clientCount + 16
-        switch plan.configuration.backend {
-        case .uring: return LoadWorker(try UringEngine(configuration: plan.configuration.engine), plan)
-        case .epoll: return LoadWorker(try EpollEngine(configuration: plan.configuration.engine), plan)
+        struct Make: EngineBody {
+            let plan: LoadWorkerPlan
+            func run<E: NetworkEngine>(on engine: E) -> any EngineWorker<LoadWorkerSnapshot> { LoadWorker(engine, plan) }
         }
+        do { return try withEngine(plan.configuration.backend, configuration: plan.configuration.engine, Make(plan: plan)) }
+        catch let error as EngineError { throw error }
+        catch { preconditionFailure("engine set-up throws only EngineError, got \(error)") }
     }
 }

@@ -49,11 +49,14 @@ public final class RingStormServer: Sendable {
                                                                    exclusive: !config.reusePort) { address, reusePort in
                     var c = fixed
                     c.listen = address
-                    // The concrete engine is chosen once, so the protocol loop is specialised for it.
-                    switch c.backend {
-                    case .uring: return try ServerWorker(UringEngine(configuration: c.engine), c, reusePort: reusePort)
-                    case .epoll: return try ServerWorker(EpollEngine(configuration: c.engine), c, reusePort: reusePort)
+                    struct Make: EngineBody {
+                        let configuration: RingStormServer.Configuration
+                        let reusePort: Bool
+                        func run<E: NetworkEngine>(on engine: E) throws -> any ListeningWorker<ServerSnapshot> {
+                            try ServerWorker(engine, configuration, reusePort: reusePort)
+                        }
                     }
+                    return try withEngine(c.backend, configuration: c.engine, Make(configuration: c, reusePort: reusePort))
                 }
                 body = .ringstorm(workers)
                 address = bound

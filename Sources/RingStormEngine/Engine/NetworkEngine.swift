@@ -159,11 +159,3 @@ public struct EngineStatistics: Sendable, Equatable {
         return s
     }
 }
-
-/// Creates an engine of the chosen backend.
-public func makeEngine(_ backend: Backend, configuration: EngineConfiguration = EngineConfiguration()) throws(EngineError) -> any NetworkEngine {
-    switch backend {
-    case .uring: try UringEngine(configuration: configuration)
-    case .epoll: try EpollEngine(configuration: configuration)
-    }
-}
