@@ -10,13 +10,14 @@ struct Serve: ParsableCommand {
         discussion: """
         --protocol ringstorm (default) speaks the length-prefixed ringstorm protocol: REGISTER within \
         --register-timeout, REQUESTs answered, idle connections closed, bad frames answered with ERROR. \
-        --protocol echo sends back every byte received. --max-fds lowers the descriptor limit to reproduce \
-        descriptor exhaustion; --on-emfile chooses what happens then. See Docs/server.md.
+        --protocol echo sends back every byte received. Both protocols share the rest: --idle-timeout, \
+        --max-fds (lowers the descriptor limit to reproduce descriptor exhaustion), --on-emfile (what \
+        happens then) and one report. See Docs/server.md.
         """
     )
 
     @Option(help: "Wire protocol: ringstorm (frames; see Docs/protocol.md) or echo (raw bytes echoed back).")
-    var `protocol`: ServerProtocol = .ringstorm
+    var `protocol`: ServerProtocolKind = .ringstorm
 
     @Option(help: "Address to listen on, HOST:PORT ([V6]:PORT for IPv6).")
     var listen: String = "127.0.0.1:7200"
@@ -30,7 +31,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Close a connection that has not sent REGISTER within this (ringstorm; 0: never).")
     var registerTimeout: String = "5s"
 
-    @Option(help: "Close a registered connection that has sent nothing for this long (ringstorm; 0: never).")
+    @Option(help: "Close a connection that has sent nothing for this long (ringstorm: once registered; 0: never).")
     var idleTimeout: String = "60s"
 
     @Option(help: "Largest frame accepted, e.g. 64KiB (ringstorm); larger gets ERROR frame_too_large.")
@@ -39,7 +40,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Lower the process's descriptor limit (soft RLIMIT_NOFILE) to N before starting.")
     var maxFds: Int?
 
-    @Option(help: "Out of descriptors: pause (stop accepting until one frees), shed (accept and close at once), spin (retry at once). ringstorm only.")
+    @Option(help: "Out of descriptors: pause (stop accepting until one frees), shed (accept and close at once), spin (retry at once).")
     var onEmfile: EMFILEPolicy = .pause
 
     @Option(help: "Stop after this long, e.g. 30s (default: until SIGINT/SIGTERM).")
@@ -70,9 +71,6 @@ struct Serve: ParsableCommand {
         _ = try parsedDurations()
         _ = try parsedFrameSize()
         _ = try parsedBatchWait()
-        if `protocol` == .echo && onEmfile != .pause {
-            throw ValidationError("--on-emfile \(onEmfile) needs --protocol ringstorm (the echo server always pauses)")
-        }
     }
 
     private func parsedDurations() throws -> (register: Int64, idle: Int64, report: Int64, duration: Int64?) {
@@ -116,7 +114,7 @@ struct Serve: ParsableCommand {
         do {
             server = try RingStormServer(configuration: configuration)
         } catch {
-            throw UsageError(error.description)
+            throw UsageError(Self.text(of: error))
         }
         if let channel {
             channel.ready(server.address.description)
@@ -156,16 +154,7 @@ struct Serve: ParsableCommand {
             channel.final(ServerProcessStatus(final))
             return
         }
-        if `protocol` == .echo {
-            var echo = EchoSnapshot(backend: backend)
-            echo.engine = final.engine
-            echo.accepted = report.accepted
-            echo.messages = report.requests
-            echo.openConnections = final.openConnections
-            FileHandleOutput.standardOutput(EchoSummary.render(echo, seconds: report.durationSeconds))
-        } else {
-            FileHandleOutput.standardOutput(finalText(report, notes: final.engine.notes))
-        }
+        FileHandleOutput.standardOutput(finalText(report, notes: final.engine.notes))
         try writeJSON(report)
     }
 
@@ -174,7 +163,7 @@ struct Serve: ParsableCommand {
         if processes > 1 { banner += "\(processes) processes × " }
         banner += "\(threads) thread\(threads == 1 ? "" : "s")"
         if let maxFds { banner += ", max fds \(maxFds)" + (processes > 1 ? " each" : "") }
-        if `protocol` == .ringstorm { banner += ", on EMFILE \(onEmfile)" }
+        banner += ", on EMFILE \(onEmfile)"
         banner += duration.map { ", for \(DurationParsing.format(nanoseconds: $0))" } ?? "; Ctrl-C to stop"
         return banner
     }
@@ -210,7 +199,7 @@ struct Serve: ParsableCommand {
         do {
             reservation = try PortReservation(try AddressArgument.parse(listen, option: "--listen"))
         } catch let error as ServerError {
-            throw UsageError(error.description)
+            throw UsageError(Self.text(of: error))
         }
         var arguments = ["serve", "--protocol", `protocol`.rawValue, "--listen", reservation.address.description,
                          "--backend", backend.rawValue, "--threads", String(threads),
@@ -298,5 +287,13 @@ struct Serve: ParsableCommand {
     }
 }
 
-extension ServerProtocol: ExpressibleByArgument {}
+extension Serve {
+    /// A server error worded with this command's flag names.
+    static func text(of error: ServerError) -> String {
+        error.text(threads: "--threads", maxFrameSize: "--max-frame-size", maxFDs: "--max-fds",
+                   timeout: { "--\($0.rawValue)-timeout" }, tick: "the tick")
+    }
+}
+
+extension ServerProtocolKind: ExpressibleByArgument {}
 extension EMFILEPolicy: ExpressibleByArgument {}

@@ -2,8 +2,11 @@ import Foundation
 import RingStormEngine
 
 /// What a server run did: the JSON document `ringstorm serve --json` writes (schema in `Docs/report.md`).
-/// Server reports hold only counts, so they merge exactly with `+`: worker threads and processes each
-/// keep one and the parent adds them up.
+/// One shape for every protocol, and the one type for a worker's counts and the merged report: server
+/// reports hold only counts, so they merge exactly with `+`: each worker thread counts into one, and
+/// threads and processes are added up. Counters of one protocol stay 0 under the other (`registered`,
+/// `register_timeouts`, `protocol_errors` are the `ringstorm` protocol's; `bytes_echoed` is `echo`'s
+/// and absent for `ringstorm`).
 public struct ServerReport: Sendable, Equatable {
     public var backend: String
     /// Wall time of the run; a merge keeps the longest.
@@ -16,9 +19,9 @@ public struct ServerReport: Sendable, Equatable {
     public var shed = 0
     /// Most connections open at once (a merge sums the workers' peaks: an upper bound).
     public var peakOpen = 0
-    /// Connections that sent a valid REGISTER.
+    /// Connections that sent a valid REGISTER (`ringstorm`).
     public var registered = 0
-    /// Connections closed for not registering in time (sent ERROR `register_timeout`).
+    /// Connections closed for not registering in time (sent ERROR `register_timeout`; `ringstorm`).
     public var registerTimeouts = 0
     /// Connections the server closed for being idle too long.
     public var idleClosed = 0
@@ -26,7 +29,7 @@ public struct ServerReport: Sendable, Equatable {
     public var closedByPeer = 0
     /// Connections the client reset (RST).
     public var resetByPeer = 0
-    /// Connections closed for a protocol violation (sent ERROR with the violation's code).
+    /// Connections closed for a protocol violation (sent ERROR with the violation's code; `ringstorm`).
     public var protocolErrors = 0
     /// What the kernel's system-wide network counters did during the run (set by whoever started it;
     /// absent in a worker's partial report).
@@ -35,6 +38,8 @@ public struct ServerReport: Sendable, Equatable {
     public var requests = 0
     /// System calls made (the engines' `statistics.syscalls.total`).
     public var syscalls = 0
+    /// Bytes received and sent back (`echo`; nil for `ringstorm`).
+    public var bytesEchoed: Int?
 
     public init(backend: String, durationSeconds: Double = 0) {
         self.backend = backend
@@ -71,6 +76,7 @@ public struct ServerReport: Sendable, Equatable {
         protocolErrors += other.protocolErrors
         requests += other.requests
         syscalls += other.syscalls
+        if let bytes = other.bytesEchoed { bytesEchoed = (bytesEchoed ?? 0) + bytes }
     }
 
     public static func + (a: ServerReport, b: ServerReport) -> ServerReport {
@@ -108,6 +114,7 @@ extension ServerReport: Codable {
         case protocolErrors = "protocol_errors"
         case requests
         case syscalls
+        case bytesEchoed = "bytes_echoed"
         case kernel
     }
 
@@ -128,6 +135,7 @@ extension ServerReport: Codable {
         try c.encode(protocolErrors, forKey: .protocolErrors)
         try c.encode(requests, forKey: .requests)
         try c.encode(syscallSummary, forKey: .syscalls)
+        try c.encodeIfPresent(bytesEchoed, forKey: .bytesEchoed)
         try c.encodeIfPresent(kernel, forKey: .kernel)
     }
 
@@ -147,6 +155,7 @@ extension ServerReport: Codable {
         protocolErrors = try c.decode(Int.self, forKey: .protocolErrors)
         requests = try c.decode(Int.self, forKey: .requests)
         syscalls = try c.decode(SyscallSummary.self, forKey: .syscalls).total
+        bytesEchoed = try c.decodeIfPresent(Int.self, forKey: .bytesEchoed)
         kernel = try c.decodeIfPresent(KernelCounters.self, forKey: .kernel)
     }
 }

@@ -11,19 +11,19 @@ public enum DescriptorLimit {
         return (clamp(limit.rlim_cur), clamp(limit.rlim_max))
     }
 
-    /// Sets the soft limit to `soft`; throws a message naming the hard limit when it is above it.
+    /// Sets the soft limit to `soft`; throws `maxFDsAboveHardLimit` when it is above the hard limit.
     public static func setSoft(_ soft: Int) throws(ServerError) {
         var limit = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         let hard = clamp(limit.rlim_max)
         guard soft <= hard else {
-            throw .descriptorLimit("--max-fds \(soft) is above the hard descriptor limit of \(hard) (ulimit -Hn); use at most \(hard)")
+            throw .maxFDsAboveHardLimit(soft, hard: hard)
         }
-        guard soft > 0 else { throw .descriptorLimit("--max-fds must be positive, not \(soft)") }
+        guard soft > 0 else { throw .maxFDsTooLow(soft) }
         limit.rlim_cur = rlim_t(soft)
         if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 {
             let e = errno
-            throw .descriptorLimit("cannot set the descriptor limit to \(soft): \(String(cString: strerror(e))) (hard limit \(hard))")
+            throw .cannotSetDescriptorLimit(soft, hard: hard, reason: String(cString: strerror(e)))
         }
     }
 

@@ -29,19 +29,3 @@ public struct ServerSnapshot: Sendable {
         return s
     }
 }
-
-extension ServerSnapshot {
-    /// An echo server's counters in the server report's terms: receives echoed count as requests.
-    public init(echo: EchoSnapshot) {
-        self.init(backend: echo.engine.backend)
-        engine = echo.engine
-        openConnections = echo.openConnections
-        report.accepted = echo.accepted
-        report.requests = echo.messages
-        report.syscalls = echo.engine.syscalls.total
-        report.peakOpen = echo.openConnections
-        for (name, n) in echo.engine.outcomes.byName[OperationKind.accept.description] ?? [:] where name != Outcome.success.name {
-            report.acceptErrors[name] = n
-        }
-    }
-}
