@@ -129,6 +129,48 @@ import Testing
         #expect(report.registered == 2)
     }
 
+    @Test(arguments: Backend.allCases)
+    func echoIdleTimeoutClosesWithFINAndIsCounted(backend: Backend) async throws {
+        var configuration = RingStormServer.Configuration.testing(backend)
+        configuration.protocol = .echo
+        configuration.idleTimeout = .milliseconds(400)
+        let server = try RingStormServer(configuration: configuration)
+        let port = server.address.port
+        try await onThread {
+            let client = try ServerTestClient(port: port)
+            // Activity pushes the deadline back: 3 messages 200 ms apart keep it open past 400 ms.
+            for round in 1...3 {
+                usleep(200_000)
+                let message = [UInt8](repeating: UInt8(round), count: 64)
+                client.send(bytes: message)
+                var echoed: [UInt8] = []
+                while echoed.count < message.count {
+                    guard case .data(let bytes) = client.receive() else { throw ServerTestError("no echo") }
+                    echoed += bytes
+                }
+                #expect(echoed == message)
+            }
+            let start = monotonicNanoseconds()
+            #expect(client.receive() == .endOfStream)  // FIN, not RST
+            let waited = Double(monotonicNanoseconds() - start) / 1e9
+            #expect(waited >= 0.25 && waited < 2, "closed after \(waited) s")
+            // A connection that never sends is closed too: the idle deadline runs from accept.
+            let silent = try ServerTestClient(port: port)
+            #expect(silent.receive() == .endOfStream)
+        }
+        try await waitUntil { server.progress.report.idleClosed == 2 }
+        server.stop()
+        let report = server.wait()
+        #expect(report.idleClosed == 2)
+        #expect(report.accepted == 2)
+        #expect(report.requests >= 3)
+        #expect(report.bytesEchoed == 192)
+        #expect(report.registered == 0 && report.registerTimeouts == 0 && report.protocolErrors == 0)
+        #expect(report.resetByPeer == 0)
+        #expect(report.text.contains("idle 2"))
+        #expect(report.text.contains("bytes echoed 192"))
+    }
+
     @Test func configurationIsValidated() {
         var configuration = RingStormServer.Configuration.testing(.epoll)
         configuration.maxFrameSize = 4
@@ -202,6 +244,40 @@ struct ServerDescriptorExhaustionTests {
     }
 
     @Test(arguments: Backend.allCases)
+    func echoShedResetsClientsWithDataAndFINsSilentOnes(backend: Backend) async throws {
+        try await onThread {
+            let child = try ServerChild(["--backend", backend.rawValue, "--max-fds", "16", "--on-emfile", "shed"],
+                                        protocol: .echo)
+            defer { child.terminate() }
+            let held = try fillEcho(port: child.port)
+            #expect(held.connections.count >= 1)
+            // The first client past the limit is shed at once: FIN or RST depending on whether its
+            // message had arrived when the server accepted it.
+            #expect(held.overflow == .endOfStream || held.overflow == .failed(.connectionReset))
+
+            // Make the order certain: stop the server, let one client's message and a silent client's
+            // handshake arrive, then let it run.
+            kill(child.process.processIdentifier, SIGSTOP)
+            let talking = try ServerTestClient(port: child.port)
+            talking.send(bytes: Array("hello".utf8))
+            #expect(talking.waitUntilAcknowledged())
+            let silent = try ServerTestClient(port: child.port)
+            usleep(100_000)
+            kill(child.process.processIdentifier, SIGCONT)
+            // Closed with the message unread: RST. Closed with nothing unread: FIN.
+            #expect(talking.receive() == .failed(.connectionReset))
+            #expect(silent.receive() == .endOfStream)
+
+            let report = try child.stop()
+            #expect(report.shed >= 3)
+            #expect((report.acceptErrors["EMFILE"] ?? 0) >= 1)
+            #expect(report.accepted == held.connections.count)
+            #expect(report.requests >= held.connections.count)
+            #expect(report.registered == 0)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
     func pauseKeepsClientsQueuedWithoutBurningCPU(backend: Backend) async throws {
         try await onThread {
             let child = try ServerChild(["--backend", backend.rawValue, "--max-fds", "16", "--on-emfile", "pause"])
@@ -225,6 +301,25 @@ struct ServerDescriptorExhaustionTests {
             #expect(report.shed == 0)
             #expect(report.registered == held.connections.count + 2)
         }
+    }
+
+    /// Opens echo clients until one gets no echo: returns those answered and what the first unanswered
+    /// one saw.
+    private func fillEcho(port: UInt16) throws -> (connections: [ServerTestClient], overflow: ServerTestReceived) {
+        var connections: [ServerTestClient] = []
+        let message = Array("ping".utf8)
+        for _ in 1...64 {
+            let client = try ServerTestClient(port: port)
+            client.send(bytes: message)
+            client.receiveTimeout(seconds: 0.7)
+            let first = client.receive(count: message.count)
+            if first == .data(message) {
+                connections.append(client)
+                continue
+            }
+            return (connections, first)
+        }
+        throw ServerTestError("64 clients were all accepted: --max-fds had no effect")
     }
 
     /// Opens registering clients until one gets no REGISTERED: returns those answered, what the first
