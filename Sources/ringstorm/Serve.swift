@@ -136,7 +136,7 @@ struct Serve: ParsableCommand {
             if TerminationSignals.wait(nanoseconds: wait) != nil { break }
             if let deadline, monotonicNanoseconds() >= deadline { break }
             if let channel {
-                if !channel.progress(ServerProcessStatus(server.progress)) { break }
+                if !channel.progress(server.progress) { break }
                 continue
             }
             guard times.report > 0 else { continue }
@@ -151,10 +151,10 @@ struct Serve: ParsableCommand {
         let final = server.waitForSnapshot()
         let report = final.report
         if let channel {
-            channel.final(ServerProcessStatus(final))
+            channel.final(final)
             return
         }
-        FileHandleOutput.standardOutput(finalText(report, notes: final.engine.notes))
+        FileHandleOutput.standardOutput(finalText(report, notes: final.engine.notes, engine: final.engine))
         try writeJSON(report)
     }
 
@@ -168,12 +168,18 @@ struct Serve: ParsableCommand {
         return banner
     }
 
-    private func finalText(_ report: ServerReport, notes: [String]) -> String {
+    /// The server report, then what only the command line adds: failed accepts per second, the engine's
+    /// pressure counters (one process: they stay in the workers of `--processes`) and notes.
+    private func finalText(_ report: ServerReport, notes: [String], engine e: EngineStatistics? = nil) -> String {
         var text = report.text + "\n"
         let failures = report.acceptErrors.values.reduce(0, +)
         if failures > 0 && report.durationSeconds > 0 {
             text += String(format: "accept fails  %.0f per second (%@)\n", Double(failures) / report.durationSeconds,
                            onEmfile.rawValue)
+        }
+        if let e, e.completionQueueOverflows + e.bufferExhaustions + e.backpressurePauses + e.slotExhaustions > 0 {
+            text += "pressure     CQ overflows \(e.completionQueueOverflows), buffer exhaustions \(e.bufferExhaustions), "
+                + "backpressure pauses \(e.backpressurePauses), slots exhausted \(e.slotExhaustions)\n"
         }
         for note in notes { text += "note         \(note)\n" }
         return text
@@ -206,10 +212,10 @@ struct Serve: ParsableCommand {
                          "--register-timeout", registerTimeout, "--idle-timeout", idleTimeout,
                          "--max-frame-size", maxFrameSize, "--on-emfile", onEmfile.rawValue,
                          "--report-interval", reportInterval, "--batch-wait", batchWait,
-                         "--worker-report-fd", String(WorkerProcesses<ServerProcessStatus>.channelDescriptor)]
+                         "--worker-report-fd", String(WorkerProcesses<ServerSnapshot>.channelDescriptor)]
         if let maxFds { arguments += ["--max-fds", String(maxFds)] }
         if let duration { arguments += ["--duration", duration] }
-        let workers: WorkerProcesses<ServerProcessStatus>
+        let workers: WorkerProcesses<ServerSnapshot>
         do {
             workers = try WorkerProcesses(arguments: Array(repeating: arguments, count: processes))
         } catch {
@@ -237,7 +243,7 @@ struct Serve: ParsableCommand {
             if workers.allEnded { break }
             workers.pump(timeoutNanoseconds: 100_000_000)
             guard times.report > 0, monotonicNanoseconds() >= nextLine else { continue }
-            let current = workers.latest.compactMap { $0?.snapshot }.reduce(ServerSnapshot(backend: backend), +)
+            let current = workers.latest.compactMap { $0 }.reduce(ServerSnapshot(backend: backend), +)
             let at = monotonicNanoseconds()
             nextLine = at + times.report
             FileHandleOutput.standardError(liveLine(current, last, seconds: Double(at - lastTime) / 1e9,
@@ -254,7 +260,7 @@ struct Serve: ParsableCommand {
         }
         report.kernel = KernelCounters.read() - kernelAtStart
         var notes: [String] = []
-        for note in finals.flatMap(\.notes) where !notes.contains(note) { notes.append(note) }
+        for note in finals.flatMap(\.engine.notes) where !notes.contains(note) { notes.append(note) }
         var text = finalText(report, notes: notes)
         text += "processes    \(processes), merged exactly (counts summed)\n"
         if let failure { text += "incomplete   \(finals.count) of \(processes) worker reports: \(failure)\n" }
@@ -264,19 +270,13 @@ struct Serve: ParsableCommand {
     }
 
     private func liveLine(_ current: ServerSnapshot, _ last: ServerSnapshot, seconds: Double, elapsed: Double) -> String {
-        if `protocol` == .echo {
-            // The echo server's line, as before: messages per second and syscalls per message.
-            let messages = current.report.requests - last.report.requests
-            let syscalls = Double(current.report.syscalls - last.report.syscalls)
-            return String(format: "[%6.1fs] open %d  accepted %d  msgs/s %.0f  syscalls/msg %.3f\n",
-                          elapsed, current.openConnections, current.report.accepted, Double(messages) / seconds,
-                          messages > 0 ? syscalls / Double(messages) : 0)
-        }
         let accepted = Double(current.report.accepted - last.report.accepted) / seconds
-        let requests = Double(current.report.requests - last.report.requests) / seconds
+        let requests = current.report.requests - last.report.requests
+        let syscalls = Double(current.report.syscalls - last.report.syscalls)
         let failures = current.acceptErrorCount
-        var line = String(format: "[%6.1fs] open %d  accepted/s %.0f  requests/s %.0f  accept errors %d",
-                          elapsed, current.openConnections, accepted, requests, failures)
+        var line = String(format: "[%6.1fs] open %d  accepted/s %.0f  requests/s %.0f  syscalls/request %.3f  accept errors %d",
+                          elapsed, current.openConnections, accepted, Double(requests) / seconds,
+                          requests > 0 ? syscalls / Double(requests) : 0, failures)
         if failures > last.acceptErrorCount {
             line += String(format: " (%.0f/s", Double(failures - last.acceptErrorCount) / seconds)
             line += ", " + current.report.acceptErrors.keys.sorted().map { "\($0) \(current.report.acceptErrors[$0]!)" }.joined(separator: ", ") + ")"

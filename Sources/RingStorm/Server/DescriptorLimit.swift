@@ -3,16 +3,16 @@ import Glibc
 /// The process's descriptor limit (RLIMIT_NOFILE). Lowering the soft limit is how `--max-fds`
 /// reproduces descriptor exhaustion cheaply: the hard limit here cannot be raised, but any process may
 /// lower its own soft limit, and raise it again up to the hard limit.
-public enum DescriptorLimit {
+package enum DescriptorLimit {
     /// The soft and hard limits.
-    public static var current: (soft: Int, hard: Int) {
+    package static var current: (soft: Int, hard: Int) {
         var limit = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         return (clamp(limit.rlim_cur), clamp(limit.rlim_max))
     }
 
     /// Sets the soft limit to `soft`; throws `maxFDsAboveHardLimit` when it is above the hard limit.
-    public static func setSoft(_ soft: Int) throws(ServerError) {
+    package static func setSoft(_ soft: Int) throws(ServerError) {
         var limit = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         let hard = clamp(limit.rlim_max)
@@ -28,7 +28,7 @@ public enum DescriptorLimit {
     }
 
     /// Descriptors open in this process now (entries of /proc/self/fd, less the one used to list it).
-    public static var openCount: Int {
+    package static var openCount: Int {
         guard let dir = opendir("/proc/self/fd") else { return 0 }
         defer { closedir(dir) }
         var n = 0
