@@ -64,17 +64,8 @@ public struct ServerReport: Sendable, Equatable {
         durationSeconds = max(durationSeconds, other.durationSeconds)
         // System-wide counters over overlapping windows: summing would count them once per worker.
         if kernel == nil { kernel = other.kernel }
-        accepted += other.accepted
+        for (field, _) in Self.counters { self[keyPath: field] += other[keyPath: field] }
         for (name, n) in other.acceptErrors { acceptErrors[name, default: 0] += n }
-        shed += other.shed
-        peakOpen += other.peakOpen
-        registered += other.registered
-        registerTimeouts += other.registerTimeouts
-        idleClosed += other.idleClosed
-        closedByPeer += other.closedByPeer
-        resetByPeer += other.resetByPeer
-        protocolErrors += other.protocolErrors
-        requests += other.requests
         syscalls += other.syscalls
         if let bytes = other.bytesEchoed { bytesEchoed = (bytesEchoed ?? 0) + bytes }
     }
@@ -118,22 +109,20 @@ extension ServerReport: Codable {
         case kernel
     }
 
+    /// The plain counts, each with its key: the one list that `merge` sums and the JSON writes and reads.
+    static var counters: [(WritableKeyPath<ServerReport, Int>, CodingKeys)] {
+        [(\.accepted, .accepted), (\.shed, .shed), (\.peakOpen, .peakOpen), (\.registered, .registered),
+         (\.registerTimeouts, .registerTimeouts), (\.idleClosed, .idleClosed), (\.closedByPeer, .closedByPeer),
+         (\.resetByPeer, .resetByPeer), (\.protocolErrors, .protocolErrors), (\.requests, .requests)]
+    }
+
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(backend, forKey: .backend)
         try c.encode(durationSeconds, forKey: .durationSeconds)
-        try c.encode(accepted, forKey: .accepted)
+        for (field, key) in Self.counters { try c.encode(self[keyPath: field], forKey: key) }
         var errors = c.nestedContainer(keyedBy: OutcomeCounters.Key.self, forKey: .acceptErrors)
         for name in acceptErrors.keys.sorted() { try errors.encode(acceptErrors[name]!, forKey: .init(name)) }
-        try c.encode(shed, forKey: .shed)
-        try c.encode(peakOpen, forKey: .peakOpen)
-        try c.encode(registered, forKey: .registered)
-        try c.encode(registerTimeouts, forKey: .registerTimeouts)
-        try c.encode(idleClosed, forKey: .idleClosed)
-        try c.encode(closedByPeer, forKey: .closedByPeer)
-        try c.encode(resetByPeer, forKey: .resetByPeer)
-        try c.encode(protocolErrors, forKey: .protocolErrors)
-        try c.encode(requests, forKey: .requests)
         try c.encode(syscallSummary, forKey: .syscalls)
         try c.encodeIfPresent(bytesEchoed, forKey: .bytesEchoed)
         try c.encodeIfPresent(kernel, forKey: .kernel)
@@ -141,19 +130,10 @@ extension ServerReport: Codable {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        backend = try c.decode(String.self, forKey: .backend)
-        durationSeconds = try c.decode(Double.self, forKey: .durationSeconds)
-        accepted = try c.decode(Int.self, forKey: .accepted)
+        self.init(backend: try c.decode(String.self, forKey: .backend),
+                  durationSeconds: try c.decode(Double.self, forKey: .durationSeconds))
+        for (field, key) in Self.counters { self[keyPath: field] = try c.decode(Int.self, forKey: key) }
         acceptErrors = try c.decode([String: Int].self, forKey: .acceptErrors)
-        shed = try c.decode(Int.self, forKey: .shed)
-        peakOpen = try c.decode(Int.self, forKey: .peakOpen)
-        registered = try c.decode(Int.self, forKey: .registered)
-        registerTimeouts = try c.decode(Int.self, forKey: .registerTimeouts)
-        idleClosed = try c.decode(Int.self, forKey: .idleClosed)
-        closedByPeer = try c.decode(Int.self, forKey: .closedByPeer)
-        resetByPeer = try c.decode(Int.self, forKey: .resetByPeer)
-        protocolErrors = try c.decode(Int.self, forKey: .protocolErrors)
-        requests = try c.decode(Int.self, forKey: .requests)
         syscalls = try c.decode(SyscallSummary.self, forKey: .syscalls).total
         bytesEchoed = try c.decodeIfPresent(Int.self, forKey: .bytesEchoed)
         kernel = try c.decodeIfPresent(KernelCounters.self, forKey: .kernel)

@@ -34,27 +34,24 @@ public struct ServerSnapshot: Sendable {
 
 /// What a worker process tells its parent: `{"report": {...}, "open": N, "paused_listeners": N, "notes": [...]}`.
 extension ServerSnapshot: Codable {
-    enum CodingKeys: String, CodingKey {
-        case report, open
-        case pausedListeners = "paused_listeners"
-        case notes
+    /// The JSON's fields; the engines' statistics other than their notes stay in the worker process.
+    private struct Wire: Codable {
+        var report: ServerReport
+        var open: Int
+        var paused_listeners: Int
+        var notes: [String]
     }
 
     public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(report, forKey: .report)
-        try c.encode(openConnections, forKey: .open)
-        try c.encode(pausedListeners, forKey: .pausedListeners)
-        try c.encode(engine.notes, forKey: .notes)
+        try Wire(report: report, open: openConnections, paused_listeners: pausedListeners, notes: engine.notes).encode(to: encoder)
     }
 
     public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let report = try c.decode(ServerReport.self, forKey: .report)
-        self.init(backend: Backend(rawValue: report.backend) ?? .uring)
-        self.report = report
-        openConnections = try c.decode(Int.self, forKey: .open)
-        pausedListeners = try c.decode(Int.self, forKey: .pausedListeners)
-        engine.notes = try c.decode([String].self, forKey: .notes)
+        let wire = try Wire(from: decoder)
+        self.init(backend: Backend(rawValue: wire.report.backend) ?? .uring)
+        report = wire.report
+        openConnections = wire.open
+        pausedListeners = wire.paused_listeners
+        engine.notes = wire.notes
     }
 }
