@@ -185,6 +185,25 @@ import Testing
         }
     }
 
+    @Test func errorsCarryTheNumbersAndNoFlagNames() {
+        var configuration = RingStormServer.Configuration.testing(.epoll)
+        configuration.threads = 65
+        do {
+            try configuration.validate()
+            Issue.record("65 threads were accepted")
+        } catch {
+            guard case .threadsOutOfRange(65) = error else { Issue.record("\(error)"); return }
+            #expect(error.description == "threads must be between 1 and 64, not 65")
+        }
+        let errors: [ServerError] = [.maxFrameSizeOutOfRange(4), .negativeTimeout(.idle), .tickNotPositive, .maxFDsTooLow(4),
+                                     .maxFDsAboveHardLimit(30_000, hard: 20_000)]
+        for error in errors { #expect(!error.description.contains("--"), "\(error.description)") }
+        #expect(ServerError.negativeTimeout(.idle).description == "idle timeout cannot be negative")
+        for error in [ReproError(.maxFDsTooLow(4)), ReproError(.silentDelayNotWithinDuration), ReproError(.notPositive(.interval))] {
+            #expect(!error.description.contains("--"), "\(error.description)")
+        }
+    }
+
     @Test func embeddingRunsForADuration() async throws {
         var configuration = RingStormServer.Configuration.testing(.uring)
         configuration.threads = 2
@@ -301,6 +320,16 @@ struct ServerDescriptorExhaustionTests {
             #expect(report.shed == 0)
             #expect(report.registered == held.connections.count + 2)
         }
+    }
+
+    @Test func theCommandWordsServerErrorsWithItsFlags() throws {
+        let low = try runRingstorm(["serve", "--max-fds", "4", "--listen", "127.0.0.1:0"])
+        #expect(low.status == 2)
+        #expect(low.errors == "ringstorm: --max-fds must be at least 8 (stdin/out/err, the engine and the listener need some), not 4\n")
+        let hard = DescriptorLimit.current.hard
+        let high = try runRingstorm(["serve", "--max-fds", String(hard + 1), "--listen", "127.0.0.1:0"])
+        #expect(high.status == 2)
+        #expect(high.errors == "ringstorm: --max-fds \(hard + 1) is above the hard descriptor limit of \(hard) (ulimit -Hn); use at most \(hard)\n")
     }
 
     /// Opens echo clients until one gets no echo: returns those answered and what the first unanswered
