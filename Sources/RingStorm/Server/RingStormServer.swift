@@ -1,7 +1,8 @@
 import RingStormEngine
 
-/// `ringstorm serve` as a library: a server of the `ringstorm` protocol (or the echo protocol) on the
-/// engine, one engine and one `SO_REUSEPORT` listener per thread.
+/// `ringstorm serve` as a library: a server of the `ringstorm` protocol or of `echo`
+/// (`configuration.protocol`) on the engine, one engine and one `SO_REUSEPORT` listener per thread. Both
+/// protocols get the same descriptor policies, timeouts and report (`ServerWorker`).
 ///
 /// ```swift
 /// var configuration = RingStormServer.Configuration(listen: try SocketAddress(parsing: "127.0.0.1:0"))

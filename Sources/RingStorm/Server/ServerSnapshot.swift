@@ -20,7 +20,7 @@ public struct ServerSnapshot: Sendable {
     }
 
     /// Failed accepts of every errno.
-    public var acceptErrorCount: Int { report.acceptErrors.values.reduce(0, +) }
+    package var acceptErrorCount: Int { report.acceptErrors.values.reduce(0, +) }
 
     public static func + (a: ServerSnapshot, b: ServerSnapshot) -> ServerSnapshot {
         var s = a
