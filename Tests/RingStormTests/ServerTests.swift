@@ -204,6 +204,27 @@ import Testing
         }
     }
 
+    @Test func snapshotsCrossAProcessBoundaryAsJSON() throws {
+        var snapshot = ServerSnapshot(backend: .epoll)
+        snapshot.report.accepted = 3
+        snapshot.report.requests = 40
+        snapshot.report.bytesEchoed = 2560
+        snapshot.report.recordAcceptError(.tooManyOpenFiles)
+        snapshot.openConnections = 2
+        snapshot.pausedListeners = 1
+        snapshot.engine.notes = ["a note"]
+        let data = try JSONEncoder().encode(snapshot)
+        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(Set(object.keys) == ["report", "open", "paused_listeners", "notes"])
+        let decoded = try JSONDecoder().decode(ServerSnapshot.self, from: data)
+        #expect(decoded.report == snapshot.report)
+        #expect(decoded.openConnections == 2 && decoded.pausedListeners == 1 && decoded.engine.notes == ["a note"])
+        // Echo's counter merges like the others; a ringstorm report has none.
+        #expect((decoded + decoded).report.bytesEchoed == 5120)
+        #expect((decoded.report + ServerReport(backend: .epoll)).bytesEchoed == 2560)
+        #expect(ServerReport(backend: .epoll).bytesEchoed == nil)
+    }
+
     @Test func embeddingRunsForADuration() async throws {
         var configuration = RingStormServer.Configuration.testing(.uring)
         configuration.threads = 2
