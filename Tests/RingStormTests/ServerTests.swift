@@ -252,12 +252,15 @@ import Testing
 /// the test bundle) as a child with `--max-fds`, one at a time.
 @Suite(.serialized, .enabled(if: ringstormBinary != nil, "the ringstorm executable is not built next to the tests"))
 struct ServerDescriptorExhaustionTests {
-    @Test(arguments: Backend.allCases)
-    func shedResetsRegisteringClientsAndFINsSilentOnes(backend: Backend) async throws {
+    /// Both protocols: the policy is the server's, the first bytes (a REGISTER, or a message to echo)
+    /// are what makes a shed connection's close an RST.
+    @Test(arguments: Backend.allCases, ServerProtocolKind.allCases)
+    func shedResetsClientsWithDataAndFINsSilentOnes(backend: Backend, protocol kind: ServerProtocolKind) async throws {
         try await onThread {
-            let child = try ServerChild(["--backend", backend.rawValue, "--max-fds", "16", "--on-emfile", "shed"])
+            let child = try ServerChild(["--backend", backend.rawValue, "--max-fds", "16", "--on-emfile", "shed"],
+                                        protocol: kind)
             defer { child.terminate() }
-            let held = try fill(port: child.port)
+            let held = try fill(port: child.port, kind)
             #expect(held.connections.count >= 1)
             // The first client past the limit is shed at once: FIN or RST depending on whether its
             // registration had arrived when the server accepted it (on loopback the server often wins).
@@ -267,7 +270,7 @@ struct ServerDescriptorExhaustionTests {
             // data and a silent client's handshake arrive, then let it run.
             kill(child.process.processIdentifier, SIGSTOP)
             let registering = try ServerTestClient(port: child.port)
-            registering.send(frame: .register(clientID: 999))
+            registering.send(bytes: firstBytes(kind, id: 999))
             #expect(registering.waitUntilAcknowledged())
             let silent = try ServerTestClient(port: child.port)
             usleep(100_000)
@@ -279,41 +282,14 @@ struct ServerDescriptorExhaustionTests {
             let report = try child.stop()
             #expect(report.shed >= 3)
             #expect((report.acceptErrors["EMFILE"] ?? 0) >= 1)
-            #expect(report.registered == held.connections.count)
-        }
-    }
-
-    @Test(arguments: Backend.allCases)
-    func echoShedResetsClientsWithDataAndFINsSilentOnes(backend: Backend) async throws {
-        try await onThread {
-            let child = try ServerChild(["--backend", backend.rawValue, "--max-fds", "16", "--on-emfile", "shed"],
-                                        protocol: .echo)
-            defer { child.terminate() }
-            let held = try fillEcho(port: child.port)
-            #expect(held.connections.count >= 1)
-            // The first client past the limit is shed at once: FIN or RST depending on whether its
-            // message had arrived when the server accepted it.
-            #expect(held.overflow == .endOfStream || held.overflow == .failed(.connectionReset))
-
-            // Make the order certain: stop the server, let one client's message and a silent client's
-            // handshake arrive, then let it run.
-            kill(child.process.processIdentifier, SIGSTOP)
-            let talking = try ServerTestClient(port: child.port)
-            talking.send(bytes: Array("hello".utf8))
-            #expect(talking.waitUntilAcknowledged())
-            let silent = try ServerTestClient(port: child.port)
-            usleep(100_000)
-            kill(child.process.processIdentifier, SIGCONT)
-            // Closed with the message unread: RST. Closed with nothing unread: FIN.
-            #expect(talking.receive() == .failed(.connectionReset))
-            #expect(silent.receive() == .endOfStream)
-
-            let report = try child.stop()
-            #expect(report.shed >= 3)
-            #expect((report.acceptErrors["EMFILE"] ?? 0) >= 1)
-            #expect(report.accepted == held.connections.count)
-            #expect(report.requests >= held.connections.count)
-            #expect(report.registered == 0)
+            switch kind {
+            case .ringstorm:
+                #expect(report.registered == held.connections.count)
+            case .echo:
+                #expect(report.accepted == held.connections.count)
+                #expect(report.requests >= held.connections.count)
+                #expect(report.registered == 0)
+            }
         }
     }
 
@@ -353,37 +329,30 @@ struct ServerDescriptorExhaustionTests {
         #expect(high.errors == "ringstorm: --max-fds \(hard + 1) is above the hard descriptor limit of \(hard) (ulimit -Hn); use at most \(hard)\n")
     }
 
-    /// Opens echo clients until one gets no echo: returns those answered and what the first unanswered
-    /// one saw.
-    private func fillEcho(port: UInt16) throws -> (connections: [ServerTestClient], overflow: ServerTestReceived) {
-        var connections: [ServerTestClient] = []
-        let message = Array("ping".utf8)
-        for _ in 1...64 {
-            let client = try ServerTestClient(port: port)
-            client.send(bytes: message)
-            client.receiveTimeout(seconds: 0.7)
-            let first = client.receive(count: message.count)
-            if first == .data(message) {
-                connections.append(client)
-                continue
-            }
-            return (connections, first)
+    /// What a client of `kind` sends first: REGISTER, or a message to echo.
+    private func firstBytes(_ kind: ServerProtocolKind, id: UInt64) -> [UInt8] {
+        switch kind {
+        case .ringstorm: ServerTestFrame.register(clientID: id).bytes
+        case .echo: Array("ping \(id)".utf8)
         }
-        throw ServerTestError("64 clients were all accepted: --max-fds had no effect")
     }
 
-    /// Opens registering clients until one gets no REGISTERED: returns those answered, what the first
-    /// unanswered one saw, and that client (kept open) when it saw nothing.
-    private func fill(port: UInt16) throws
+    /// Opens clients that send their first bytes (a REGISTER by default) until one gets no answer:
+    /// returns those answered, what the first unanswered one saw, and that client (kept open) when it
+    /// saw nothing.
+    private func fill(port: UInt16, _ kind: ServerProtocolKind = .ringstorm) throws
         -> (connections: [ServerTestClient], overflow: ServerTestReceived, waiting: (ServerTestClient, UInt64)?)
     {
         var connections: [ServerTestClient] = []
         for id in UInt64(1)...64 {
             let client = try ServerTestClient(port: port)
-            client.send(frame: .register(clientID: id))
+            let message = firstBytes(kind, id: id)
+            client.send(bytes: message)
             client.receiveTimeout(seconds: 0.7)
-            let first = client.receive(count: WireFormat.registerFrameSize)
-            if case .data(let bytes) = first, bytes.count == WireFormat.registerFrameSize {
+            // REGISTERED, or the echo.
+            let answerSize = kind == .ringstorm ? WireFormat.registerFrameSize : message.count
+            let first = client.receive(count: answerSize)
+            if case .data(let bytes) = first, bytes.count == answerSize {
                 connections.append(client)
                 continue
             }
