@@ -63,7 +63,7 @@ struct Serve: ParsableCommand {
     var workerReportFd: Int32?
 
     func validate() throws {
-        guard (1...64).contains(threads) else { throw ValidationError("--threads must be between 1 and 64, not \(threads)") }
+        guard ServerError.threadRange.contains(threads) else { throw ValidationError(Self.text(of: .threadsOutOfRange(threads))) }
         guard (1...LoadBudget.maximumProcesses).contains(processes) else {
             throw ValidationError("--processes must be between 1 and \(LoadBudget.maximumProcesses), not \(processes)")
         }
@@ -86,10 +86,7 @@ struct Serve: ParsableCommand {
 
     private func parsedFrameSize() throws -> Int {
         let size = try bytes(maxFrameSize, "--max-frame-size")
-        let minimum = 1 + WireFormat.requestFixedBodySize
-        guard size >= minimum && size <= Int(UInt32.max) else {
-            throw ValidationError("--max-frame-size must be between \(minimum) and \(UInt32.max) bytes, not \(size)")
-        }
+        guard ServerError.maxFrameSizeRange.contains(size) else { throw ValidationError(Self.text(of: .maxFrameSizeOutOfRange(size))) }
         return size
     }
 
