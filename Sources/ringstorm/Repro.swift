@@ -69,7 +69,7 @@ struct ReproCommand: ParsableCommand {
         c.registerTimeoutNanoseconds = try nanoseconds(registerTimeout, "--register-timeout")
         c.silentDelayNanoseconds = try nanoseconds(silentDelay, "--silent-delay")
         c.registrationSize = try bytes(registrationSize, "--registration-size")
-        do { try c.validate() } catch { throw UsageError(error.description) }
+        do { try c.validate() } catch { throw UsageError(Self.text(of: error)) }
         return c
     }
 
@@ -131,5 +131,24 @@ struct ReproCommand: ParsableCommand {
             progress.outcomes[phase].nonZero.map { "\(phase) \($0.outcome.name) \(ReportFormat.count($0.count))" }
         }
         return items.isEmpty ? "no failures" : items.joined(separator: ", ")
+    }
+}
+
+extension ReproCommand {
+    /// A repro error worded with this command's flag names.
+    static func text(of error: ReproError) -> String {
+        error.text { setting in
+            switch setting {
+            case .clients: "--clients"
+            case .silent: "--silent"
+            case .maxFDs: "--max-fds"
+            case .duration: "--duration"
+            case .silentDelay: "--silent-delay"
+            case .interval: "--interval"
+            case .requestTimeout: "--request-timeout"
+            case .registerTimeout: "--register-timeout"
+            case .registrationSize: "--registration-size"
+            }
+        }
     }
 }

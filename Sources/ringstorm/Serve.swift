@@ -10,13 +10,14 @@ struct Serve: ParsableCommand {
         discussion: """
         --protocol ringstorm (default) speaks the length-prefixed ringstorm protocol: REGISTER within \
         --register-timeout, REQUESTs answered, idle connections closed, bad frames answered with ERROR. \
-        --protocol echo sends back every byte received. --max-fds lowers the descriptor limit to reproduce \
-        descriptor exhaustion; --on-emfile chooses what happens then. See Docs/server.md.
+        --protocol echo sends back every byte received. Both protocols share the rest: --idle-timeout, \
+        --max-fds (lowers the descriptor limit to reproduce descriptor exhaustion), --on-emfile (what \
+        happens then) and one report. See Docs/server.md.
         """
     )
 
     @Option(help: "Wire protocol: ringstorm (frames; see Docs/protocol.md) or echo (raw bytes echoed back).")
-    var `protocol`: ServerProtocol = .ringstorm
+    var `protocol`: ServerProtocolKind = .ringstorm
 
     @Option(help: "Address to listen on, HOST:PORT ([V6]:PORT for IPv6).")
     var listen: String = "127.0.0.1:7200"
@@ -30,7 +31,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Close a connection that has not sent REGISTER within this (ringstorm; 0: never).")
     var registerTimeout: String = "5s"
 
-    @Option(help: "Close a registered connection that has sent nothing for this long (ringstorm; 0: never).")
+    @Option(help: "Close a connection that has sent nothing for this long (ringstorm: once registered; 0: never).")
     var idleTimeout: String = "60s"
 
     @Option(help: "Largest frame accepted, e.g. 64KiB (ringstorm); larger gets ERROR frame_too_large.")
@@ -39,7 +40,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Lower the process's descriptor limit (soft RLIMIT_NOFILE) to N before starting.")
     var maxFds: Int?
 
-    @Option(help: "Out of descriptors: pause (stop accepting until one frees), shed (accept and close at once), spin (retry at once). ringstorm only.")
+    @Option(help: "Out of descriptors: pause (stop accepting until one frees), shed (accept and close at once), spin (retry at once).")
     var onEmfile: EMFILEPolicy = .pause
 
     @Option(help: "Stop after this long, e.g. 30s (default: until SIGINT/SIGTERM).")
@@ -62,7 +63,7 @@ struct Serve: ParsableCommand {
     var workerReportFd: Int32?
 
     func validate() throws {
-        guard (1...64).contains(threads) else { throw ValidationError("--threads must be between 1 and 64, not \(threads)") }
+        guard ServerError.threadRange.contains(threads) else { throw ValidationError(Self.text(of: .threadsOutOfRange(threads))) }
         guard (1...LoadBudget.maximumProcesses).contains(processes) else {
             throw ValidationError("--processes must be between 1 and \(LoadBudget.maximumProcesses), not \(processes)")
         }
@@ -70,9 +71,6 @@ struct Serve: ParsableCommand {
         _ = try parsedDurations()
         _ = try parsedFrameSize()
         _ = try parsedBatchWait()
-        if `protocol` == .echo && onEmfile != .pause {
-            throw ValidationError("--on-emfile \(onEmfile) needs --protocol ringstorm (the echo server always pauses)")
-        }
     }
 
     private func parsedDurations() throws -> (register: Int64, idle: Int64, report: Int64, duration: Int64?) {
@@ -88,10 +86,7 @@ struct Serve: ParsableCommand {
 
     private func parsedFrameSize() throws -> Int {
         let size = try bytes(maxFrameSize, "--max-frame-size")
-        let minimum = 1 + WireFormat.requestFixedBodySize
-        guard size >= minimum && size <= Int(UInt32.max) else {
-            throw ValidationError("--max-frame-size must be between \(minimum) and \(UInt32.max) bytes, not \(size)")
-        }
+        guard ServerError.maxFrameSizeRange.contains(size) else { throw ValidationError(Self.text(of: .maxFrameSizeOutOfRange(size))) }
         return size
     }
 
@@ -116,7 +111,7 @@ struct Serve: ParsableCommand {
         do {
             server = try RingStormServer(configuration: configuration)
         } catch {
-            throw UsageError(error.description)
+            throw UsageError(Self.text(of: error))
         }
         if let channel {
             channel.ready(server.address.description)
@@ -138,7 +133,7 @@ struct Serve: ParsableCommand {
             if TerminationSignals.wait(nanoseconds: wait) != nil { break }
             if let deadline, monotonicNanoseconds() >= deadline { break }
             if let channel {
-                if !channel.progress(ServerProcessStatus(server.progress)) { break }
+                if !channel.progress(server.progress) { break }
                 continue
             }
             guard times.report > 0 else { continue }
@@ -153,19 +148,10 @@ struct Serve: ParsableCommand {
         let final = server.waitForSnapshot()
         let report = final.report
         if let channel {
-            channel.final(ServerProcessStatus(final))
+            channel.final(final)
             return
         }
-        if `protocol` == .echo {
-            var echo = EchoSnapshot(backend: backend)
-            echo.engine = final.engine
-            echo.accepted = report.accepted
-            echo.messages = report.requests
-            echo.openConnections = final.openConnections
-            FileHandleOutput.standardOutput(EchoSummary.render(echo, seconds: report.durationSeconds))
-        } else {
-            FileHandleOutput.standardOutput(finalText(report, notes: final.engine.notes))
-        }
+        FileHandleOutput.standardOutput(finalText(report, notes: final.engine.notes, engine: final.engine))
         try writeJSON(report)
     }
 
@@ -174,17 +160,23 @@ struct Serve: ParsableCommand {
         if processes > 1 { banner += "\(processes) processes × " }
         banner += "\(threads) thread\(threads == 1 ? "" : "s")"
         if let maxFds { banner += ", max fds \(maxFds)" + (processes > 1 ? " each" : "") }
-        if `protocol` == .ringstorm { banner += ", on EMFILE \(onEmfile)" }
+        banner += ", on EMFILE \(onEmfile)"
         banner += duration.map { ", for \(DurationParsing.format(nanoseconds: $0))" } ?? "; Ctrl-C to stop"
         return banner
     }
 
-    private func finalText(_ report: ServerReport, notes: [String]) -> String {
+    /// The server report, then what only the command line adds: failed accepts per second, the engine's
+    /// pressure counters (one process: they stay in the workers of `--processes`) and notes.
+    private func finalText(_ report: ServerReport, notes: [String], engine e: EngineStatistics? = nil) -> String {
         var text = report.text + "\n"
         let failures = report.acceptErrors.values.reduce(0, +)
         if failures > 0 && report.durationSeconds > 0 {
             text += String(format: "accept fails  %.0f per second (%@)\n", Double(failures) / report.durationSeconds,
                            onEmfile.rawValue)
+        }
+        if let e, e.completionQueueOverflows + e.bufferExhaustions + e.backpressurePauses + e.slotExhaustions > 0 {
+            text += "pressure     CQ overflows \(e.completionQueueOverflows), buffer exhaustions \(e.bufferExhaustions), "
+                + "backpressure pauses \(e.backpressurePauses), slots exhausted \(e.slotExhaustions)\n"
         }
         for note in notes { text += "note         \(note)\n" }
         return text
@@ -210,17 +202,17 @@ struct Serve: ParsableCommand {
         do {
             reservation = try PortReservation(try AddressArgument.parse(listen, option: "--listen"))
         } catch let error as ServerError {
-            throw UsageError(error.description)
+            throw UsageError(Self.text(of: error))
         }
         var arguments = ["serve", "--protocol", `protocol`.rawValue, "--listen", reservation.address.description,
                          "--backend", backend.rawValue, "--threads", String(threads),
                          "--register-timeout", registerTimeout, "--idle-timeout", idleTimeout,
                          "--max-frame-size", maxFrameSize, "--on-emfile", onEmfile.rawValue,
                          "--report-interval", reportInterval, "--batch-wait", batchWait,
-                         "--worker-report-fd", String(WorkerProcesses<ServerProcessStatus>.channelDescriptor)]
+                         "--worker-report-fd", String(WorkerProcesses<ServerSnapshot>.channelDescriptor)]
         if let maxFds { arguments += ["--max-fds", String(maxFds)] }
         if let duration { arguments += ["--duration", duration] }
-        let workers: WorkerProcesses<ServerProcessStatus>
+        let workers: WorkerProcesses<ServerSnapshot>
         do {
             workers = try WorkerProcesses(arguments: Array(repeating: arguments, count: processes))
         } catch {
@@ -248,7 +240,7 @@ struct Serve: ParsableCommand {
             if workers.allEnded { break }
             workers.pump(timeoutNanoseconds: 100_000_000)
             guard times.report > 0, monotonicNanoseconds() >= nextLine else { continue }
-            let current = workers.latest.compactMap { $0?.snapshot }.reduce(ServerSnapshot(backend: backend), +)
+            let current = workers.latest.compactMap { $0 }.reduce(ServerSnapshot(backend: backend), +)
             let at = monotonicNanoseconds()
             nextLine = at + times.report
             FileHandleOutput.standardError(liveLine(current, last, seconds: Double(at - lastTime) / 1e9,
@@ -265,7 +257,7 @@ struct Serve: ParsableCommand {
         }
         report.kernel = KernelCounters.read() - kernelAtStart
         var notes: [String] = []
-        for note in finals.flatMap(\.notes) where !notes.contains(note) { notes.append(note) }
+        for note in finals.flatMap(\.engine.notes) where !notes.contains(note) { notes.append(note) }
         var text = finalText(report, notes: notes)
         text += "processes    \(processes), merged exactly (counts summed)\n"
         if let failure { text += "incomplete   \(finals.count) of \(processes) worker reports: \(failure)\n" }
@@ -275,19 +267,13 @@ struct Serve: ParsableCommand {
     }
 
     private func liveLine(_ current: ServerSnapshot, _ last: ServerSnapshot, seconds: Double, elapsed: Double) -> String {
-        if `protocol` == .echo {
-            // The echo server's line, as before: messages per second and syscalls per message.
-            let messages = current.report.requests - last.report.requests
-            let syscalls = Double(current.report.syscalls - last.report.syscalls)
-            return String(format: "[%6.1fs] open %d  accepted %d  msgs/s %.0f  syscalls/msg %.3f\n",
-                          elapsed, current.openConnections, current.report.accepted, Double(messages) / seconds,
-                          messages > 0 ? syscalls / Double(messages) : 0)
-        }
         let accepted = Double(current.report.accepted - last.report.accepted) / seconds
-        let requests = Double(current.report.requests - last.report.requests) / seconds
+        let requests = current.report.requests - last.report.requests
+        let syscalls = Double(current.report.syscalls - last.report.syscalls)
         let failures = current.acceptErrorCount
-        var line = String(format: "[%6.1fs] open %d  accepted/s %.0f  requests/s %.0f  accept errors %d",
-                          elapsed, current.openConnections, accepted, requests, failures)
+        var line = String(format: "[%6.1fs] open %d  accepted/s %.0f  requests/s %.0f  syscalls/request %.3f  accept errors %d",
+                          elapsed, current.openConnections, accepted, Double(requests) / seconds,
+                          requests > 0 ? syscalls / Double(requests) : 0, failures)
         if failures > last.acceptErrorCount {
             line += String(format: " (%.0f/s", Double(failures - last.acceptErrorCount) / seconds)
             line += ", " + current.report.acceptErrors.keys.sorted().map { "\($0) \(current.report.acceptErrors[$0]!)" }.joined(separator: ", ") + ")"
@@ -298,5 +284,13 @@ struct Serve: ParsableCommand {
     }
 }
 
-extension ServerProtocol: ExpressibleByArgument {}
+extension Serve {
+    /// A server error worded with this command's flag names.
+    static func text(of error: ServerError) -> String {
+        error.text(threads: "--threads", maxFrameSize: "--max-frame-size", maxFDs: "--max-fds",
+                   timeout: { "--\($0.rawValue)-timeout" }, tick: "the tick")
+    }
+}
+
+extension ServerProtocolKind: ExpressibleByArgument {}
 extension EMFILEPolicy: ExpressibleByArgument {}

@@ -96,11 +96,12 @@ import RingStormEngine
 
     @Test(arguments: Backend.allCases)
     func echoRunAgainstEchoServer(_ backend: Backend) async throws {
-        var serverConfiguration = EchoServer.Configuration(listen: SocketAddress(ipv4Value: 0x7F00_0001, port: 0))
+        var serverConfiguration = RingStormServer.Configuration(listen: SocketAddress(ipv4Value: 0x7F00_0001, port: 0))
+        serverConfiguration.protocol = .echo
         serverConfiguration.backend = backend
         serverConfiguration.engine.maxConnections = 256
         serverConfiguration.engine.receiveBufferCount = 256
-        let server = try EchoServer(configuration: serverConfiguration)
+        let server = try RingStormServer(configuration: serverConfiguration)
         defer { server.stop(); _ = server.wait() }
         var c = configuration(backend, port: server.address.port, seconds: 1.5)
         c.connections = 20
@@ -141,10 +142,11 @@ import RingStormEngine
     }
 
     @Test func openLoopMeasuresFromIntendedSendTime() async throws {
-        var serverConfiguration = EchoServer.Configuration(listen: SocketAddress(ipv4Value: 0x7F00_0001, port: 0))
+        var serverConfiguration = RingStormServer.Configuration(listen: SocketAddress(ipv4Value: 0x7F00_0001, port: 0))
+        serverConfiguration.protocol = .echo
         serverConfiguration.engine.maxConnections = 64
         serverConfiguration.engine.receiveBufferCount = 64
-        let server = try EchoServer(configuration: serverConfiguration)
+        let server = try RingStormServer(configuration: serverConfiguration)
         defer { server.stop(); _ = server.wait() }
         var c = configuration(.uring, port: server.address.port, seconds: 1)
         c.connections = 5

@@ -28,7 +28,7 @@ import RingStormEngine
     @Test func workerChannelLinesReachTheParent() throws {
         // A shell stands in for a worker: it writes the channel protocol on descriptor 3.
         let script = #"echo "ready 127.0.0.1:1" >&3; echo 'progress {"open":1,"paused_listeners":0,"notes":[],"report":{"backend":"epoll","duration_s":1,"accepted":2,"accept_errors":{},"shed":0,"peak_open":1,"registered":0,"register_timeouts":0,"idle_closed":0,"closed_by_peer":0,"reset_by_peer":0,"protocol_errors":0,"requests":0,"syscalls":{"total":5,"per_request":0}}}' >&3; echo 'final {"open":0,"paused_listeners":0,"notes":[],"report":{"backend":"epoll","duration_s":1,"accepted":3,"accept_errors":{"EMFILE":4},"shed":0,"peak_open":1,"registered":0,"register_timeouts":0,"idle_closed":0,"closed_by_peer":0,"reset_by_peer":0,"protocol_errors":0,"requests":0,"syscalls":{"total":5,"per_request":0}}}' >&3"#
-        let workers = try WorkerProcesses<ServerProcessStatus>(executable: "/bin/sh", arguments: [["-c", script], ["-c", script]])
+        let workers = try WorkerProcesses<ServerSnapshot>(executable: "/bin/sh", arguments: [["-c", script], ["-c", script]])
         #expect(try workers.waitUntilReady() == ["127.0.0.1:1", "127.0.0.1:1"])
         workers.waitForAll(timeoutNanoseconds: 5_000_000_000)
         #expect(workers.failure == nil)
@@ -38,7 +38,7 @@ import RingStormEngine
     }
 
     @Test func aWorkerThatFailsIsNamedWithItsLastWords() throws {
-        let workers = try WorkerProcesses<ServerProcessStatus>(
+        let workers = try WorkerProcesses<ServerSnapshot>(
             executable: "/bin/sh", arguments: [["-c", "echo 'ringstorm: cannot bind 127.0.0.1:1' >&2; exit 2"]])
         workers.waitForAll(timeoutNanoseconds: 5_000_000_000)
         let failure = try #require(workers.failure)

@@ -182,7 +182,7 @@ let ringstormBinary: String? = {
     return nil
 }()
 
-/// `ringstorm serve --protocol ringstorm` as a child process on a kernel-chosen port, with the given
+/// `ringstorm serve --protocol PROTOCOL` as a child process on a kernel-chosen port, with the given
 /// extra arguments; `stop` sends SIGTERM and reads its JSON report.
 final class ServerChild: @unchecked Sendable {
     let process = Process()
@@ -190,15 +190,15 @@ final class ServerChild: @unchecked Sendable {
     let jsonPath: String
     private let output = Pipe()
 
-    init(_ arguments: [String]) throws {
+    init(_ arguments: [String], protocol kind: ServerProtocolKind = .ringstorm) throws {
         jsonPath = FileManager.default.temporaryDirectory.appendingPathComponent("ringstorm-server-\(UUID()).json").path
         process.executableURL = URL(fileURLWithPath: ringstormBinary!)
-        process.arguments = ["serve", "--protocol", "ringstorm", "--listen", "127.0.0.1:0", "--report-interval", "0",
+        process.arguments = ["serve", "--protocol", kind.rawValue, "--listen", "127.0.0.1:0", "--report-interval", "0",
                              "--json", jsonPath] + arguments
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
         try process.run()
-        // The banner: "ringstorm serve: ringstorm on 127.0.0.1:PORT, ..."
+        // The banner: "ringstorm serve: PROTOCOL on 127.0.0.1:PORT, ..."
         var banner = ""
         let handle = output.fileHandleForReading
         while !banner.contains("\n") {

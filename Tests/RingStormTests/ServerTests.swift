@@ -129,6 +129,48 @@ import Testing
         #expect(report.registered == 2)
     }
 
+    @Test(arguments: Backend.allCases)
+    func echoIdleTimeoutClosesWithFINAndIsCounted(backend: Backend) async throws {
+        var configuration = RingStormServer.Configuration.testing(backend)
+        configuration.protocol = .echo
+        configuration.idleTimeout = .milliseconds(400)
+        let server = try RingStormServer(configuration: configuration)
+        let port = server.address.port
+        try await onThread {
+            let client = try ServerTestClient(port: port)
+            // Activity pushes the deadline back: 3 messages 200 ms apart keep it open past 400 ms.
+            for round in 1...3 {
+                usleep(200_000)
+                let message = [UInt8](repeating: UInt8(round), count: 64)
+                client.send(bytes: message)
+                var echoed: [UInt8] = []
+                while echoed.count < message.count {
+                    guard case .data(let bytes) = client.receive() else { throw ServerTestError("no echo") }
+                    echoed += bytes
+                }
+                #expect(echoed == message)
+            }
+            let start = monotonicNanoseconds()
+            #expect(client.receive() == .endOfStream)  // FIN, not RST
+            let waited = Double(monotonicNanoseconds() - start) / 1e9
+            #expect(waited >= 0.25 && waited < 2, "closed after \(waited) s")
+            // A connection that never sends is closed too: the idle deadline runs from accept.
+            let silent = try ServerTestClient(port: port)
+            #expect(silent.receive() == .endOfStream)
+        }
+        try await waitUntil { server.progress.report.idleClosed == 2 }
+        server.stop()
+        let report = server.wait()
+        #expect(report.idleClosed == 2)
+        #expect(report.accepted == 2)
+        #expect(report.requests >= 3)
+        #expect(report.bytesEchoed == 192)
+        #expect(report.registered == 0 && report.registerTimeouts == 0 && report.protocolErrors == 0)
+        #expect(report.resetByPeer == 0)
+        #expect(report.text.contains("idle 2"))
+        #expect(report.text.contains("bytes echoed 192"))
+    }
+
     @Test func configurationIsValidated() {
         var configuration = RingStormServer.Configuration.testing(.epoll)
         configuration.maxFrameSize = 4
@@ -141,6 +183,46 @@ import Testing
         } catch {
             #expect(error.description.contains("hard descriptor limit"))
         }
+    }
+
+    @Test func errorsCarryTheNumbersAndNoFlagNames() {
+        var configuration = RingStormServer.Configuration.testing(.epoll)
+        configuration.threads = 65
+        do {
+            try configuration.validate()
+            Issue.record("65 threads were accepted")
+        } catch {
+            guard case .threadsOutOfRange(65) = error else { Issue.record("\(error)"); return }
+            #expect(error.description == "threads must be between 1 and 64, not 65")
+        }
+        let errors: [ServerError] = [.maxFrameSizeOutOfRange(4), .negativeTimeout(.idle), .tickNotPositive, .maxFDsTooLow(4),
+                                     .maxFDsAboveHardLimit(30_000, hard: 20_000)]
+        for error in errors { #expect(!error.description.contains("--"), "\(error.description)") }
+        #expect(ServerError.negativeTimeout(.idle).description == "idle timeout cannot be negative")
+        for error in [ReproError(.maxFDsTooLow(4)), ReproError(.silentDelayNotWithinDuration), ReproError(.notPositive(.interval))] {
+            #expect(!error.description.contains("--"), "\(error.description)")
+        }
+    }
+
+    @Test func snapshotsCrossAProcessBoundaryAsJSON() throws {
+        var snapshot = ServerSnapshot(backend: .epoll)
+        snapshot.report.accepted = 3
+        snapshot.report.requests = 40
+        snapshot.report.bytesEchoed = 2560
+        snapshot.report.recordAcceptError(.tooManyOpenFiles)
+        snapshot.openConnections = 2
+        snapshot.pausedListeners = 1
+        snapshot.engine.notes = ["a note"]
+        let data = try JSONEncoder().encode(snapshot)
+        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(Set(object.keys) == ["report", "open", "paused_listeners", "notes"])
+        let decoded = try JSONDecoder().decode(ServerSnapshot.self, from: data)
+        #expect(decoded.report == snapshot.report)
+        #expect(decoded.openConnections == 2 && decoded.pausedListeners == 1 && decoded.engine.notes == ["a note"])
+        // Echo's counter merges like the others; a ringstorm report has none.
+        #expect((decoded + decoded).report.bytesEchoed == 5120)
+        #expect((decoded.report + ServerReport(backend: .epoll)).bytesEchoed == 2560)
+        #expect(ServerReport(backend: .epoll).bytesEchoed == nil)
     }
 
     @Test func embeddingRunsForADuration() async throws {
@@ -170,12 +252,15 @@ import Testing
 /// the test bundle) as a child with `--max-fds`, one at a time.
 @Suite(.serialized, .enabled(if: ringstormBinary != nil, "the ringstorm executable is not built next to the tests"))
 struct ServerDescriptorExhaustionTests {
-    @Test(arguments: Backend.allCases)
-    func shedResetsRegisteringClientsAndFINsSilentOnes(backend: Backend) async throws {
+    /// Both protocols: the policy is the server's, the first bytes (a REGISTER, or a message to echo)
+    /// are what makes a shed connection's close an RST.
+    @Test(arguments: Backend.allCases, ServerProtocolKind.allCases)
+    func shedResetsClientsWithDataAndFINsSilentOnes(backend: Backend, protocol kind: ServerProtocolKind) async throws {
         try await onThread {
-            let child = try ServerChild(["--backend", backend.rawValue, "--max-fds", "16", "--on-emfile", "shed"])
+            let child = try ServerChild(["--backend", backend.rawValue, "--max-fds", "16", "--on-emfile", "shed"],
+                                        protocol: kind)
             defer { child.terminate() }
-            let held = try fill(port: child.port)
+            let held = try fill(port: child.port, kind)
             #expect(held.connections.count >= 1)
             // The first client past the limit is shed at once: FIN or RST depending on whether its
             // registration had arrived when the server accepted it (on loopback the server often wins).
@@ -185,7 +270,7 @@ struct ServerDescriptorExhaustionTests {
             // data and a silent client's handshake arrive, then let it run.
             kill(child.process.processIdentifier, SIGSTOP)
             let registering = try ServerTestClient(port: child.port)
-            registering.send(frame: .register(clientID: 999))
+            registering.send(bytes: firstBytes(kind, id: 999))
             #expect(registering.waitUntilAcknowledged())
             let silent = try ServerTestClient(port: child.port)
             usleep(100_000)
@@ -197,7 +282,14 @@ struct ServerDescriptorExhaustionTests {
             let report = try child.stop()
             #expect(report.shed >= 3)
             #expect((report.acceptErrors["EMFILE"] ?? 0) >= 1)
-            #expect(report.registered == held.connections.count)
+            switch kind {
+            case .ringstorm:
+                #expect(report.registered == held.connections.count)
+            case .echo:
+                #expect(report.accepted == held.connections.count)
+                #expect(report.requests >= held.connections.count)
+                #expect(report.registered == 0)
+            }
         }
     }
 
@@ -227,18 +319,40 @@ struct ServerDescriptorExhaustionTests {
         }
     }
 
-    /// Opens registering clients until one gets no REGISTERED: returns those answered, what the first
-    /// unanswered one saw, and that client (kept open) when it saw nothing.
-    private func fill(port: UInt16) throws
+    @Test func theCommandWordsServerErrorsWithItsFlags() throws {
+        let low = try runRingstorm(["serve", "--max-fds", "4", "--listen", "127.0.0.1:0"])
+        #expect(low.status == 2)
+        #expect(low.errors == "ringstorm: --max-fds must be at least 8 (stdin/out/err, the engine and the listener need some), not 4\n")
+        let hard = DescriptorLimit.current.hard
+        let high = try runRingstorm(["serve", "--max-fds", String(hard + 1), "--listen", "127.0.0.1:0"])
+        #expect(high.status == 2)
+        #expect(high.errors == "ringstorm: --max-fds \(hard + 1) is above the hard descriptor limit of \(hard) (ulimit -Hn); use at most \(hard)\n")
+    }
+
+    /// What a client of `kind` sends first: REGISTER, or a message to echo.
+    private func firstBytes(_ kind: ServerProtocolKind, id: UInt64) -> [UInt8] {
+        switch kind {
+        case .ringstorm: ServerTestFrame.register(clientID: id).bytes
+        case .echo: Array("ping \(id)".utf8)
+        }
+    }
+
+    /// Opens clients that send their first bytes (a REGISTER by default) until one gets no answer:
+    /// returns those answered, what the first unanswered one saw, and that client (kept open) when it
+    /// saw nothing.
+    private func fill(port: UInt16, _ kind: ServerProtocolKind = .ringstorm) throws
         -> (connections: [ServerTestClient], overflow: ServerTestReceived, waiting: (ServerTestClient, UInt64)?)
     {
         var connections: [ServerTestClient] = []
         for id in UInt64(1)...64 {
             let client = try ServerTestClient(port: port)
-            client.send(frame: .register(clientID: id))
+            let message = firstBytes(kind, id: id)
+            client.send(bytes: message)
             client.receiveTimeout(seconds: 0.7)
-            let first = client.receive(count: WireFormat.registerFrameSize)
-            if case .data(let bytes) = first, bytes.count == WireFormat.registerFrameSize {
+            // REGISTERED, or the echo.
+            let answerSize = kind == .ringstorm ? WireFormat.registerFrameSize : message.count
+            let first = client.receive(count: answerSize)
+            if case .data(let bytes) = first, bytes.count == answerSize {
                 connections.append(client)
                 continue
             }

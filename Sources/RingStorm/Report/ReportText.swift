@@ -65,6 +65,8 @@ extension ServerReport {
     /// requests     1,234,560  (41,152/s)
     /// syscalls     1,300,000 (1.05 per request)
     /// ```
+    /// The `echo` protocol has no registration (no `registered` line) and counts each receive echoed
+    /// as a request: `requests     2,000,000  (66,667/s)  bytes echoed 128,000,000`.
     public var text: String {
         var lines: [String] = []
         lines.append(label("server") + "\(backend), " + ReportFormat.seconds(durationSeconds))
@@ -92,6 +94,7 @@ extension ServerReport {
         if durationSeconds > 0 && requests > 0 {
             requestLine += "  (" + ReportFormat.count(Int((Double(requests) / durationSeconds).rounded())) + "/s)"
         }
+        if let bytesEchoed { requestLine += "  bytes echoed " + ReportFormat.count(bytesEchoed) }
         lines.append(label("requests") + requestLine)
         lines.append(label("syscalls") + ReportFormat.count(syscalls)
             + (requests > 0 ? " (" + ReportFormat.decimal(syscallSummary.perRequest, places: 2) + " per request)" : ""))

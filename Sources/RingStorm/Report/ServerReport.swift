@@ -2,8 +2,11 @@ import Foundation
 import RingStormEngine
 
 /// What a server run did: the JSON document `ringstorm serve --json` writes (schema in `Docs/report.md`).
-/// Server reports hold only counts, so they merge exactly with `+`: worker threads and processes each
-/// keep one and the parent adds them up.
+/// One shape for every protocol, and the one type for a worker's counts and the merged report: server
+/// reports hold only counts, so they merge exactly with `+`: each worker thread counts into one, and
+/// threads and processes are added up. Counters of one protocol stay 0 under the other (`registered`,
+/// `register_timeouts`, `protocol_errors` are the `ringstorm` protocol's; `bytes_echoed` is `echo`'s
+/// and absent for `ringstorm`).
 public struct ServerReport: Sendable, Equatable {
     public var backend: String
     /// Wall time of the run; a merge keeps the longest.
@@ -16,9 +19,9 @@ public struct ServerReport: Sendable, Equatable {
     public var shed = 0
     /// Most connections open at once (a merge sums the workers' peaks: an upper bound).
     public var peakOpen = 0
-    /// Connections that sent a valid REGISTER.
+    /// Connections that sent a valid REGISTER (`ringstorm`).
     public var registered = 0
-    /// Connections closed for not registering in time (sent ERROR `register_timeout`).
+    /// Connections closed for not registering in time (sent ERROR `register_timeout`; `ringstorm`).
     public var registerTimeouts = 0
     /// Connections the server closed for being idle too long.
     public var idleClosed = 0
@@ -26,7 +29,7 @@ public struct ServerReport: Sendable, Equatable {
     public var closedByPeer = 0
     /// Connections the client reset (RST).
     public var resetByPeer = 0
-    /// Connections closed for a protocol violation (sent ERROR with the violation's code).
+    /// Connections closed for a protocol violation (sent ERROR with the violation's code; `ringstorm`).
     public var protocolErrors = 0
     /// What the kernel's system-wide network counters did during the run (set by whoever started it;
     /// absent in a worker's partial report).
@@ -35,6 +38,8 @@ public struct ServerReport: Sendable, Equatable {
     public var requests = 0
     /// System calls made (the engines' `statistics.syscalls.total`).
     public var syscalls = 0
+    /// Bytes received and sent back (`echo`; nil for `ringstorm`).
+    public var bytesEchoed: Int?
 
     public init(backend: String, durationSeconds: Double = 0) {
         self.backend = backend
@@ -59,18 +64,10 @@ public struct ServerReport: Sendable, Equatable {
         durationSeconds = max(durationSeconds, other.durationSeconds)
         // System-wide counters over overlapping windows: summing would count them once per worker.
         if kernel == nil { kernel = other.kernel }
-        accepted += other.accepted
+        for (field, _) in Self.counters { self[keyPath: field] += other[keyPath: field] }
         for (name, n) in other.acceptErrors { acceptErrors[name, default: 0] += n }
-        shed += other.shed
-        peakOpen += other.peakOpen
-        registered += other.registered
-        registerTimeouts += other.registerTimeouts
-        idleClosed += other.idleClosed
-        closedByPeer += other.closedByPeer
-        resetByPeer += other.resetByPeer
-        protocolErrors += other.protocolErrors
-        requests += other.requests
         syscalls += other.syscalls
+        if let bytes = other.bytesEchoed { bytesEchoed = (bytesEchoed ?? 0) + bytes }
     }
 
     public static func + (a: ServerReport, b: ServerReport) -> ServerReport {
@@ -108,45 +105,37 @@ extension ServerReport: Codable {
         case protocolErrors = "protocol_errors"
         case requests
         case syscalls
+        case bytesEchoed = "bytes_echoed"
         case kernel
+    }
+
+    /// The plain counts, each with its key: the one list that `merge` sums and the JSON writes and reads.
+    static var counters: [(WritableKeyPath<ServerReport, Int>, CodingKeys)] {
+        [(\.accepted, .accepted), (\.shed, .shed), (\.peakOpen, .peakOpen), (\.registered, .registered),
+         (\.registerTimeouts, .registerTimeouts), (\.idleClosed, .idleClosed), (\.closedByPeer, .closedByPeer),
+         (\.resetByPeer, .resetByPeer), (\.protocolErrors, .protocolErrors), (\.requests, .requests)]
     }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(backend, forKey: .backend)
         try c.encode(durationSeconds, forKey: .durationSeconds)
-        try c.encode(accepted, forKey: .accepted)
+        for (field, key) in Self.counters { try c.encode(self[keyPath: field], forKey: key) }
         var errors = c.nestedContainer(keyedBy: OutcomeCounters.Key.self, forKey: .acceptErrors)
         for name in acceptErrors.keys.sorted() { try errors.encode(acceptErrors[name]!, forKey: .init(name)) }
-        try c.encode(shed, forKey: .shed)
-        try c.encode(peakOpen, forKey: .peakOpen)
-        try c.encode(registered, forKey: .registered)
-        try c.encode(registerTimeouts, forKey: .registerTimeouts)
-        try c.encode(idleClosed, forKey: .idleClosed)
-        try c.encode(closedByPeer, forKey: .closedByPeer)
-        try c.encode(resetByPeer, forKey: .resetByPeer)
-        try c.encode(protocolErrors, forKey: .protocolErrors)
-        try c.encode(requests, forKey: .requests)
         try c.encode(syscallSummary, forKey: .syscalls)
+        try c.encodeIfPresent(bytesEchoed, forKey: .bytesEchoed)
         try c.encodeIfPresent(kernel, forKey: .kernel)
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        backend = try c.decode(String.self, forKey: .backend)
-        durationSeconds = try c.decode(Double.self, forKey: .durationSeconds)
-        accepted = try c.decode(Int.self, forKey: .accepted)
+        self.init(backend: try c.decode(String.self, forKey: .backend),
+                  durationSeconds: try c.decode(Double.self, forKey: .durationSeconds))
+        for (field, key) in Self.counters { self[keyPath: field] = try c.decode(Int.self, forKey: key) }
         acceptErrors = try c.decode([String: Int].self, forKey: .acceptErrors)
-        shed = try c.decode(Int.self, forKey: .shed)
-        peakOpen = try c.decode(Int.self, forKey: .peakOpen)
-        registered = try c.decode(Int.self, forKey: .registered)
-        registerTimeouts = try c.decode(Int.self, forKey: .registerTimeouts)
-        idleClosed = try c.decode(Int.self, forKey: .idleClosed)
-        closedByPeer = try c.decode(Int.self, forKey: .closedByPeer)
-        resetByPeer = try c.decode(Int.self, forKey: .resetByPeer)
-        protocolErrors = try c.decode(Int.self, forKey: .protocolErrors)
-        requests = try c.decode(Int.self, forKey: .requests)
         syscalls = try c.decode(SyscallSummary.self, forKey: .syscalls).total
+        bytesEchoed = try c.decodeIfPresent(Int.self, forKey: .bytesEchoed)
         kernel = try c.decodeIfPresent(KernelCounters.self, forKey: .kernel)
     }
 }

@@ -40,28 +40,28 @@ public enum Repro {
         /// The most clients of both groups together: the repro is meant to run anywhere, in seconds.
         public static let maximumClients = 10_000
 
-        /// Throws one message naming the bad value and the fix.
+        /// Throws the first bad value (`ReproError.Problem`, carrying the numbers).
         public func validate() throws(ReproError) {
-            func bad(_ text: String) -> ReproError { ReproError(text) }
-            guard clients >= 1 else { throw bad("--clients must be at least 1, not \(clients)") }
-            guard silent >= 0 else { throw bad("--silent cannot be negative") }
-            guard clients + silent <= Self.maximumClients else {
-                throw bad("--clients plus --silent is \(clients + silent); the repro runs at most \(Self.maximumClients) (use serve and load for more)")
-            }
-            guard maxFDs >= 16 else { throw bad("--max-fds must be at least 16 (the server needs a few for itself), not \(maxFDs)") }
-            guard durationNanoseconds >= 1_000_000_000 && durationNanoseconds <= 600_000_000_000 else {
-                throw bad("--duration must be between 1s and 10m, not \(DurationParsing.format(nanoseconds: durationNanoseconds))")
-            }
+            guard clients >= 1 else { throw ReproError(.clientsBelowOne(clients)) }
+            guard silent >= 0 else { throw ReproError(.silentNegative) }
+            guard clients + silent <= Self.maximumClients else { throw ReproError(.tooManyClients(clients + silent)) }
+            guard maxFDs >= Self.minimumMaxFDs else { throw ReproError(.maxFDsTooLow(maxFDs)) }
+            guard Self.durationRange.contains(durationNanoseconds) else { throw ReproError(.durationOutOfRange(durationNanoseconds)) }
             guard silentDelayNanoseconds >= 0 && silentDelayNanoseconds < durationNanoseconds else {
-                throw bad("--silent-delay must be less than --duration")
+                throw ReproError(.silentDelayNotWithinDuration)
             }
-            guard intervalNanoseconds > 0 else { throw bad("--interval must be more than 0") }
-            guard requestTimeoutNanoseconds > 0 else { throw bad("--request-timeout must be more than 0") }
-            guard registerTimeoutNanoseconds >= 0 else { throw bad("--register-timeout cannot be negative") }
-            guard registrationSize >= WireFormat.registerFrameSize && registrationSize <= 65_536 else {
-                throw bad("--registration-size must be between \(WireFormat.registerFrameSize) and 65536 bytes, not \(registrationSize)")
+            guard intervalNanoseconds > 0 else { throw ReproError(.notPositive(.interval)) }
+            guard requestTimeoutNanoseconds > 0 else { throw ReproError(.notPositive(.requestTimeout)) }
+            guard registerTimeoutNanoseconds >= 0 else { throw ReproError(.registerTimeoutNegative) }
+            guard Self.registrationSizeRange.contains(registrationSize) else {
+                throw ReproError(.registrationSizeOutOfRange(registrationSize))
             }
         }
+
+        /// The server needs a few descriptors for itself.
+        public static let minimumMaxFDs = 16
+        public static let durationRange: ClosedRange<Int64> = 1_000_000_000...600_000_000_000
+        public static let registrationSizeRange = WireFormat.registerFrameSize...65_536
 
         /// The registering clients' load configuration against `target`.
         func registering(target: SocketAddress) -> LoadGenerator.Configuration {
@@ -113,7 +113,70 @@ public enum Repro {
 }
 
 /// The repro could not run; one line naming the problem.
+/// A repro that could not run: a bad setting (the cases carry the numbers; `description` names the
+/// settings in the configuration's terms, the command line with its flags), or a failure while running.
 public struct ReproError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+    /// The settings an error may name.
+    public enum Setting: String, Sendable {
+        case clients, silent, maxFDs, duration, silentDelay, interval, requestTimeout, registerTimeout, registrationSize
+    }
+
+    public enum Problem: Sendable, Equatable {
+        case clientsBelowOne(Int)
+        case silentNegative
+        /// Clients of both groups together, above `Repro.Configuration.maximumClients`.
+        case tooManyClients(Int)
+        /// Below `Repro.Configuration.minimumMaxFDs`.
+        case maxFDsTooLow(Int)
+        /// Nanoseconds, outside `Repro.Configuration.durationRange`.
+        case durationOutOfRange(Int64)
+        case silentDelayNotWithinDuration
+        case notPositive(Setting)
+        case registerTimeoutNegative
+        /// Outside `Repro.Configuration.registrationSizeRange`.
+        case registrationSizeOutOfRange(Int)
+        /// Running it failed (the server or the clients would not start, a report went missing).
+        case failed(String)
+    }
+
+    public let problem: Problem
+
+    public init(_ problem: Problem) { self.problem = problem }
+    public init(_ description: String) { problem = .failed(description) }
+
+    public var description: String {
+        text { setting in
+            switch setting {
+            case .silent: "silent clients"
+            case .maxFDs: "max fds"
+            case .silentDelay: "silent delay"
+            case .requestTimeout: "request timeout"
+            case .registerTimeout: "register timeout"
+            case .registrationSize: "registration size"
+            case .clients, .duration, .interval: setting.rawValue
+            }
+        }
+    }
+
+    /// The text with each setting named by `name` (the command line: its flag).
+    package func text(naming name: (Setting) -> String) -> String {
+        typealias C = Repro.Configuration
+        return switch problem {
+        case .clientsBelowOne(let n): "\(name(.clients)) must be at least 1, not \(n)"
+        case .silentNegative: "\(name(.silent)) cannot be negative"
+        case .tooManyClients(let n):
+            "\(name(.clients)) plus \(name(.silent)) is \(n); the repro runs at most \(C.maximumClients) (use serve and load for more)"
+        case .maxFDsTooLow(let n):
+            "\(name(.maxFDs)) must be at least \(C.minimumMaxFDs) (the server needs a few for itself), not \(n)"
+        case .durationOutOfRange(let ns):
+            "\(name(.duration)) must be between \(DurationParsing.format(nanoseconds: C.durationRange.lowerBound)) and "
+                + "\(DurationParsing.format(nanoseconds: C.durationRange.upperBound)), not \(DurationParsing.format(nanoseconds: ns))"
+        case .silentDelayNotWithinDuration: "\(name(.silentDelay)) must be less than \(name(.duration))"
+        case .notPositive(let setting): "\(name(setting)) must be more than 0"
+        case .registerTimeoutNegative: "\(name(.registerTimeout)) cannot be negative"
+        case .registrationSizeOutOfRange(let n):
+            "\(name(.registrationSize)) must be between \(C.registrationSizeRange.lowerBound) and \(C.registrationSizeRange.upperBound) bytes, not \(n)"
+        case .failed(let text): text
+        }
+    }
 }

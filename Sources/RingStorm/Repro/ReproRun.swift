@@ -16,7 +16,7 @@ public final class ReproRun {
     public let configuration: Repro.Configuration
     /// Where the server listens (loopback, a port the kernel chose).
     public let address: SocketAddress
-    private let server: WorkerProcesses<ServerProcessStatus>
+    private let server: WorkerProcesses<ServerSnapshot>
     private let registering: LoadGenerator
     private var silent: LoadGenerator?
     private let started: Int64
@@ -33,7 +33,7 @@ public final class ReproRun {
                          "--idle-timeout", "60s", "--report-interval", "100ms",
                          // A bound in case this process dies without stopping it.
                          "--duration", DurationParsing.format(nanoseconds: c.durationNanoseconds + 30_000_000_000),
-                         "--worker-report-fd", String(WorkerProcesses<ServerProcessStatus>.channelDescriptor)]
+                         "--worker-report-fd", String(WorkerProcesses<ServerSnapshot>.channelDescriptor)]
             // spin: no io_uring batch wait (50 µs per enter by default), so the loop is as tight as a naive
             // server's and the cost shows in full.
             + (c.policy == .spin ? ["--batch-wait", "0"] : [])
@@ -109,7 +109,7 @@ public final class ReproRun {
 
     /// The live counts: the server's (as last reported, about once a second) and each group's.
     public var progress: (server: ServerSnapshot?, registering: LoadProgress, silent: LoadProgress?) {
-        (server.latest[0]?.snapshot, registering.progress, silent?.progress)
+        (server.latest[0] ?? nil, registering.progress, silent?.progress)
     }
 
     /// Waits for the clients, stops the server, and returns both sides' reports with the explanation. The
@@ -128,6 +128,6 @@ public final class ReproRun {
                            serverFinal: final.report,
                            serverCPU: worker.process.usage ?? ResourceUsage(userSeconds: 0, systemSeconds: 0),
                            registering: registeringReport, silent: silentReport,
-                           notes: final.notes + (silentStartError.map { ["the silent clients could not start: \($0)"] } ?? []))
+                           notes: final.engine.notes + (silentStartError.map { ["the silent clients could not start: \($0)"] } ?? []))
     }
 }

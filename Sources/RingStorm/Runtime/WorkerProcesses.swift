@@ -9,7 +9,7 @@ import Synchronization
 /// ```
 /// ready 127.0.0.1:7200          the worker is set up (serve: listening on that address)
 /// progress {...}                its counts so far, compact JSON, about once a second
-/// final {...}                   its mergeable report at the end (ServerProcessStatus / LoadWorkerSnapshot)
+/// final {...}                   its mergeable report at the end (ServerSnapshot / LoadWorkerSnapshot)
 /// ```
 ///
 /// A write that fails (EPIPE: the parent is gone) marks the channel broken; the worker then stops, so

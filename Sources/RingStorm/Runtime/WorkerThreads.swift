@@ -14,7 +14,7 @@ public final class StopFlag: Sendable {
 /// One engine loop on its own thread. The worker is created on that thread because an io_uring set
 /// up with `SINGLE_ISSUER` belongs to the thread that created it.
 ///
-/// Workers are generic over their engine (`EchoWorker<UringEngine>`), so the per-event loop is
+/// Workers are generic over their engine (`ServerWorker<UringEngine, EchoProtocol>`), so the per-event loop is
 /// specialised; threads hold them as `any EngineWorker<Snapshot>`, which costs one dynamic call per
 /// `run` and per published snapshot, nothing per event.
 public protocol EngineWorker<Snapshot>: AnyObject {

@@ -32,7 +32,7 @@ struct AcceptGate {
 
     /// Counts the failure and applies the policy.
     mutating func acceptFailed<Engine: NetworkEngine>(
-        _ outcome: Outcome, engine: Engine, listener: ListenerID, now: Int64, counts: UnsafeMutablePointer<ServerCounts>
+        _ outcome: Outcome, engine: Engine, listener: ListenerID, now: Int64, counts: UnsafeMutablePointer<ServerReport>
     ) {
         counts.pointee.recordAcceptError(outcome)
         guard outcome.pausesAccepting else { return }  // the engine keeps accepting by itself
@@ -60,7 +60,7 @@ struct AcceptGate {
 
     /// Called every tick: shed what is queued (`shed`), or accept again once the backoff has passed.
     mutating func tick<Engine: NetworkEngine>(engine: Engine, listener: ListenerID, now: Int64,
-                                              counts: UnsafeMutablePointer<ServerCounts>) {
+                                              counts: UnsafeMutablePointer<ServerReport>) {
         guard paused else { return }
         if shedDue {
             shedDue = false

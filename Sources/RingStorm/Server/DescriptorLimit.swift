@@ -3,32 +3,32 @@ import Glibc
 /// The process's descriptor limit (RLIMIT_NOFILE). Lowering the soft limit is how `--max-fds`
 /// reproduces descriptor exhaustion cheaply: the hard limit here cannot be raised, but any process may
 /// lower its own soft limit, and raise it again up to the hard limit.
-public enum DescriptorLimit {
+package enum DescriptorLimit {
     /// The soft and hard limits.
-    public static var current: (soft: Int, hard: Int) {
+    package static var current: (soft: Int, hard: Int) {
         var limit = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         return (clamp(limit.rlim_cur), clamp(limit.rlim_max))
     }
 
-    /// Sets the soft limit to `soft`; throws a message naming the hard limit when it is above it.
-    public static func setSoft(_ soft: Int) throws(ServerError) {
+    /// Sets the soft limit to `soft`; throws `maxFDsAboveHardLimit` when it is above the hard limit.
+    package static func setSoft(_ soft: Int) throws(ServerError) {
         var limit = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         let hard = clamp(limit.rlim_max)
         guard soft <= hard else {
-            throw .descriptorLimit("--max-fds \(soft) is above the hard descriptor limit of \(hard) (ulimit -Hn); use at most \(hard)")
+            throw .maxFDsAboveHardLimit(soft, hard: hard)
         }
-        guard soft > 0 else { throw .descriptorLimit("--max-fds must be positive, not \(soft)") }
+        guard soft > 0 else { throw .maxFDsTooLow(soft) }
         limit.rlim_cur = rlim_t(soft)
         if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 {
             let e = errno
-            throw .descriptorLimit("cannot set the descriptor limit to \(soft): \(String(cString: strerror(e))) (hard limit \(hard))")
+            throw .cannotSetDescriptorLimit(soft, hard: hard, reason: String(cString: strerror(e)))
         }
     }
 
     /// Descriptors open in this process now (entries of /proc/self/fd, less the one used to list it).
-    public static var openCount: Int {
+    package static var openCount: Int {
         guard let dir = opendir("/proc/self/fd") else { return 0 }
         defer { closedir(dir) }
         var n = 0

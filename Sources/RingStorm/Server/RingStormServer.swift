@@ -1,7 +1,8 @@
 import RingStormEngine
 
-/// `ringstorm serve` as a library: a server of the `ringstorm` protocol (or the echo protocol) on the
-/// engine, one engine and one `SO_REUSEPORT` listener per thread.
+/// `ringstorm serve` as a library: a server of the `ringstorm` protocol or of `echo`
+/// (`configuration.protocol`) on the engine, one engine and one `SO_REUSEPORT` listener per thread. Both
+/// protocols get the same descriptor policies, timeouts and report (`ServerWorker`).
 ///
 /// ```swift
 /// var configuration = RingStormServer.Configuration(listen: try SocketAddress(parsing: "127.0.0.1:0"))
@@ -15,17 +16,12 @@ public final class RingStormServer: Sendable {
     /// The bound address (the kernel's port when 0 was asked for).
     public let address: SocketAddress
 
-    private let body: Body
+    private let workers: WorkerThreads<ServerSnapshot>
     private let started: Int64
     private let restoreLimit: Int?
     /// The kernel's network counters when the server started, for the report's `kernel` delta.
     private let kernelAtStart = KernelCounters.read()
     private let finished: Locked<ServerReport?>
-
-    private enum Body: Sendable {
-        case ringstorm(WorkerThreads<ServerSnapshot>)
-        case echo(EchoServer)
-    }
 
     /// Lowers the descriptor limit if asked, starts the threads and returns once every one listens.
     public init(configuration: Configuration) throws(ServerError) {
@@ -42,37 +38,16 @@ public final class RingStormServer: Sendable {
         restoreLimit = previousLimit
         finished = Locked(nil)
         do {
-            switch config.protocol {
-            case .ringstorm:
-                let fixed = config
-                let (workers, bound) = try WorkerThreads.listening(count: config.threads, on: config.listen,
-                                                                   exclusive: !config.reusePort) { address, reusePort in
-                    var c = fixed
-                    c.listen = address
-                    struct Make: EngineBody {
-                        let configuration: RingStormServer.Configuration
-                        let reusePort: Bool
-                        func run<E: NetworkEngine>(on engine: E) throws -> any ListeningWorker<ServerSnapshot> {
-                            try ServerWorker(engine, configuration, reusePort: reusePort)
-                        }
-                    }
-                    return try withEngine(c.backend, configuration: c.engine, Make(configuration: c, reusePort: reusePort))
-                }
-                body = .ringstorm(workers)
-                address = bound
-            case .echo:
-                var echo = EchoServer.Configuration(listen: config.listen)
-                echo.backend = config.backend
-                echo.threads = config.threads
-                echo.backlog = config.backlog
-                echo.engine = config.engine
-                echo.reusePort = config.reusePort
-                let server = try EchoServer(configuration: echo)
-                body = .echo(server)
-                address = server.address
+            let fixed = config
+            (workers, address) = try WorkerThreads.listening(count: config.threads, on: config.listen,
+                                                             exclusive: !config.reusePort) { address, reusePort in
+                var c = fixed
+                c.listen = address
+                return try withEngine(c.backend, configuration: c.engine, MakeWorker(configuration: c, reusePort: reusePort))
             }
         } catch {
             if let previousLimit { try? DescriptorLimit.setSoft(previousLimit) }
+            if let e = error as? ServerError { throw e }
             if let e = error as? EngineError { throw .engine(e) }
             throw .invalidConfiguration("\(error)")
         }
@@ -82,23 +57,14 @@ public final class RingStormServer: Sendable {
     /// The summed counters as last published by the workers (about once a second, or every
     /// `reportInterval` if shorter), with the time since the server started.
     public var progress: ServerSnapshot {
-        var s: ServerSnapshot
-        switch body {
-        case .ringstorm(let workers):
-            s = workers.snapshots.compactMap { $0 }.reduce(ServerSnapshot(backend: configuration.backend), +)
-        case .echo(let server):
-            s = ServerSnapshot(echo: server.progress)
-        }
+        var s = workers.snapshots.compactMap { $0 }.reduce(ServerSnapshot(backend: configuration.backend), +)
         s.report.durationSeconds = elapsedSeconds
         return s
     }
 
     /// Asks the workers to stop; `wait` returns once they have.
     public func stop() {
-        switch body {
-        case .ringstorm(let workers): workers.stop()
-        case .echo(let server): server.stop()
-        }
+        workers.stop()
     }
 
     /// Waits for the workers to stop (call `stop` first, or from another thread), restores the
@@ -107,13 +73,7 @@ public final class RingStormServer: Sendable {
 
     /// As `wait`, with the engines' own counters.
     public func waitForSnapshot() -> ServerSnapshot {
-        var s: ServerSnapshot
-        switch body {
-        case .ringstorm(let workers):
-            s = workers.join().reduce(ServerSnapshot(backend: configuration.backend), +)
-        case .echo(let server):
-            s = ServerSnapshot(echo: server.wait())
-        }
+        var s = workers.join().reduce(ServerSnapshot(backend: configuration.backend), +)
         let report = finished.withLock { saved -> ServerReport in
             if let saved { return saved }
             var r = s.report
@@ -150,6 +110,16 @@ public final class RingStormServer: Sendable {
     private var elapsedSeconds: Double { Double(monotonicNanoseconds() - started) / 1e9 }
 }
 
-/// Passes the first worker's bound port to the others (port 0 must mean one port for all threads).
-/// Workers are set up one after another, so no two threads touch it at once.
+/// Builds one worker on `engine`: the one place the protocol kind becomes a type (opened from
+/// `ServerProtocolKind.implementation`), so `ServerWorker` is specialised for engine and protocol.
+private struct MakeWorker: EngineBody {
+    let configuration: RingStormServer.Configuration
+    let reusePort: Bool
 
+    func run<E: NetworkEngine>(on engine: E) throws -> any ListeningWorker<ServerSnapshot> {
+        func make<P: ServerProtocol>(_: P.Type) throws -> any ListeningWorker<ServerSnapshot> {
+            try ServerWorker<E, P>(engine, configuration, reusePort: reusePort)
+        }
+        return try make(configuration.protocol.implementation)
+    }
+}

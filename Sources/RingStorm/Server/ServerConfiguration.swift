@@ -1,15 +1,5 @@
 import RingStormEngine
 
-/// What a server speaks on its connections.
-public enum ServerProtocol: String, CaseIterable, Sendable, Codable, CustomStringConvertible {
-    /// Length-prefixed frames: REGISTER, then REQUESTs answered with RESPONSEs (`Docs/protocol.md`).
-    case ringstorm
-    /// Raw bytes echoed back (the `EchoServer`).
-    case echo
-
-    public var description: String { rawValue }
-}
-
 /// What the server does when accept fails for want of descriptors (EMFILE, ENFILE, ENOBUFS, ENOMEM).
 public enum EMFILEPolicy: String, CaseIterable, Sendable, Codable, CustomStringConvertible {
     /// Stop accepting until a connection closes or a backoff passes; queued clients wait, unanswered.
@@ -30,7 +20,7 @@ extension RingStormServer {
         public var backend: Backend = .uring
         /// Engine threads, each with its own engine and `SO_REUSEPORT` listener.
         public var threads: Int = 1
-        public var `protocol`: ServerProtocol = .ringstorm
+        public var `protocol`: ServerProtocolKind = .ringstorm
         /// A connection that has not sent REGISTER this long after it was accepted gets ERROR
         /// `register_timeout` and is closed. Zero: no limit.
         public var registerTimeout: Duration = .seconds(5)
@@ -61,33 +51,64 @@ extension RingStormServer {
 
         public init(listen: SocketAddress) { self.listen = listen }
 
-        /// Throws `ServerError.invalidConfiguration` naming the first bad value.
+        /// Throws the `ServerError` of the first bad value.
         public func validate() throws(ServerError) {
-            func bad(_ text: String) -> ServerError { .invalidConfiguration(text) }
-            guard (1...64).contains(threads) else { throw bad("threads must be between 1 and 64, not \(threads)") }
-            guard maxFrameSize >= 1 + WireFormat.requestFixedBodySize && maxFrameSize <= Int(UInt32.max) else {
-                throw bad("max frame size must be between \(1 + WireFormat.requestFixedBodySize) and \(UInt32.max) bytes, not \(maxFrameSize)")
-            }
-            guard registerTimeout >= .zero else { throw bad("register timeout cannot be negative") }
-            guard idleTimeout >= .zero else { throw bad("idle timeout cannot be negative") }
-            guard tick > .zero else { throw bad("tick must be positive") }
-            if let maxFDs, maxFDs < 8 {
-                throw bad("max fds must be at least 8 (stdin/out/err, the engine and the listener need some), not \(maxFDs)")
-            }
+            guard ServerError.threadRange.contains(threads) else { throw .threadsOutOfRange(threads) }
+            guard ServerError.maxFrameSizeRange.contains(maxFrameSize) else { throw .maxFrameSizeOutOfRange(maxFrameSize) }
+            guard registerTimeout >= .zero else { throw .negativeTimeout(.register) }
+            guard idleTimeout >= .zero else { throw .negativeTimeout(.idle) }
+            guard tick > .zero else { throw .tickNotPositive }
+            if let maxFDs, maxFDs < ServerError.minimumMaxFDs { throw .maxFDsTooLow(maxFDs) }
         }
     }
 }
 
-/// A server that could not start; the text names the problem and the fix.
+/// A server that could not start. The cases carry the numbers; `description` words them in the
+/// configuration's terms (the command line words them with its flag names).
 public enum ServerError: Error, CustomStringConvertible, Sendable {
+    /// Which timeout of the configuration.
+    public enum Timeout: String, Sendable { case register, idle }
+
+    /// `threads` outside `threadRange`.
+    case threadsOutOfRange(Int)
+    /// `maxFrameSize` outside `maxFrameSizeRange`.
+    case maxFrameSizeOutOfRange(Int)
+    case negativeTimeout(Timeout)
+    case tickNotPositive
+    /// `maxFDs` below `minimumMaxFDs` (stdin/out/err, the engine and the listener need some).
+    case maxFDsTooLow(Int)
+    /// `maxFDs` above the hard descriptor limit, which a process cannot raise.
+    case maxFDsAboveHardLimit(Int, hard: Int)
+    /// `setrlimit` refused the soft limit.
+    case cannotSetDescriptorLimit(Int, hard: Int, reason: String)
+    /// The listener could not be set up (a socket, bind or reservation failure, worded by the system).
     case invalidConfiguration(String)
-    case descriptorLimit(String)
     case engine(EngineError)
 
-    public var description: String {
+    public static let threadRange = 1...64
+    public static let maxFrameSizeRange = (1 + WireFormat.requestFixedBodySize)...Int(UInt32.max)
+    public static let minimumMaxFDs = 8
+
+    public var description: String { text(threads: "threads", maxFrameSize: "max frame size", maxFDs: "max fds",
+                                          timeout: { "\($0) timeout" }, tick: "tick") }
+
+    /// The text with the settings named as the caller calls them (the command line: its flags).
+    package func text(threads: String, maxFrameSize: String, maxFDs: String,
+                      timeout: (Timeout) -> String, tick: String) -> String {
         switch self {
+        case .threadsOutOfRange(let n):
+            "\(threads) must be between \(Self.threadRange.lowerBound) and \(Self.threadRange.upperBound), not \(n)"
+        case .maxFrameSizeOutOfRange(let n):
+            "\(maxFrameSize) must be between \(Self.maxFrameSizeRange.lowerBound) and \(Self.maxFrameSizeRange.upperBound) bytes, not \(n)"
+        case .negativeTimeout(let which): "\(timeout(which)) cannot be negative"
+        case .tickNotPositive: "\(tick) must be positive"
+        case .maxFDsTooLow(let n):
+            "\(maxFDs) must be at least \(Self.minimumMaxFDs) (stdin/out/err, the engine and the listener need some), not \(n)"
+        case .maxFDsAboveHardLimit(let n, let hard):
+            "\(maxFDs) \(n) is above the hard descriptor limit of \(hard) (ulimit -Hn); use at most \(hard)"
+        case .cannotSetDescriptorLimit(let n, let hard, let reason):
+            "cannot set the descriptor limit to \(n): \(reason) (hard limit \(hard))"
         case .invalidConfiguration(let text): text
-        case .descriptorLimit(let text): text
         case .engine(let error): error.description
         }
     }

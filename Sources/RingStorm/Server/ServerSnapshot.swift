@@ -1,7 +1,8 @@
 import RingStormEngine
 
 /// A server's counters at one moment: the report's counts plus what a live line needs. Worker threads
-/// each publish one; `RingStormServer.progress` sums them.
+/// each publish one and `RingStormServer.progress` sums them; a worker process of `serve --processes N`
+/// sends its own to the parent as JSON (`WorkerChannel`), which sums them the same way.
 public struct ServerSnapshot: Sendable {
     /// The counts of the final report so far (`durationSeconds` is the time since the server started).
     public var report: ServerReport
@@ -9,7 +10,8 @@ public struct ServerSnapshot: Sendable {
     public var openConnections = 0
     /// Listeners paused for want of descriptors now.
     public var pausedListeners = 0
-    /// The engines' own counters: syscalls by name, outcomes per operation, backend notes.
+    /// The engines' own counters: syscalls by name, outcomes per operation, backend notes. Only the
+    /// notes cross a process boundary (the rest stays in the worker process).
     public var engine: EngineStatistics
 
     public init(backend: Backend) {
@@ -18,7 +20,7 @@ public struct ServerSnapshot: Sendable {
     }
 
     /// Failed accepts of every errno.
-    public var acceptErrorCount: Int { report.acceptErrors.values.reduce(0, +) }
+    package var acceptErrorCount: Int { report.acceptErrors.values.reduce(0, +) }
 
     public static func + (a: ServerSnapshot, b: ServerSnapshot) -> ServerSnapshot {
         var s = a
@@ -30,18 +32,26 @@ public struct ServerSnapshot: Sendable {
     }
 }
 
-extension ServerSnapshot {
-    /// An echo server's counters in the server report's terms: receives echoed count as requests.
-    public init(echo: EchoSnapshot) {
-        self.init(backend: echo.engine.backend)
-        engine = echo.engine
-        openConnections = echo.openConnections
-        report.accepted = echo.accepted
-        report.requests = echo.messages
-        report.syscalls = echo.engine.syscalls.total
-        report.peakOpen = echo.openConnections
-        for (name, n) in echo.engine.outcomes.byName[OperationKind.accept.description] ?? [:] where name != Outcome.success.name {
-            report.acceptErrors[name] = n
-        }
+/// What a worker process tells its parent: `{"report": {...}, "open": N, "paused_listeners": N, "notes": [...]}`.
+extension ServerSnapshot: Codable {
+    /// The JSON's fields; the engines' statistics other than their notes stay in the worker process.
+    private struct Wire: Codable {
+        var report: ServerReport
+        var open: Int
+        var paused_listeners: Int
+        var notes: [String]
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try Wire(report: report, open: openConnections, paused_listeners: pausedListeners, notes: engine.notes).encode(to: encoder)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let wire = try Wire(from: decoder)
+        self.init(backend: Backend(rawValue: wire.report.backend) ?? .uring)
+        report = wire.report
+        openConnections = wire.open
+        pausedListeners = wire.paused_listeners
+        engine.notes = wire.notes
     }
 }

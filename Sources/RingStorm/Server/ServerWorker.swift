@@ -1,21 +1,21 @@
 import RingStormEngine
 
-/// One engine's `ringstorm` protocol server: REGISTER within the register timeout, REQUEST answered
-/// with RESPONSE, idle connections closed, protocol violations answered with ERROR and closed, and the
-/// descriptor-exhaustion policy on accept failures.
+/// One engine's server, whatever the protocol: accepts, applies the descriptor-exhaustion policy
+/// (`AcceptGate`), runs the register deadline (protocols with a registration) and the idle deadline,
+/// closes, counts and publishes snapshots. The protocol (`Proto`) only frames and answers bytes.
 ///
-/// Per message nothing is allocated: the bytes are decoded in place (`FrameDecoder`), the answers are
-/// encoded into one reusable `FrameBuffer` and handed to `engine.send`, which copies. Deadlines live in
-/// a `TimerWheel` advanced by one engine timer, the tick.
-final class ServerWorker<Engine: NetworkEngine>: ListeningWorker {
+/// Generic over the engine and the protocol, so the per-event loop is specialised for both: no
+/// existential call and no allocation per message. Deadlines live in a `TimerWheel` advanced by one
+/// engine timer, the tick; activity only stores a timestamp, read when the wheel reaches the slot.
+final class ServerWorker<Engine: NetworkEngine, Proto: ServerProtocol>: ListeningWorker {
     let engine: Engine
     let listener: ListenerID
     let address: SocketAddress
 
+    private let proto: Proto
     private let table: ConnectionTable
     private let wheel: TimerWheel
-    private let counts: UnsafeMutablePointer<ServerCounts>
-    private let out: UnsafeMutablePointer<FrameBuffer>
+    private let counts: UnsafeMutablePointer<ServerReport>
     private var gate: AcceptGate
 
     private let registerTimeout: Int64
@@ -39,14 +39,13 @@ final class ServerWorker<Engine: NetworkEngine>: ListeningWorker {
         let slots = configuration.engine.maxConnections
         now = monotonicNanoseconds()
         tickNanoseconds = configuration.tick.nanoseconds
-        table = ConnectionTable(count: slots, maxFrameSize: configuration.maxFrameSize)
+        proto = Proto(configuration: configuration, slots: slots)
+        table = ConnectionTable(count: slots)
         wheel = TimerWheel(slots: slots, tickNanoseconds: tickNanoseconds, now: now)
         counts = .allocate(capacity: 1)
-        counts.initialize(to: ServerCounts())
-        out = .allocate(capacity: 1)
-        out.initialize(to: FrameBuffer(capacity: 64 * 1024))
+        counts.initialize(to: ServerReport(backend: engine.backend))
         gate = AcceptGate(policy: configuration.onEMFILE, backoffNanoseconds: configuration.pauseBackoff.nanoseconds)
-        registerTimeout = configuration.registerTimeout.nanoseconds
+        registerTimeout = Proto.registers ? configuration.registerTimeout.nanoseconds : 0
         idleTimeout = configuration.idleTimeout.nanoseconds
         let publishEvery = min(max(configuration.reportInterval.nanoseconds, tickNanoseconds), 1_000_000_000)
         ticksPerPublish = max(Int(publishEvery / tickNanoseconds), 1)
@@ -55,14 +54,14 @@ final class ServerWorker<Engine: NetworkEngine>: ListeningWorker {
     deinit {
         counts.deinitialize(count: 1)
         counts.deallocate()
-        out.deinitialize(count: 1)
-        out.deallocate()
     }
 
     var snapshot: ServerSnapshot {
         let statistics = engine.statistics
         var s = ServerSnapshot(backend: engine.backend)
-        s.report = counts.pointee.report(backend: engine.backend, syscalls: statistics.syscalls.total)
+        s.report = counts.pointee
+        s.report.syscalls = statistics.syscalls.total
+        Proto.complete(&s.report, statistics: statistics)
         s.engine = statistics
         s.openConnections = engine.openConnections
         s.pausedListeners = gate.paused ? 1 : 0
@@ -76,18 +75,14 @@ final class ServerWorker<Engine: NetworkEngine>: ListeningWorker {
             do {
                 try engine.poll(timeoutNanoseconds: tickNanoseconds) { event in handle(event) }
             } catch {
-                publish(snapshotWithNote("\(error)"))
+                var s = snapshot
+                s.engine.notes.append("\(error)")
+                publish(s)
                 return
             }
             if publishDue { publishDue = false; publish(snapshot) }
         }
         publish(snapshot)
-    }
-
-    private func snapshotWithNote(_ note: String) -> ServerSnapshot {
-        var s = snapshot
-        s.engine.notes.append(note)
-        return s
     }
 
     // MARK: Events
@@ -122,7 +117,6 @@ final class ServerWorker<Engine: NetworkEngine>: ListeningWorker {
             // Only the occupant this `.closed` names: never a newer connection that took the slot.
             guard table.base[slot].generation == event.connection.generation else { return }
             table.base[slot].state = .free
-            table.decoders[slot].reset()
             wheel.remove(slot)
             gate.descriptorFreed(engine: engine, listener: listener)
         case .acceptFailed:
@@ -140,12 +134,17 @@ final class ServerWorker<Engine: NetworkEngine>: ListeningWorker {
     private func accepted(_ id: ConnectionID) {
         let slot = Int(id.slot)
         let c = table.base + slot
-        c.pointee.state = .awaitingRegister
         c.pointee.generation = id.generation
-        c.pointee.registerDeadline = now &+ registerTimeout
         c.pointee.lastActivity = now
-        table.decoders[slot].reset()
-        if registerTimeout > 0 { wheel.schedule(slot, at: c.pointee.registerDeadline) } else { wheel.remove(slot) }
+        proto.accepted(slot: slot)
+        if Proto.registers {
+            c.pointee.state = .awaitingRegister
+            c.pointee.registerDeadline = now &+ registerTimeout
+            if registerTimeout > 0 { wheel.schedule(slot, at: c.pointee.registerDeadline) } else { wheel.remove(slot) }
+        } else {
+            c.pointee.state = .open
+            if idleTimeout > 0 { wheel.schedule(slot, at: now &+ idleTimeout) } else { wheel.remove(slot) }
+        }
         counts.pointee.accepted &+= 1
         let open = engine.openConnections
         if open > counts.pointee.peakOpen { counts.pointee.peakOpen = open }
@@ -157,40 +156,17 @@ final class ServerWorker<Engine: NetworkEngine>: ListeningWorker {
         let slot = Int(id.slot)
         let c = table.base + slot
         c.pointee.lastActivity = now
-        do throws(ProtocolError) {
-            try table.decoders[slot].feed(bytes) { (frame: Frame) throws(ProtocolError) in
-                switch frame {
-                case .request(let sequence, let timestamp, let payload):
-                    guard c.pointee.state == .registered else { throw .notRegistered }
-                    out.pointee.appendResponse(sequence: sequence, timestamp: timestamp, payload: payload)
-                    counts.pointee.requests &+= 1
-                case .register(let clientID):
-                    guard c.pointee.state == .awaitingRegister else { throw .unexpectedType(.register) }
-                    c.pointee.state = .registered
-                    counts.pointee.registered &+= 1
-                    out.pointee.appendRegistered(clientID: clientID)
-                    // From now on the idle deadline runs (it may come before the register deadline).
-                    if idleTimeout > 0 { wheel.schedule(slot, at: now &+ idleTimeout) } else { wheel.remove(slot) }
-                default:
-                    throw .unexpectedType(frame.type)
-                }
-            }
-        } catch {
-            // Answers to the frames before the bad one still go out, then ERROR, then FIN.
-            out.pointee.appendError(error)
-            flush(id)
+        switch proto.received(bytes, on: id, registered: c.pointee.state == .open, engine: engine, report: counts) {
+        case .answered:
+            break
+        case .registered:
+            c.pointee.state = .open
+            // From now on the idle deadline runs (it may come before the register deadline).
+            if idleTimeout > 0 { wheel.schedule(slot, at: now &+ idleTimeout) } else { wheel.remove(slot) }
+        case .violated:
             counts.pointee.protocolErrors += 1
             close(id, .orderly)
-            return
         }
-        flush(id)
-    }
-
-    @inline(__always)
-    private func flush(_ id: ConnectionID) {
-        guard !out.pointee.isEmpty else { return }
-        out.pointee.withBytes { engine.send(id, $0) }
-        out.pointee.removeAll()
     }
 
     private func close(_ id: ConnectionID, _ mode: CloseMode) {
@@ -216,7 +192,7 @@ final class ServerWorker<Engine: NetworkEngine>: ListeningWorker {
         let c = table.base[slot]
         switch c.state {
         case .awaitingRegister: return registerTimeout > 0 ? c.registerDeadline : nil
-        case .registered: return idleTimeout > 0 ? c.lastActivity &+ idleTimeout : nil
+        case .open: return idleTimeout > 0 ? c.lastActivity &+ idleTimeout : nil
         case .free, .closing: return nil
         }
     }
@@ -226,12 +202,10 @@ final class ServerWorker<Engine: NetworkEngine>: ListeningWorker {
         let id = ConnectionID(slot: UInt32(slot), generation: c.generation)
         switch c.state {
         case .awaitingRegister:
-            out.pointee.appendError(code: ErrorCode.registerTimeout.rawValue,
-                                    text: "no REGISTER within \(DurationParsing.format(nanoseconds: registerTimeout))")
-            flush(id)
+            proto.registerTimedOut(id, timeout: registerTimeout, engine: engine)
             counts.pointee.registerTimeouts += 1
             close(id, .orderly)
-        case .registered:
+        case .open:
             counts.pointee.idleClosed += 1
             close(id, .orderly)
         case .free, .closing:
