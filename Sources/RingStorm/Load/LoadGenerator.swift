@@ -45,27 +45,12 @@ public final class LoadGenerator: Sendable {
         guard c.reconnectJitter >= 0 && c.reconnectJitter <= 10 else {
             throw LoadError("--backoff jitter must be between 0 and 10 (a fraction of the wait), not \(c.reconnectJitter)")
         }
-        switch c.wireProtocol {
-        case .echo:
-            guard c.messageSize >= 1 else { throw LoadError("--message-size must be at least 1 byte for the echo protocol") }
-        case .ringstorm:
-            let most = WireFormat.maxPayloadSize(maxFrameSize: c.maxFrameSize)
-            guard c.messageSize >= 0 && c.messageSize <= most else {
-                throw LoadError("--message-size \(c.messageSize) does not fit a \(c.maxFrameSize)-byte frame; the most is \(most)")
-            }
-            guard c.firstMessageSize == 0 else { throw LoadError("--first-message is for --protocol echo; ringstorm clients send REGISTER first (pad it with --registration-size)") }
-            guard c.registrationSize >= WireFormat.registerFrameSize && c.registrationSize <= c.maxFrameSize + WireFormat.lengthSize else {
-                throw LoadError("--registration-size \(c.registrationSize) must be between \(WireFormat.registerFrameSize) (a bare REGISTER) and \(c.maxFrameSize + WireFormat.lengthSize) bytes")
-            }
-        }
+        try c.wireProtocol.client.validate(c)
         guard c.firstMessageSize >= 0 else { throw LoadError("--first-message cannot be negative") }
         switch c.pacing {
         case .openLoop(let interval): guard interval > 0 else { throw LoadError("--interval must be more than 0") }
         case .closedLoop(let pipeline): guard (1...1024).contains(pipeline) else { throw LoadError("--pipeline must be between 1 and 1024, not \(pipeline)") }
         case .silent: break
-        }
-        if c.wireProtocol == .echo && c.registrationSize != WireFormat.registerFrameSize {
-            throw LoadError("--registration-size is for --protocol ringstorm; echo clients send --first-message BYTES")
         }
         for source in c.sources where source.isIPv6 != c.target.isIPv6 {
             throw LoadError("--source \(source.host) and --target \(c.target) are of different address families")
@@ -81,13 +66,10 @@ public final class LoadGenerator: Sendable {
         let logFile = try configuration.connectionsLogPath.map { path throws(LoadError) in
             try ConnectionLogFile(path: path, truncate: configuration.truncateConnectionsLog)
         }
-        let threads = min(configuration.threads, configuration.connections)
-        let started = try WorkerThreads<LoadWorkerSnapshot>(count: threads, stop: stopFlag) { index in
-            let share = configuration.connections / threads
-            let extra = configuration.connections % threads
-            let first = configuration.firstClient + index * share + min(index, extra)
-            let plan = LoadWorkerPlan(configuration: configuration, firstClient: first,
-                                      clientCount: share + (index < extra ? 1 : 0), logFile: logFile)
+        // Each thread runs its share of the clients and of the connect rate (rates are totals).
+        let split = WorkSplit(configuration, parts: configuration.threads)
+        let started = try WorkerThreads<LoadWorkerSnapshot>(count: split.parts, stop: stopFlag) { index in
+            let plan = LoadWorkerPlan(configuration: configuration.narrowed(to: split.share(index: index)), logFile: logFile)
             return try plan.makeWorker()
         }
         workers.withLock { $0 = started }

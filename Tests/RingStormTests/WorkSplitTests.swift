@@ -1,0 +1,106 @@
+import Foundation
+import Glibc
+import Testing
+@testable import RingStorm
+import RingStormEngine
+
+/// `WorkSplit`: one function divides a run among threads and processes; the parts add up to the whole.
+@Suite struct WorkSplitTests {
+    func configuration(connections: Int, rate: Double, first: Int = 0, sources: Int = 0) -> LoadGenerator.Configuration {
+        var c = LoadGenerator.Configuration(target: SocketAddress(ipv4Value: 0x7F00_0001, port: 7200))
+        c.connections = connections
+        c.connectRate = rate
+        c.firstClient = first
+        c.sources = (0..<sources).map { SocketAddress(ipv4Value: 0x7F00_0002 + UInt32($0), port: 0) }
+        return c
+    }
+
+    @Test(arguments: [(1, 1), (10, 3), (7, 7), (100, 8), (5, 64), (1_000_003, 17)])
+    func sharesDoNotOverlapAndAddUpExactly(_ connections: Int, _ parts: Int) {
+        let c = configuration(connections: connections, rate: 1234.5, first: 40)
+        let split = WorkSplit(c, parts: parts)
+        #expect(split.parts == min(parts, connections))
+        let shares = split.shares
+        var next = 40
+        for share in shares {
+            #expect(share.firstClient == next)  // contiguous: no gap, no overlap
+            #expect(share.connections >= 1)
+            next += share.connections
+        }
+        #expect(next == 40 + connections)
+        #expect(shares.map(\.connections).max()! - shares.map(\.connections).min()! <= 1)
+        let rate = shares.reduce(0.0) { $0 + $1.connectRate }
+        #expect(abs(rate - 1234.5) < 1e-6)
+    }
+
+    @Test func splittingAShareAgainIsTheSameAsSplittingTheWhole() {
+        // Processes, then threads in each: the clients and rates of the threads add up to the whole.
+        let whole = configuration(connections: 1001, rate: 900)
+        var clients: [Int] = []
+        var rate = 0.0
+        for process in WorkSplit(whole, parts: 3).shares {
+            let part = whole.narrowed(to: process)
+            for thread in WorkSplit(part, parts: 4).shares {
+                clients += Array(thread.firstClient..<thread.firstClient + thread.connections)
+                rate += thread.connectRate
+            }
+        }
+        #expect(clients == Array(0..<1001))
+        #expect(abs(rate - 900) < 1e-9)
+    }
+
+    @Test func sourcesFollowTheGlobalClientNumber() {
+        let whole = configuration(connections: 10, rate: 0, sources: 3)
+        for share in WorkSplit(whole, parts: 4).shares {
+            for i in 0..<share.connections {
+                #expect(share.sources[i % share.sources.count] == whole.sources[(share.firstClient + i) % 3])
+            }
+        }
+    }
+
+    @Test func noSourcesStayNone() {
+        #expect(WorkSplit(configuration(connections: 4, rate: 0), parts: 2).share(index: 1).sources.isEmpty)
+    }
+
+    /// The connect rate is a total: with two threads, 400 connections at 1000/s take about 0.4 s, not 0.2.
+    @Test(arguments: Backend.allCases)
+    func connectRateIsATotalOverThreads(_ backend: Backend) throws {
+        let connections = 400
+        let rate = 1000.0
+        let peer = LoadTestPeer(backlog: 1024)
+        defer { peer.closeListener() }
+        let times = Locked<[Int64]>([])
+        let acceptor = Thread { [fd = peer.fd] in
+            var accepted: [Int32] = []
+            let until = monotonicNanoseconds() + 5_000_000_000
+            while accepted.count < connections && monotonicNanoseconds() < until {
+                guard LoadTestPeer.waitReadable(fd, milliseconds: 100) else { continue }
+                let client = accept(fd, nil, nil)
+                guard client >= 0 else { continue }
+                let now = monotonicNanoseconds()
+                times.withLock { $0.append(now) }
+                accepted.append(client)
+            }
+            usleep(200_000)
+            for a in accepted { Glibc.close(a) }
+        }
+        acceptor.start()
+        var c = LoadGenerator.Configuration(target: peer.address)
+        c.backend = backend
+        c.connections = connections
+        c.connectRate = rate
+        c.threads = 2
+        c.pacing = .silent
+        c.durationNanoseconds = 1_000_000_000
+        c.drainNanoseconds = 200_000_000
+        let report = try LoadGenerator(configuration: c).runBlocking()
+        let accepted = times.withLock { $0 }
+        #expect(report.connections.attempted == connections)
+        #expect(accepted.count == connections)
+        guard accepted.count == connections else { return }
+        let span = Double(accepted.max()! - accepted.min()!) / 1e9
+        let achieved = Double(connections - 1) / span
+        print("ramp \(backend): \(connections) connections in \(String(format: "%.3f", span)) s: \(String(format: "%.0f", achieved))/s (asked \(Int(rate))/s)")
+        #expect(abs(achieved - rate) / rate < 0.10, "achieved \(achieved)/s, asked \(rate)/s")
+    }
+}
