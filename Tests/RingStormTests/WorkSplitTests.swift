@@ -77,8 +77,15 @@ import RingStormEngine
                 guard LoadTestPeer.waitReadable(fd, milliseconds: 100) else { continue }
                 let client = accept(fd, nil, nil)
                 guard client >= 0 else { continue }
+                // When the handshake completed, by the kernel's clock (TCP_INFO: ms since the last ACK
+                // received, the handshake's for a connection that has sent nothing), so a late accept on
+                // a busy machine does not stretch the ramp.
+                var info = tcp_info()
+                var length = socklen_t(MemoryLayout<tcp_info>.size)
                 let now = monotonicNanoseconds()
-                times.withLock { $0.append(now) }
+                let got = getsockopt(client, Int32(IPPROTO_TCP), TCP_INFO, &info, &length)
+                let at = got == 0 ? now - Int64(info.tcpi_last_ack_recv) * 1_000_000 : now
+                times.withLock { $0.append(at) }
                 accepted.append(client)
             }
             usleep(200_000)
