@@ -78,14 +78,6 @@ struct Load: ParsableCommand {
     @Option(help: "Worker processes; connections and --connect-rate are split among them, reports merged exactly (one process holds at most RLIMIT_NOFILE descriptors).")
     var processes: Int = 1
 
-    /// Set in a worker process of `--processes`: report to the parent on this descriptor.
-    @Option(help: .hidden)
-    var workerReportFd: Int32?
-
-    /// Set in a worker process of `--processes`: the number of its first client among all.
-    @Option(help: .hidden)
-    var workerFirstClient: Int = 0
-
     func makeConfiguration() throws -> LoadGenerator.Configuration {
         var c = LoadGenerator.Configuration(target: try AddressArgument.parse(target, option: "--target"))
         c.connections = connections
@@ -123,36 +115,21 @@ struct Load: ParsableCommand {
         c.threads = threads
         c.connectionsLogPath = connectionsLog
         c.registrationSize = try bytes(registrationSize, "--registration-size")
-        if workerReportFd != nil {
-            c.firstClient = workerFirstClient
-            c.truncateConnectionsLog = false
-        }
         return c
     }
 
     func run() throws {
         TerminationSignals.block()
+        if let worker = try inheritedWorker(LoadGenerator.Configuration.self) {
+            return try work(worker.assignment, channel: worker.channel)
+        }
         guard (1...LoadBudget.maximumProcesses).contains(processes) else {
             throw UsageError("--processes must be between 1 and \(LoadBudget.maximumProcesses), not \(processes)")
         }
         let configuration = try makeConfiguration()
-        var progressEvery = try nanoseconds(reportInterval, "--report-interval")
-        if processes > 1 && workerReportFd == nil { return try runProcesses(configuration, progressEvery: progressEvery) }
-        let channel = workerReportFd.map { WorkerChannel(fd: $0) }
-        // A worker process reports at least once a second: a failed write tells it the parent is gone.
-        if channel != nil { progressEvery = progressEvery > 0 ? min(progressEvery, 1_000_000_000) : 1_000_000_000 }
-        let generator = LoadGenerator(configuration: configuration)
-        do {
-            try generator.start()
-        } catch let error as LoadError {
-            throw UsageError(error.description)
-        } catch let error as EngineError {
-            throw UsageError(error.description)
-        }
-        if let channel {
-            channel.ready()
-            return work(generator, channel: channel, every: progressEvery)
-        }
+        let progressEvery = try nanoseconds(reportInterval, "--report-interval")
+        if processes > 1 { return try runProcesses(configuration, progressEvery: progressEvery) }
+        let generator = try start(LoadGenerator(configuration: configuration))
         FileHandleOutput.standardError(banner(configuration))
         let started = monotonicNanoseconds()
         var last = LoadProgress()
@@ -178,6 +155,17 @@ struct Load: ParsableCommand {
         try writeJSON(report)
     }
 
+    private func start(_ generator: LoadGenerator) throws -> LoadGenerator {
+        do {
+            try generator.start()
+        } catch let error as LoadError {
+            throw UsageError(error.description)
+        } catch let error as EngineError {
+            throw UsageError(error.description)
+        }
+        return generator
+    }
+
     private func writeJSON(_ report: LoadReport) throws {
         guard let json else { return }
         do {
@@ -197,8 +185,13 @@ struct Load: ParsableCommand {
 
     // MARK: --processes N
 
-    /// A worker process: runs its share, sends progress and its mergeable report to the parent.
-    private func work(_ generator: LoadGenerator, channel: WorkerChannel, every: Int64) {
+    /// A worker process: runs its share (the assignment its parent serialized), sends progress and its
+    /// mergeable report to the parent.
+    private func work(_ assignment: WorkerAssignment<LoadGenerator.Configuration>, channel: WorkerChannel) throws {
+        let generator = try start(LoadGenerator(configuration: assignment.configuration))
+        channel.ready()
+        // At least once a second: a failed write tells it the parent is gone.
+        let every = assignment.progressIntervalNanoseconds > 0 ? min(assignment.progressIntervalNanoseconds, 1_000_000_000) : 1_000_000_000
         while !generator.isFinished {
             if TerminationSignals.wait(nanoseconds: every) != nil {
                 generator.stop()
@@ -213,8 +206,8 @@ struct Load: ParsableCommand {
         channel.final(LoadWorkerSnapshot(report: report, open: 0, finished: true))
     }
 
-    /// The parent of `--processes N`: checks the budget for N processes, starts N workers (this binary,
-    /// `load ... --worker-report-fd 3`) with their share of the clients and of the connect rate, prints a
+    /// The parent of `--processes N`: checks the budget for N processes, starts N workers (this binary's
+    /// `load`, each with its share as a serialized `WorkerAssignment`: see `WorkSplit`), prints a
     /// live line summed over them, forwards SIGINT/SIGTERM, merges their reports exactly (counts summed,
     /// histograms added) and reports a worker that died.
     private func runProcesses(_ configuration: LoadGenerator.Configuration, progressEvery: Int64) throws {
@@ -230,18 +223,14 @@ struct Load: ParsableCommand {
             guard fd >= 0 else { throw UsageError("--connections-log \(connectionsLog): cannot open: \(Errno.current); name a writable file") }
             close(fd)
         }
-        let n = configuration.connections
-        var arguments: [[String]] = []
-        var first = 0
-        for index in 0..<processes {
-            let share = n / processes + (index < n % processes ? 1 : 0)
-            let rate = configuration.connectRate * Double(share) / Double(n)
-            arguments.append(workerArguments(connections: share, firstClient: first, connectRate: rate))
-            first += share
+        let assignments = WorkSplit(configuration, parts: processes).shares.map { share in
+            var part = configuration.narrowed(to: share)
+            part.truncateConnectionsLog = false
+            return WorkerAssignment(part, progressIntervalNanoseconds: progressEvery)
         }
         let workers: WorkerProcesses<LoadWorkerSnapshot>
         do {
-            workers = try WorkerProcesses(arguments: arguments)
+            workers = try WorkerProcesses(arguments: ["load"], assignments: assignments)
         } catch {
             throw UsageError(error.description)
         }
@@ -299,24 +288,6 @@ struct Load: ParsableCommand {
         if let failure { throw UsageError(failure.description) }
     }
 
-    /// This command's options for one worker: its share, and the hidden worker options.
-    private func workerArguments(connections: Int, firstClient: Int, connectRate: Double) -> [String] {
-        var a = ["load", "--target", target, "--connections", String(connections), "--connect-rate", String(connectRate),
-                 "--duration", duration, "--protocol", `protocol`.rawValue, "--first-message", firstMessage,
-                 "--message-size", messageSize, "--connect-timeout", connectTimeout, "--request-timeout", requestTimeout,
-                 "--backoff", backoff, "--backend", backend.rawValue, "--threads", String(threads),
-                 "--report-interval", reportInterval, "--registration-size", registrationSize,
-                 "--worker-report-fd", String(WorkerProcesses<LoadWorkerSnapshot>.channelDescriptor),
-                 "--worker-first-client", String(firstClient)]
-        if let interval { a += ["--interval", interval] }
-        if closedLoop { a.append("--closed-loop") }
-        if interval == nil && !silent { a += ["--pipeline", String(pipeline)] }
-        if silent { a.append("--silent") }
-        if reconnect { a.append("--reconnect") }
-        if let source { a += ["--source", source] }
-        if let connectionsLog { a += ["--connections-log", connectionsLog] }
-        return a
-    }
 }
 
 extension LoadGenerator.WireProtocol: ExpressibleByArgument {}

@@ -57,10 +57,6 @@ struct Serve: ParsableCommand {
     @Option(help: "Worker processes, each with its own SO_REUSEPORT listener(s) on the same port; their reports are merged exactly (one process holds at most RLIMIT_NOFILE descriptors).")
     var processes: Int = 1
 
-    /// Set in a worker process of `--processes`: report to the parent on this descriptor instead of the terminal.
-    @Option(help: .hidden)
-    var workerReportFd: Int32?
-
     func validate() throws {
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be between 1 and 64, not \(threads)") }
         guard (1...LoadBudget.maximumProcesses).contains(processes) else {
@@ -97,21 +93,16 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         TerminationSignals.block()
-        let times = try parsedDurations()
-        if processes > 1 && workerReportFd == nil { return try runProcesses(times) }
-        let channel = workerReportFd.map { WorkerChannel(fd: $0) }
-        var configuration = RingStormServer.Configuration(listen: try AddressArgument.parse(listen, option: "--listen"))
-        configuration.backend = backend
-        configuration.threads = threads
-        configuration.protocol = `protocol`
-        configuration.registerTimeout = .nanoseconds(times.register)
-        configuration.idleTimeout = .nanoseconds(times.idle)
-        configuration.maxFrameSize = try parsedFrameSize()
-        configuration.maxFDs = maxFds
-        configuration.onEMFILE = onEmfile
-        configuration.engine.batchWaitMicroseconds = try parsedBatchWait()
-        configuration.reusePort = channel != nil
-        if times.report > 0 { configuration.reportInterval = .nanoseconds(times.report) }
+        var times = try parsedDurations()
+        let worker = try inheritedWorker(RingStormServer.Configuration.self)
+        if processes > 1 && worker == nil { return try runProcesses(times) }
+        let channel = worker?.channel
+        var configuration = try serverConfiguration(times)
+        if let worker {
+            configuration = worker.assignment.configuration
+            times.report = worker.assignment.progressIntervalNanoseconds
+            times.duration = worker.assignment.durationNanoseconds
+        }
         let server: RingStormServer
         do {
             server = try RingStormServer(configuration: configuration)
@@ -169,6 +160,22 @@ struct Serve: ParsableCommand {
         try writeJSON(report)
     }
 
+    /// The server these options describe (a worker process of `--processes` gets it as its assignment).
+    private func serverConfiguration(_ times: (register: Int64, idle: Int64, report: Int64, duration: Int64?)) throws -> RingStormServer.Configuration {
+        var configuration = RingStormServer.Configuration(listen: try AddressArgument.parse(listen, option: "--listen"))
+        configuration.backend = backend
+        configuration.threads = threads
+        configuration.protocol = `protocol`
+        configuration.registerTimeout = .nanoseconds(times.register)
+        configuration.idleTimeout = .nanoseconds(times.idle)
+        configuration.maxFrameSize = try parsedFrameSize()
+        configuration.maxFDs = maxFds
+        configuration.onEMFILE = onEmfile
+        configuration.engine.batchWaitMicroseconds = try parsedBatchWait()
+        if times.report > 0 { configuration.reportInterval = .nanoseconds(times.report) }
+        return configuration
+    }
+
     private func banner(address: SocketAddress, _ duration: Int64?) -> String {
         var banner = "ringstorm serve: \(`protocol`) on \(address), backend \(backend), "
         if processes > 1 { banner += "\(processes) processes × " }
@@ -201,8 +208,8 @@ struct Serve: ParsableCommand {
 
     // MARK: --processes N
 
-    /// The parent of `--processes N`: reserves the port, starts N workers (this binary, `serve ...
-    /// --worker-report-fd 3`), prints a live line summed over them, forwards SIGINT/SIGTERM, merges their
+    /// The parent of `--processes N`: reserves the port, starts N workers (this binary's `serve`, each
+    /// with the server configuration as its `WorkerAssignment`), prints a live line summed over them, forwards SIGINT/SIGTERM, merges their
     /// reports exactly and reports a worker that died.
     private func runProcesses(_ times: (register: Int64, idle: Int64, report: Int64, duration: Int64?)) throws {
         let kernelAtStart = KernelCounters.read()
@@ -212,17 +219,13 @@ struct Serve: ParsableCommand {
         } catch let error as ServerError {
             throw UsageError(error.description)
         }
-        var arguments = ["serve", "--protocol", `protocol`.rawValue, "--listen", reservation.address.description,
-                         "--backend", backend.rawValue, "--threads", String(threads),
-                         "--register-timeout", registerTimeout, "--idle-timeout", idleTimeout,
-                         "--max-frame-size", maxFrameSize, "--on-emfile", onEmfile.rawValue,
-                         "--report-interval", reportInterval, "--batch-wait", batchWait,
-                         "--worker-report-fd", String(WorkerProcesses<ServerProcessStatus>.channelDescriptor)]
-        if let maxFds { arguments += ["--max-fds", String(maxFds)] }
-        if let duration { arguments += ["--duration", duration] }
+        var configuration = try serverConfiguration(times)
+        configuration.listen = reservation.address
+        configuration.reusePort = true
+        let assignment = WorkerAssignment(configuration, progressIntervalNanoseconds: times.report, durationNanoseconds: times.duration)
         let workers: WorkerProcesses<ServerProcessStatus>
         do {
-            workers = try WorkerProcesses(arguments: Array(repeating: arguments, count: processes))
+            workers = try WorkerProcesses(arguments: ["serve"], assignments: Array(repeating: assignment, count: processes))
         } catch {
             throw UsageError(error.description)
         }

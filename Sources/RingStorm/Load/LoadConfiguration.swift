@@ -11,7 +11,7 @@ extension LoadGenerator {
     }
 
     /// When a connection sends its next request.
-    public enum Pacing: Sendable, Equatable {
+    public enum Pacing: Sendable, Equatable, Codable {
         /// One request every `intervalNanoseconds` per connection, whether or not the last one was
         /// answered. Latency runs from the *intended* send time, so a stall is not hidden by sending
         /// late (coordinated omission).
@@ -26,7 +26,7 @@ extension LoadGenerator {
     }
 
     /// A load run, as a value: everything `ringstorm load` takes on its command line.
-    public struct Configuration: Sendable {
+    public struct Configuration: Sendable, Codable {
         /// Where to connect.
         public var target: SocketAddress
         /// Clients, each with at most one connection at a time.
