@@ -54,20 +54,8 @@ struct Load: ParsableCommand {
     @Option(help: "Local addresses to connect from: ADDR[,ADDR...] or a range 127.0.0.2-127.0.0.50.")
     var source: String?
 
-    @Option(help: "Engine backend: uring or epoll.")
-    var backend: Backend = .uring
-
-    @Option(help: "Engine threads; connections are split among them.")
-    var threads: Int = 1
-
-    @Option(help: "Write the report as JSON to FILE.")
-    var json: String?
-
     @Option(help: "Write one JSON line per connection lifecycle to FILE.")
     var connectionsLog: String?
-
-    @Option(help: "Live progress line every INTERVAL (0: none).")
-    var reportInterval: String = "1s"
 
     @Flag(help: "Connect and send nothing, like telnet: no registration, no requests; count what the server does (FIN: closed, RST: reset) in phase idle.")
     var silent = false
@@ -75,8 +63,7 @@ struct Load: ParsableCommand {
     @Option(help: "ringstorm: bytes of the REGISTER frame, padded with registration data the server ignores, e.g. 75 (default 13: the bare frame).")
     var registrationSize: String = "13"
 
-    @Option(help: "Worker processes; connections and --connect-rate are split among them, reports merged exactly (one process holds at most RLIMIT_NOFILE descriptors).")
-    var processes: Int = 1
+    @OptionGroup var options: EngineOptions
 
     func makeConfiguration() throws -> LoadGenerator.Configuration {
         var c = LoadGenerator.Configuration(target: try AddressArgument.parse(target, option: "--target"))
@@ -111,8 +98,8 @@ struct Load: ParsableCommand {
             c.reconnectJitter = jitter
         }
         if let source { c.sources = try SourceAddresses.parse(source) }
-        c.backend = backend
-        c.threads = threads
+        c.backend = options.backend
+        c.threads = options.threads
         c.connectionsLogPath = connectionsLog
         c.registrationSize = try bytes(registrationSize, "--registration-size")
         return c
@@ -123,12 +110,12 @@ struct Load: ParsableCommand {
         if let worker = try inheritedWorker(LoadGenerator.Configuration.self) {
             return try work(worker.assignment, channel: worker.channel)
         }
-        guard (1...LoadBudget.maximumProcesses).contains(processes) else {
-            throw UsageError("--processes must be between 1 and \(LoadBudget.maximumProcesses), not \(processes)")
+        guard (1...LoadBudget.maximumProcesses).contains(options.processes) else {
+            throw UsageError("--processes must be between 1 and \(LoadBudget.maximumProcesses), not \(options.processes)")
         }
         let configuration = try makeConfiguration()
-        let progressEvery = try nanoseconds(reportInterval, "--report-interval")
-        if processes > 1 { return try runProcesses(configuration, progressEvery: progressEvery) }
+        let progressEvery = try nanoseconds(options.reportInterval, "--report-interval")
+        if options.processes > 1 { return try runProcesses(configuration, progressEvery: progressEvery) }
         let generator = try start(LoadGenerator(configuration: configuration))
         FileHandleOutput.standardError(banner(configuration))
         let started = monotonicNanoseconds()
@@ -167,7 +154,7 @@ struct Load: ParsableCommand {
     }
 
     private func writeJSON(_ report: LoadReport) throws {
-        guard let json else { return }
+        guard let json = options.json else { return }
         do {
             try report.json().write(to: URL(fileURLWithPath: json))
         } catch {
@@ -178,7 +165,7 @@ struct Load: ParsableCommand {
     private func banner(_ c: LoadGenerator.Configuration) -> String {
         "ringstorm load: \(c.connections) connection\(c.connections == 1 ? "" : "s") to \(c.target), "
             + "\(c.wireProtocol)\(c.pacing == .silent ? " (silent)" : ""), backend \(c.backend), "
-            + (processes > 1 ? "\(processes) processes × " : "")
+            + (options.processes > 1 ? "\(options.processes) processes × " : "")
             + "\(c.threads) thread\(c.threads == 1 ? "" : "s"), "
             + "for \(DurationParsing.format(nanoseconds: c.durationNanoseconds)); Ctrl-C to stop early\n"
     }
@@ -213,7 +200,7 @@ struct Load: ParsableCommand {
     private func runProcesses(_ configuration: LoadGenerator.Configuration, progressEvery: Int64) throws {
         let kernelAtStart = KernelCounters.read()
         do {
-            try LoadGenerator(configuration: configuration).validate(processes: processes)
+            try LoadGenerator(configuration: configuration).validate(processes: options.processes)
         } catch {
             throw UsageError(error.description)
         }
@@ -223,23 +210,12 @@ struct Load: ParsableCommand {
             guard fd >= 0 else { throw UsageError("--connections-log \(connectionsLog): cannot open: \(Errno.current); name a writable file") }
             close(fd)
         }
-        let assignments = WorkSplit(configuration, parts: processes).shares.map { share in
+        let assignments = WorkSplit(configuration, parts: options.processes).shares.map { share in
             var part = configuration.narrowed(to: share)
             part.truncateConnectionsLog = false
             return WorkerAssignment(part, progressIntervalNanoseconds: progressEvery)
         }
-        let workers: WorkerProcesses<LoadWorkerSnapshot>
-        do {
-            workers = try WorkerProcesses(arguments: ["load"], assignments: assignments)
-        } catch {
-            throw UsageError(error.description)
-        }
-        do {
-            _ = try workers.waitUntilReady()
-        } catch {
-            workers.stop(graceNanoseconds: 2_000_000_000)
-            throw UsageError(error.description)
-        }
+        let workers: WorkerProcesses<LoadWorkerSnapshot> = try startedWorkers("load", assignments)
         FileHandleOutput.standardError(banner(configuration))
 
         let started = monotonicNanoseconds()
@@ -281,8 +257,8 @@ struct Load: ParsableCommand {
         var report = merged.report
         report.kernel = KernelCounters.read() - kernelAtStart
         var text = report.text + "\n"
-        text += "processes    \(processes), merged exactly (counts summed, histograms added)\n"
-        if let failure { text += "incomplete   \(finals.count) of \(processes) worker reports: \(failure)\n" }
+        text += "processes    \(options.processes), merged exactly (counts summed, histograms added)\n"
+        if let failure { text += "incomplete   \(finals.count) of \(options.processes) worker reports: \(failure)\n" }
         FileHandleOutput.standardOutput(text)
         try writeJSON(report)
         if let failure { throw UsageError(failure.description) }

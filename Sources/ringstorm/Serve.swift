@@ -21,12 +21,6 @@ struct Serve: ParsableCommand {
     @Option(help: "Address to listen on, HOST:PORT ([V6]:PORT for IPv6).")
     var listen: String = "127.0.0.1:7200"
 
-    @Option(help: "Engine backend: uring or epoll.")
-    var backend: Backend = .uring
-
-    @Option(help: "Engine threads, each with its own ring or epoll instance and SO_REUSEPORT listener.")
-    var threads: Int = 1
-
     @Option(help: "Close a connection that has not sent REGISTER within this (ringstorm; 0: never).")
     var registerTimeout: String = "5s"
 
@@ -45,17 +39,15 @@ struct Serve: ParsableCommand {
     @Option(help: "Stop after this long, e.g. 30s (default: until SIGINT/SIGTERM).")
     var duration: String?
 
-    @Option(help: "Time between live progress lines, e.g. 1s (0: none).")
-    var reportInterval: String = "1s"
-
-    @Option(help: "Write the final report as JSON to FILE (schema in Docs/report.md).")
-    var json: String?
-
     @Option(help: "io_uring: wait up to this long for a batch of completions per io_uring_enter, e.g. 50us (0: return at the first; needs kernel 6.12).")
     var batchWait: String = "50us"
 
-    @Option(help: "Worker processes, each with its own SO_REUSEPORT listener(s) on the same port; their reports are merged exactly (one process holds at most RLIMIT_NOFILE descriptors).")
-    var processes: Int = 1
+    @OptionGroup var engineOptions: EngineOptions
+    private var backend: Backend { engineOptions.backend }
+    private var threads: Int { engineOptions.threads }
+    private var processes: Int { engineOptions.processes }
+    private var reportInterval: String { engineOptions.reportInterval }
+    private var json: String? { engineOptions.json }
 
     func validate() throws {
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be between 1 and 64, not \(threads)") }
@@ -223,18 +215,7 @@ struct Serve: ParsableCommand {
         configuration.listen = reservation.address
         configuration.reusePort = true
         let assignment = WorkerAssignment(configuration, progressIntervalNanoseconds: times.report, durationNanoseconds: times.duration)
-        let workers: WorkerProcesses<ServerProcessStatus>
-        do {
-            workers = try WorkerProcesses(arguments: ["serve"], assignments: Array(repeating: assignment, count: processes))
-        } catch {
-            throw UsageError(error.description)
-        }
-        do {
-            _ = try workers.waitUntilReady()
-        } catch {
-            workers.stop(graceNanoseconds: 2_000_000_000)
-            throw UsageError(error.description)
-        }
+        let workers: WorkerProcesses<ServerProcessStatus> = try startedWorkers("serve", Array(repeating: assignment, count: processes))
         FileHandleOutput.standardOutput(banner(address: reservation.address, times.duration) + "\n")
 
         let started = monotonicNanoseconds()
