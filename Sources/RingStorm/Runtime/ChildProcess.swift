@@ -112,7 +112,7 @@ public struct ChildProcessError: Error, CustomStringConvertible, Sendable {
 }
 
 /// One spawned child: its pid, signals, and its end (status and CPU time), reaped exactly once.
-public final class ChildProcess: Sendable {
+package final class ChildProcess: Sendable {
     public let pid: pid_t
     private let ended = Locked<(status: ExitStatus, usage: ResourceUsage)?>(nil)
 

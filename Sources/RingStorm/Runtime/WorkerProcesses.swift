@@ -14,7 +14,7 @@ import Synchronization
 ///
 /// A write that fails (EPIPE: the parent is gone) marks the channel broken; the worker then stops, so
 /// an orphaned worker does not run on.
-public final class WorkerChannel: Sendable {
+package final class WorkerChannel: Sendable {
     public let fd: Int32
     private let broken = Atomic<Bool>(false)
 
@@ -66,7 +66,7 @@ public struct WorkerFailure: Error, CustomStringConvertible, Sendable {
 ///
 /// Used by `serve --processes`, `load --processes` and `repro`; single-threaded (the caller's loop
 /// calls `pump`).
-public final class WorkerProcesses<Status: Decodable> {
+package final class WorkerProcesses<Status: Decodable> {
     public final class Worker {
         public let index: Int
         public let process: ChildProcess

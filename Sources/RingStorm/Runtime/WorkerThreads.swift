@@ -4,7 +4,7 @@ import Synchronization
 
 /// Set from any thread (a signal handler's thread, a deadline, an embedding test); read by every
 /// engine loop once per poll.
-public final class StopFlag: Sendable {
+package final class StopFlag: Sendable {
     private let stopped = Atomic<Bool>(false)
     public init() {}
     public func stop() { stopped.store(true, ordering: .releasing) }
@@ -17,7 +17,7 @@ public final class StopFlag: Sendable {
 /// Workers are generic over their engine (`EchoWorker<UringEngine>`), so the per-event loop is
 /// specialised; threads hold them as `any EngineWorker<Snapshot>`, which costs one dynamic call per
 /// `run` and per published snapshot, nothing per event.
-public protocol EngineWorker<Snapshot>: AnyObject {
+package protocol EngineWorker<Snapshot>: AnyObject {
     associatedtype Snapshot: Sendable
     /// Runs until `stop` is set; publishes progress through `publish` now and then (about once a second).
     func run(until stop: StopFlag, publish: (Snapshot) -> Void)
@@ -26,13 +26,13 @@ public protocol EngineWorker<Snapshot>: AnyObject {
 }
 
 /// A worker that listens; its address is known once it is set up (with the kernel's port for port 0).
-public protocol ListeningWorker<Snapshot>: EngineWorker {
+package protocol ListeningWorker<Snapshot>: EngineWorker {
     var address: SocketAddress { get }
 }
 
 /// Starts `count` threads, each building its worker with `make(index)` and running it; `start` returns
 /// once every worker is set up, or throws the first set-up error (after stopping the others).
-public final class WorkerThreads<Snapshot: Sendable>: Sendable {
+package final class WorkerThreads<Snapshot: Sendable>: Sendable {
     private let latest: Locked<[Snapshot?]>
     private let threads: Locked<[pthread_t]>
     public let stopFlag: StopFlag
@@ -118,7 +118,7 @@ extension WorkerThreads {
 }
 
 /// A value behind a mutex, as a class so closures on other threads can share it.
-public final class Locked<Value: Sendable>: Sendable {
+package final class Locked<Value: Sendable>: Sendable {
     private let mutex: Mutex<Value>
     public init(_ value: Value) { mutex = Mutex(value) }
     public func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
