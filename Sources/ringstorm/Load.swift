@@ -97,7 +97,9 @@ struct Load: ParsableCommand {
             }
             c.reconnectJitter = jitter
         }
-        if let source { c.sources = try SourceAddresses.parse(source) }
+        if let source {
+            do { c.sources = try SourceAddresses.parse(source) } catch { throw UsageError(error.commandLineText) }
+        }
         c.backend = options.backend
         c.threads = options.threads
         c.connectionsLogPath = connectionsLog
@@ -146,7 +148,7 @@ struct Load: ParsableCommand {
         do {
             try generator.start()
         } catch let error as LoadError {
-            throw UsageError(error.description)
+            throw UsageError(error.commandLineText)
         } catch let error as EngineError {
             throw UsageError(error.description)
         }
@@ -202,7 +204,7 @@ struct Load: ParsableCommand {
         do {
             try LoadGenerator(configuration: configuration).validate(processes: options.processes)
         } catch {
-            throw UsageError(error.description)
+            throw UsageError(error.commandLineText)
         }
         if let connectionsLog {
             // Truncated once here; the workers append.
@@ -267,3 +269,64 @@ struct Load: ParsableCommand {
 }
 
 extension LoadGenerator.WireProtocol: ExpressibleByArgument {}
+
+extension LoadError {
+    /// The problem in `ringstorm load`'s terms: its option names, the numbers and the fix.
+    var commandLineText: String {
+        func count(_ value: Int) -> String { ReportFormat.count(value) }
+        switch self {
+        case .connections(let n): return "--connections must be at least 1, not \(n)"
+        case .threads(let n, let maximum): return "--threads must be between 1 and \(maximum), not \(n)"
+        case .processes(let n, let maximum): return "--processes must be between 1 and \(maximum), not \(n)"
+        case .processesExceedConnections(let p, let c): return "--processes \(p) is more than --connections \(c); use at most \(c)"
+        case .firstClientNegative: return "the first client number cannot be negative"
+        case .targetWithoutPort(let target): return "--target \(target) has no port; write e.g. 127.0.0.1:7200"
+        case .durationNotPositive: return "--duration must be more than 0"
+        case .connectRateNegative: return "--connect-rate cannot be negative"
+        case .requestTimeoutNotPositive: return "--request-timeout must be more than 0"
+        case .reconnectJitter(let j, let maximum):
+            return "--backoff jitter must be between 0 and \(Int(maximum)) (a fraction of the wait), not \(j)"
+        case .firstMessageNegative: return "--first-message cannot be negative"
+        case .intervalNotPositive: return "--interval must be more than 0"
+        case .pipeline(let n, let maximum): return "--pipeline must be between 1 and \(maximum), not \(n)"
+        case .sourceFamily(let source, let target):
+            return "--source \(source.host) and --target \(target) are of different address families"
+        case .messageSizeTooSmall(let n, let minimum, let p):
+            return p == .echo ? "--message-size must be at least \(minimum) byte for the echo protocol"
+                : "--message-size must be at least \(minimum) bytes for the \(p) protocol, not \(n)"
+        case .messageSizeTooLarge(let n, let frame, let most):
+            return "--message-size \(n) does not fit a \(frame)-byte frame; the most is \(most)"
+        case .firstMessageNotFor:
+            return "--first-message is for --protocol echo; ringstorm clients send REGISTER first (pad it with --registration-size)"
+        case .registrationSize(let n, let minimum, let maximum):
+            return "--registration-size \(n) must be between \(minimum) (a bare REGISTER) and \(maximum) bytes"
+        case .registrationSizeNotFor:
+            return "--registration-size is for --protocol ringstorm; echo clients send --first-message BYTES"
+        case .descriptors(let s):
+            let limits = "(RLIMIT_NOFILE \(count(s.limit)) minus \(s.margin) kept back)"
+            if s.processes == 1 {
+                return "--connections \(count(s.connections)) needs \(count(s.connections)) descriptors but one process may open "
+                    + "\(count(s.usable)) \(limits): add --processes \(s.processesNeeded) or lower --connections to \(count(s.usable))"
+            }
+            return "--connections \(count(s.connections)) over --processes \(s.processes) needs \(count(s.perProcess)) descriptors per process "
+                + "but one process may open \(count(s.usable)) \(limits): raise --processes to \(s.processesNeeded) "
+                + "or lower --connections to \(count(s.usable * s.processes))"
+        case .ports(let s):
+            let example = s.suggestedRange.map {
+                "--source \(SocketAddress(ipv4Value: $0.lowerBound, port: 0).host)-\(SocketAddress(ipv4Value: $0.upperBound, port: 0).host)"
+            } ?? "--source with \(s.sourcesNeeded) local addresses"
+            return "--connections \(count(s.connections)) from \(s.sources) source address\(s.sources == 1 ? "" : "es") needs \(count(s.perSource)) "
+                + "local ports per source but one source address has \(count(s.portsPerSource)) ports per destination: "
+                + "add \(example) (\(s.sourcesNeeded) addresses) or lower --connections to \(count(s.portsPerSource * s.sources))"
+        case .sources(let text, let problem):
+            switch problem {
+            case .rangeNotIPv4: return "--source '\(text)': ranges are IPv4 only; list IPv6 addresses with commas"
+            case .rangeBackwards: return "--source '\(text)': the range runs backwards; write the lower address first"
+            case .tooMany(let maximum): return "--source '\(text)': more than \(maximum) addresses"
+            case .empty: return "--source '\(text)' names no address; write e.g. 127.0.0.2,127.0.0.3 or 127.0.0.2-127.0.0.50"
+            case .unparsable(let reason): return "--source: \(reason); write e.g. 127.0.0.2,127.0.0.3 or 127.0.0.2-127.0.0.50"
+            }
+        case .connectionsLog(let path, let errno): return "--connections-log \(path): cannot open: \(errno); name a writable file"
+        }
+    }
+}

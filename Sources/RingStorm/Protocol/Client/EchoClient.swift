@@ -30,10 +30,8 @@ final class EchoClient: ClientProtocol {
     }
 
     static func validate(_ c: LoadGenerator.Configuration) throws(LoadError) {
-        guard c.messageSize >= 1 else { throw LoadError("--message-size must be at least 1 byte for the echo protocol") }
-        if c.registrationSize != WireFormat.registerFrameSize {
-            throw LoadError("--registration-size is for --protocol ringstorm; echo clients send --first-message BYTES")
-        }
+        guard c.messageSize >= 1 else { throw .messageSizeTooSmall(c.messageSize, minimum: 1, protocol: .echo) }
+        guard c.registrationSize == WireFormat.registerFrameSize else { throw .registrationSizeNotFor(.echo) }
     }
 
     static func sendsFirstMessage(_ configuration: LoadGenerator.Configuration) -> Bool { configuration.firstMessageSize > 0 }

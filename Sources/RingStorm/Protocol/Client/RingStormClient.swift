@@ -25,12 +25,11 @@ final class RingStormClient: ClientProtocol {
 
     static func validate(_ c: LoadGenerator.Configuration) throws(LoadError) {
         let most = WireFormat.maxPayloadSize(maxFrameSize: c.maxFrameSize)
-        guard c.messageSize >= 0 && c.messageSize <= most else {
-            throw LoadError("--message-size \(c.messageSize) does not fit a \(c.maxFrameSize)-byte frame; the most is \(most)")
-        }
-        guard c.firstMessageSize == 0 else { throw LoadError("--first-message is for --protocol echo; ringstorm clients send REGISTER first (pad it with --registration-size)") }
+        guard c.messageSize >= 0 else { throw .messageSizeTooSmall(c.messageSize, minimum: 0, protocol: .ringstorm) }
+        guard c.messageSize <= most else { throw .messageSizeTooLarge(c.messageSize, maxFrameSize: c.maxFrameSize, most: most) }
+        guard c.firstMessageSize == 0 else { throw .firstMessageNotFor(.ringstorm) }
         guard c.registrationSize >= WireFormat.registerFrameSize && c.registrationSize <= c.maxFrameSize + WireFormat.lengthSize else {
-            throw LoadError("--registration-size \(c.registrationSize) must be between \(WireFormat.registerFrameSize) (a bare REGISTER) and \(c.maxFrameSize + WireFormat.lengthSize) bytes")
+            throw .registrationSize(c.registrationSize, minimum: WireFormat.registerFrameSize, maximum: c.maxFrameSize + WireFormat.lengthSize)
         }
     }
 
