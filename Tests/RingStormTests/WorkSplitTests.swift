@@ -111,3 +111,39 @@ import RingStormEngine
         #expect(abs(achieved - rate) / rate < 0.10, "achieved \(achieved)/s, asked \(rate)/s")
     }
 }
+
+/// A worker process's configuration travels as one JSON value.
+@Suite struct WorkerAssignmentTests {
+    @Test func loadConfigurationRoundTrips() throws {
+        var c = LoadGenerator.Configuration(target: try SocketAddress(parsing: "[::1]:7200"))
+        c.connections = 7
+        c.pacing = .openLoop(intervalNanoseconds: 250_000_000)
+        c.wireProtocol = .echo
+        c.firstMessageSize = 75
+        c.sources = [try SocketAddress(parsing: "[::1]:0")]
+        c.connectionsLogPath = "/tmp/x.jsonl"
+        c.engine.receiveBufferCount = 128
+        c.engine.noDelay = false
+        let share = WorkSplit(c, parts: 2).share(index: 1)
+        let assignment = WorkerAssignment(c.narrowed(to: share), progressIntervalNanoseconds: 5, durationNanoseconds: 9)
+        let decoded = try JSONDecoder().decode(WorkerAssignment<LoadGenerator.Configuration>.self,
+                                               from: JSONEncoder().encode(assignment))
+        let d = decoded.configuration
+        #expect(d.target == c.target && d.connections == 3 && d.firstClient == 4)
+        #expect(d.pacing == c.pacing && d.wireProtocol == .echo && d.firstMessageSize == 75 && d.sources == c.sources)
+        #expect(d.connectionsLogPath == c.connectionsLogPath)
+        #expect(d.engine.receiveBufferCount == 128 && d.engine.noDelay == false)
+        #expect(decoded.progressIntervalNanoseconds == 5 && decoded.durationNanoseconds == 9)
+    }
+
+    @Test func serverConfigurationRoundTrips() throws {
+        var c = RingStormServer.Configuration(listen: try SocketAddress(parsing: "127.0.0.1:0"))
+        c.maxFDs = 64
+        c.onEMFILE = .spin
+        c.registerTimeout = .milliseconds(1500)
+        c.engine.batchWaitMicroseconds = 0
+        let decoded = try JSONDecoder().decode(RingStormServer.Configuration.self, from: JSONEncoder().encode(c))
+        #expect(decoded.listen == c.listen && decoded.maxFDs == 64 && decoded.onEMFILE == .spin)
+        #expect(decoded.registerTimeout == .milliseconds(1500) && decoded.engine.batchWaitMicroseconds == 0)
+    }
+}
