@@ -40,26 +40,26 @@ public enum Repro {
         /// The most clients of both groups together: the repro is meant to run anywhere, in seconds.
         public static let maximumClients = 10_000
 
-        /// Throws one message naming the bad value and the fix.
+        /// The durations a repro may last.
+        public static let durations: ClosedRange<Int64> = 1_000_000_000...600_000_000_000
+        /// The fewest descriptors the server may be limited to (it needs a few for itself).
+        public static let minimumMaxFDs = 16
+
+        /// Throws the first bad value, with its numbers.
         public func validate() throws(ReproError) {
-            func bad(_ text: String) -> ReproError { ReproError(text) }
-            guard clients >= 1 else { throw bad("--clients must be at least 1, not \(clients)") }
-            guard silent >= 0 else { throw bad("--silent cannot be negative") }
-            guard clients + silent <= Self.maximumClients else {
-                throw bad("--clients plus --silent is \(clients + silent); the repro runs at most \(Self.maximumClients) (use serve and load for more)")
-            }
-            guard maxFDs >= 16 else { throw bad("--max-fds must be at least 16 (the server needs a few for itself), not \(maxFDs)") }
-            guard durationNanoseconds >= 1_000_000_000 && durationNanoseconds <= 600_000_000_000 else {
-                throw bad("--duration must be between 1s and 10m, not \(DurationParsing.format(nanoseconds: durationNanoseconds))")
-            }
+            guard clients >= 1 else { throw .clients(clients) }
+            guard silent >= 0 else { throw .silentNegative(silent) }
+            guard clients + silent <= Self.maximumClients else { throw .tooManyClients(clients + silent, maximum: Self.maximumClients) }
+            guard maxFDs >= Self.minimumMaxFDs else { throw .maxFDs(maxFDs, minimum: Self.minimumMaxFDs) }
+            guard Self.durations.contains(durationNanoseconds) else { throw .duration(durationNanoseconds, allowed: Self.durations) }
             guard silentDelayNanoseconds >= 0 && silentDelayNanoseconds < durationNanoseconds else {
-                throw bad("--silent-delay must be less than --duration")
+                throw .silentDelay(silentDelayNanoseconds, duration: durationNanoseconds)
             }
-            guard intervalNanoseconds > 0 else { throw bad("--interval must be more than 0") }
-            guard requestTimeoutNanoseconds > 0 else { throw bad("--request-timeout must be more than 0") }
-            guard registerTimeoutNanoseconds >= 0 else { throw bad("--register-timeout cannot be negative") }
+            guard intervalNanoseconds > 0 else { throw .intervalNotPositive(intervalNanoseconds) }
+            guard requestTimeoutNanoseconds > 0 else { throw .requestTimeoutNotPositive(requestTimeoutNanoseconds) }
+            guard registerTimeoutNanoseconds >= 0 else { throw .registerTimeoutNegative(registerTimeoutNanoseconds) }
             guard registrationSize >= WireFormat.registerFrameSize && registrationSize <= 65_536 else {
-                throw bad("--registration-size must be between \(WireFormat.registerFrameSize) and 65536 bytes, not \(registrationSize)")
+                throw .registrationSize(registrationSize, minimum: WireFormat.registerFrameSize, maximum: 65_536)
             }
         }
 
@@ -112,8 +112,38 @@ public enum Repro {
     }
 }
 
-/// The repro could not run; one line naming the problem.
-public struct ReproError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+/// The repro could not run: a configuration value out of range (with its numbers; `ringstorm repro`
+/// words these with its option names), or a failure while running (`failed`, one line).
+public enum ReproError: Error, CustomStringConvertible, Sendable, Equatable {
+    case clients(Int)
+    case silentNegative(Int)
+    case tooManyClients(Int, maximum: Int)
+    case maxFDs(Int, minimum: Int)
+    case duration(Int64, allowed: ClosedRange<Int64>)
+    case silentDelay(Int64, duration: Int64)
+    case intervalNotPositive(Int64)
+    case requestTimeoutNotPositive(Int64)
+    case registerTimeoutNegative(Int64)
+    case registrationSize(Int, minimum: Int, maximum: Int)
+    /// The run itself failed (the server did not start, died, sent no report, ...).
+    case failed(String)
+
+    public init(_ description: String) { self = .failed(description) }
+
+    public var description: String {
+        func seconds(_ ns: Int64) -> String { DurationParsing.format(nanoseconds: ns) }
+        switch self {
+        case .clients(let n): return "registering clients must be at least 1, not \(n)"
+        case .silentNegative(let n): return "silent clients cannot be negative, not \(n)"
+        case .tooManyClients(let n, let maximum): return "\(n) clients in all; the repro runs at most \(maximum)"
+        case .maxFDs(let n, let minimum): return "the server's descriptor limit must be at least \(minimum), not \(n)"
+        case .duration(let d, let allowed): return "the duration must be between \(seconds(allowed.lowerBound)) and \(seconds(allowed.upperBound)), not \(seconds(d))"
+        case .silentDelay: return "the silent clients' delay must be less than the duration"
+        case .intervalNotPositive: return "the request interval must be more than 0"
+        case .requestTimeoutNotPositive: return "the request timeout must be more than 0"
+        case .registerTimeoutNegative: return "the register timeout cannot be negative"
+        case .registrationSize(let n, let minimum, let maximum): return "the registration size must be between \(minimum) and \(maximum) bytes, not \(n)"
+        case .failed(let text): return text
+        }
+    }
 }
