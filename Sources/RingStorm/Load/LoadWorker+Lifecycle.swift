@@ -11,7 +11,7 @@ extension LoadWorker {
     }
 
     func startConnect(_ c: Int, now: Int64) {
-        report.connectionsAttempted += 1
+        report.connections.attempted += 1
         clients[c].attempt += 1
         clients[c].connectStartedAt = now
         clients[c].connectMicroseconds = -1
@@ -44,12 +44,12 @@ extension LoadWorker {
             fail(c, phase: .connect, FailureOutcome(outcome, in: .connect) ?? .other(outcome.name), mode: nil)
             return
         }
-        report.connectionsEstablished += 1
-        report.connectLatency.record(from: UInt64(clients[c].connectStartedAt), to: UInt64(now))
+        report.connections.established += 1
+        report.latency.connect.record(from: UInt64(clients[c].connectStartedAt), to: UInt64(now))
         clients[c].connectMicroseconds = (now - clients[c].connectStartedAt) / 1000
         clients[c].connectedAt = now
         open += 1
-        if open > report.peakOpen { report.peakOpen = open }
+        if open > report.connections.peakOpen { report.connections.peakOpen = open }
         if sendsFirstMessage {
             clients[c].stage = .registering
             clients[c].registerSentAt = now
@@ -61,7 +61,7 @@ extension LoadWorker {
     }
 
     func registered(_ c: Int, now: Int64) {
-        report.registerLatency.record(from: UInt64(clients[c].registerSentAt), to: UInt64(now))
+        report.latency.register.record(from: UInt64(clients[c].registerSentAt), to: UInt64(now))
         clients[c].registerMicroseconds = (now - clients[c].registerSentAt) / 1000
         becomeActive(c, now: now)
     }

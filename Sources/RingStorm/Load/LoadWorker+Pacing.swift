@@ -81,7 +81,7 @@ extension LoadWorker {
         clients[c].inFlight += 1
         engine.send(clients[c].connection, wire.request(sequence: clients[c].sequence, timestamp: intended, &wireStates[c]))
         clients[c].sequence &+= 1
-        report.requestsSent += 1
+        report.requests.sent += 1
     }
 
     /// The oldest request in flight was answered at `now`.
@@ -91,8 +91,8 @@ extension LoadWorker {
         clients[c].oldest = Int32((Int(clients[c].oldest) + 1) % maxInFlight)
         clients[c].inFlight -= 1
         clients[c].answered += 1
-        report.requestsAnswered += 1
-        report.requestLatency.record(from: UInt64(sentAt), to: UInt64(now))
+        report.requests.answered += 1
+        report.latency.request.record(from: UInt64(sentAt), to: UInt64(now))
         if case .closedLoop = config.pacing, !stopping { sendRequest(c, intended: now) }
     }
 
