@@ -40,7 +40,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "RingStormEngineTests", dependencies: ["RingStormEngine"]),
-        .testTarget(name: "RingStormTests", dependencies: ["RingStorm", "RingStormEngine"]),
+        .testTarget(name: "RingStormTests", dependencies: ["RingStorm", "RingStormEngine", "ringstorm"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -54,20 +54,8 @@ struct Load: ParsableCommand {
     @Option(help: "Local addresses to connect from: ADDR[,ADDR...] or a range 127.0.0.2-127.0.0.50.")
     var source: String?
 
-    @Option(help: "Engine backend: uring or epoll.")
-    var backend: Backend = .uring
-
-    @Option(help: "Engine threads; connections are split among them.")
-    var threads: Int = 1
-
-    @Option(help: "Write the report as JSON to FILE.")
-    var json: String?
-
     @Option(help: "Write one JSON line per connection lifecycle to FILE.")
     var connectionsLog: String?
-
-    @Option(help: "Live progress line every INTERVAL (0: none).")
-    var reportInterval: String = "1s"
 
     @Flag(help: "Connect and send nothing, like telnet: no registration, no requests; count what the server does (FIN: closed, RST: reset) in phase idle.")
     var silent = false
@@ -75,16 +63,7 @@ struct Load: ParsableCommand {
     @Option(help: "ringstorm: bytes of the REGISTER frame, padded with registration data the server ignores, e.g. 75 (default 13: the bare frame).")
     var registrationSize: String = "13"
 
-    @Option(help: "Worker processes; connections and --connect-rate are split among them, reports merged exactly (one process holds at most RLIMIT_NOFILE descriptors).")
-    var processes: Int = 1
-
-    /// Set in a worker process of `--processes`: report to the parent on this descriptor.
-    @Option(help: .hidden)
-    var workerReportFd: Int32?
-
-    /// Set in a worker process of `--processes`: the number of its first client among all.
-    @Option(help: .hidden)
-    var workerFirstClient: Int = 0
+    @OptionGroup var options: EngineOptions
 
     func makeConfiguration() throws -> LoadGenerator.Configuration {
         var c = LoadGenerator.Configuration(target: try AddressArgument.parse(target, option: "--target"))
@@ -118,41 +97,28 @@ struct Load: ParsableCommand {
             }
             c.reconnectJitter = jitter
         }
-        if let source { c.sources = try SourceAddresses.parse(source) }
-        c.backend = backend
-        c.threads = threads
+        if let source {
+            do { c.sources = try SourceAddresses.parse(source) } catch { throw UsageError(error.commandLineText) }
+        }
+        c.backend = options.backend
+        c.threads = options.threads
         c.connectionsLogPath = connectionsLog
         c.registrationSize = try bytes(registrationSize, "--registration-size")
-        if workerReportFd != nil {
-            c.firstClient = workerFirstClient
-            c.truncateConnectionsLog = false
-        }
         return c
     }
 
     func run() throws {
         TerminationSignals.block()
-        guard (1...LoadBudget.maximumProcesses).contains(processes) else {
-            throw UsageError("--processes must be between 1 and \(LoadBudget.maximumProcesses), not \(processes)")
+        if let worker = try inheritedWorker(LoadGenerator.Configuration.self) {
+            return try work(worker.assignment, channel: worker.channel)
+        }
+        guard (1...LoadBudget.maximumProcesses).contains(options.processes) else {
+            throw UsageError("--processes must be between 1 and \(LoadBudget.maximumProcesses), not \(options.processes)")
         }
         let configuration = try makeConfiguration()
-        var progressEvery = try nanoseconds(reportInterval, "--report-interval")
-        if processes > 1 && workerReportFd == nil { return try runProcesses(configuration, progressEvery: progressEvery) }
-        let channel = workerReportFd.map { WorkerChannel(fd: $0) }
-        // A worker process reports at least once a second: a failed write tells it the parent is gone.
-        if channel != nil { progressEvery = progressEvery > 0 ? min(progressEvery, 1_000_000_000) : 1_000_000_000 }
-        let generator = LoadGenerator(configuration: configuration)
-        do {
-            try generator.start()
-        } catch let error as LoadError {
-            throw UsageError(error.description)
-        } catch let error as EngineError {
-            throw UsageError(error.description)
-        }
-        if let channel {
-            channel.ready()
-            return work(generator, channel: channel, every: progressEvery)
-        }
+        let progressEvery = try nanoseconds(options.reportInterval, "--report-interval")
+        if options.processes > 1 { return try runProcesses(configuration, progressEvery: progressEvery) }
+        let generator = try start(LoadGenerator(configuration: configuration))
         FileHandleOutput.standardError(banner(configuration))
         let started = monotonicNanoseconds()
         var last = LoadProgress()
@@ -178,8 +144,19 @@ struct Load: ParsableCommand {
         try writeJSON(report)
     }
 
+    private func start(_ generator: LoadGenerator) throws -> LoadGenerator {
+        do {
+            try generator.start()
+        } catch let error as LoadError {
+            throw UsageError(error.commandLineText)
+        } catch let error as EngineError {
+            throw UsageError(error.description)
+        }
+        return generator
+    }
+
     private func writeJSON(_ report: LoadReport) throws {
-        guard let json else { return }
+        guard let json = options.json else { return }
         do {
             try report.json().write(to: URL(fileURLWithPath: json))
         } catch {
@@ -190,15 +167,20 @@ struct Load: ParsableCommand {
     private func banner(_ c: LoadGenerator.Configuration) -> String {
         "ringstorm load: \(c.connections) connection\(c.connections == 1 ? "" : "s") to \(c.target), "
             + "\(c.wireProtocol)\(c.pacing == .silent ? " (silent)" : ""), backend \(c.backend), "
-            + (processes > 1 ? "\(processes) processes × " : "")
+            + (options.processes > 1 ? "\(options.processes) processes × " : "")
             + "\(c.threads) thread\(c.threads == 1 ? "" : "s"), "
             + "for \(DurationParsing.format(nanoseconds: c.durationNanoseconds)); Ctrl-C to stop early\n"
     }
 
     // MARK: --processes N
 
-    /// A worker process: runs its share, sends progress and its mergeable report to the parent.
-    private func work(_ generator: LoadGenerator, channel: WorkerChannel, every: Int64) {
+    /// A worker process: runs its share (the assignment its parent serialized), sends progress and its
+    /// mergeable report to the parent.
+    private func work(_ assignment: WorkerAssignment<LoadGenerator.Configuration>, channel: WorkerChannel) throws {
+        let generator = try start(LoadGenerator(configuration: assignment.configuration))
+        channel.ready()
+        // At least once a second: a failed write tells it the parent is gone.
+        let every = assignment.progressIntervalNanoseconds > 0 ? min(assignment.progressIntervalNanoseconds, 1_000_000_000) : 1_000_000_000
         while !generator.isFinished {
             if TerminationSignals.wait(nanoseconds: every) != nil {
                 generator.stop()
@@ -213,16 +195,16 @@ struct Load: ParsableCommand {
         channel.final(LoadWorkerSnapshot(report: report, open: 0, finished: true))
     }
 
-    /// The parent of `--processes N`: checks the budget for N processes, starts N workers (this binary,
-    /// `load ... --worker-report-fd 3`) with their share of the clients and of the connect rate, prints a
+    /// The parent of `--processes N`: checks the budget for N processes, starts N workers (this binary's
+    /// `load`, each with its share as a serialized `WorkerAssignment`: see `WorkSplit`), prints a
     /// live line summed over them, forwards SIGINT/SIGTERM, merges their reports exactly (counts summed,
     /// histograms added) and reports a worker that died.
     private func runProcesses(_ configuration: LoadGenerator.Configuration, progressEvery: Int64) throws {
         let kernelAtStart = KernelCounters.read()
         do {
-            try LoadGenerator(configuration: configuration).validate(processes: processes)
+            try LoadGenerator(configuration: configuration).validate(processes: options.processes)
         } catch {
-            throw UsageError(error.description)
+            throw UsageError(error.commandLineText)
         }
         if let connectionsLog {
             // Truncated once here; the workers append.
@@ -230,27 +212,12 @@ struct Load: ParsableCommand {
             guard fd >= 0 else { throw UsageError("--connections-log \(connectionsLog): cannot open: \(Errno.current); name a writable file") }
             close(fd)
         }
-        let n = configuration.connections
-        var arguments: [[String]] = []
-        var first = 0
-        for index in 0..<processes {
-            let share = n / processes + (index < n % processes ? 1 : 0)
-            let rate = configuration.connectRate * Double(share) / Double(n)
-            arguments.append(workerArguments(connections: share, firstClient: first, connectRate: rate))
-            first += share
+        let assignments = WorkSplit(configuration, parts: options.processes).shares.map { share in
+            var part = configuration.narrowed(to: share)
+            part.truncateConnectionsLog = false
+            return WorkerAssignment(part, progressIntervalNanoseconds: progressEvery)
         }
-        let workers: WorkerProcesses<LoadWorkerSnapshot>
-        do {
-            workers = try WorkerProcesses(arguments: arguments)
-        } catch {
-            throw UsageError(error.description)
-        }
-        do {
-            _ = try workers.waitUntilReady()
-        } catch {
-            workers.stop(graceNanoseconds: 2_000_000_000)
-            throw UsageError(error.description)
-        }
+        let workers: WorkerProcesses<LoadWorkerSnapshot> = try startedWorkers("load", assignments)
         FileHandleOutput.standardError(banner(configuration))
 
         let started = monotonicNanoseconds()
@@ -292,31 +259,74 @@ struct Load: ParsableCommand {
         var report = merged.report
         report.kernel = KernelCounters.read() - kernelAtStart
         var text = report.text + "\n"
-        text += "processes    \(processes), merged exactly (counts summed, histograms added)\n"
-        if let failure { text += "incomplete   \(finals.count) of \(processes) worker reports: \(failure)\n" }
+        text += "processes    \(options.processes), merged exactly (counts summed, histograms added)\n"
+        if let failure { text += "incomplete   \(finals.count) of \(options.processes) worker reports: \(failure)\n" }
         FileHandleOutput.standardOutput(text)
         try writeJSON(report)
         if let failure { throw UsageError(failure.description) }
     }
 
-    /// This command's options for one worker: its share, and the hidden worker options.
-    private func workerArguments(connections: Int, firstClient: Int, connectRate: Double) -> [String] {
-        var a = ["load", "--target", target, "--connections", String(connections), "--connect-rate", String(connectRate),
-                 "--duration", duration, "--protocol", `protocol`.rawValue, "--first-message", firstMessage,
-                 "--message-size", messageSize, "--connect-timeout", connectTimeout, "--request-timeout", requestTimeout,
-                 "--backoff", backoff, "--backend", backend.rawValue, "--threads", String(threads),
-                 "--report-interval", reportInterval, "--registration-size", registrationSize,
-                 "--worker-report-fd", String(WorkerProcesses<LoadWorkerSnapshot>.channelDescriptor),
-                 "--worker-first-client", String(firstClient)]
-        if let interval { a += ["--interval", interval] }
-        if closedLoop { a.append("--closed-loop") }
-        if interval == nil && !silent { a += ["--pipeline", String(pipeline)] }
-        if silent { a.append("--silent") }
-        if reconnect { a.append("--reconnect") }
-        if let source { a += ["--source", source] }
-        if let connectionsLog { a += ["--connections-log", connectionsLog] }
-        return a
-    }
 }
 
 extension LoadGenerator.WireProtocol: ExpressibleByArgument {}
+
+extension LoadError {
+    /// The problem in `ringstorm load`'s terms: its option names, the numbers and the fix.
+    var commandLineText: String {
+        func count(_ value: Int) -> String { ReportFormat.count(value) }
+        switch self {
+        case .connections(let n): return "--connections must be at least 1, not \(n)"
+        case .threads(let n, let maximum): return "--threads must be between 1 and \(maximum), not \(n)"
+        case .processes(let n, let maximum): return "--processes must be between 1 and \(maximum), not \(n)"
+        case .processesExceedConnections(let p, let c): return "--processes \(p) is more than --connections \(c); use at most \(c)"
+        case .firstClientNegative: return "the first client number cannot be negative"
+        case .targetWithoutPort(let target): return "--target \(target) has no port; write e.g. 127.0.0.1:7200"
+        case .durationNotPositive: return "--duration must be more than 0"
+        case .connectRateNegative: return "--connect-rate cannot be negative"
+        case .requestTimeoutNotPositive: return "--request-timeout must be more than 0"
+        case .reconnectJitter(let j, let maximum):
+            return "--backoff jitter must be between 0 and \(Int(maximum)) (a fraction of the wait), not \(j)"
+        case .firstMessageNegative: return "--first-message cannot be negative"
+        case .intervalNotPositive: return "--interval must be more than 0"
+        case .pipeline(let n, let maximum): return "--pipeline must be between 1 and \(maximum), not \(n)"
+        case .sourceFamily(let source, let target):
+            return "--source \(source.host) and --target \(target) are of different address families"
+        case .messageSizeTooSmall(let n, let minimum, let p):
+            return p == .echo ? "--message-size must be at least \(minimum) byte for the echo protocol"
+                : "--message-size must be at least \(minimum) bytes for the \(p) protocol, not \(n)"
+        case .messageSizeTooLarge(let n, let frame, let most):
+            return "--message-size \(n) does not fit a \(frame)-byte frame; the most is \(most)"
+        case .firstMessageNotFor:
+            return "--first-message is for --protocol echo; ringstorm clients send REGISTER first (pad it with --registration-size)"
+        case .registrationSize(let n, let minimum, let maximum):
+            return "--registration-size \(n) must be between \(minimum) (a bare REGISTER) and \(maximum) bytes"
+        case .registrationSizeNotFor:
+            return "--registration-size is for --protocol ringstorm; echo clients send --first-message BYTES"
+        case .descriptors(let s):
+            let limits = "(RLIMIT_NOFILE \(count(s.limit)) minus \(s.margin) kept back)"
+            if s.processes == 1 {
+                return "--connections \(count(s.connections)) needs \(count(s.connections)) descriptors but one process may open "
+                    + "\(count(s.usable)) \(limits): add --processes \(s.processesNeeded) or lower --connections to \(count(s.usable))"
+            }
+            return "--connections \(count(s.connections)) over --processes \(s.processes) needs \(count(s.perProcess)) descriptors per process "
+                + "but one process may open \(count(s.usable)) \(limits): raise --processes to \(s.processesNeeded) "
+                + "or lower --connections to \(count(s.usable * s.processes))"
+        case .ports(let s):
+            let example = s.suggestedRange.map {
+                "--source \(SocketAddress(ipv4Value: $0.lowerBound, port: 0).host)-\(SocketAddress(ipv4Value: $0.upperBound, port: 0).host)"
+            } ?? "--source with \(s.sourcesNeeded) local addresses"
+            return "--connections \(count(s.connections)) from \(s.sources) source address\(s.sources == 1 ? "" : "es") needs \(count(s.perSource)) "
+                + "local ports per source but one source address has \(count(s.portsPerSource)) ports per destination: "
+                + "add \(example) (\(s.sourcesNeeded) addresses) or lower --connections to \(count(s.portsPerSource * s.sources))"
+        case .sources(let text, let problem):
+            switch problem {
+            case .rangeNotIPv4: return "--source '\(text)': ranges are IPv4 only; list IPv6 addresses with commas"
+            case .rangeBackwards: return "--source '\(text)': the range runs backwards; write the lower address first"
+            case .tooMany(let maximum): return "--source '\(text)': more than \(maximum) addresses"
+            case .empty: return "--source '\(text)' names no address; write e.g. 127.0.0.2,127.0.0.3 or 127.0.0.2-127.0.0.50"
+            case .unparsable(let reason): return "--source: \(reason); write e.g. 127.0.0.2,127.0.0.3 or 127.0.0.2-127.0.0.50"
+            }
+        case .connectionsLog(let path, let errno): return "--connections-log \(path): cannot open: \(errno); name a writable file"
+        }
+    }
+}

@@ -69,7 +69,7 @@ struct ReproCommand: ParsableCommand {
         c.registerTimeoutNanoseconds = try nanoseconds(registerTimeout, "--register-timeout")
         c.silentDelayNanoseconds = try nanoseconds(silentDelay, "--silent-delay")
         c.registrationSize = try bytes(registrationSize, "--registration-size")
-        do { try c.validate() } catch { throw UsageError(Self.text(of: error)) }
+        do { try c.validate() } catch { throw UsageError(error.commandLineText) }
         return c
     }
 
@@ -134,21 +134,23 @@ struct ReproCommand: ParsableCommand {
     }
 }
 
-extension ReproCommand {
-    /// A repro error worded with this command's flag names.
-    static func text(of error: ReproError) -> String {
-        error.text { setting in
-            switch setting {
-            case .clients: "--clients"
-            case .silent: "--silent"
-            case .maxFDs: "--max-fds"
-            case .duration: "--duration"
-            case .silentDelay: "--silent-delay"
-            case .interval: "--interval"
-            case .requestTimeout: "--request-timeout"
-            case .registerTimeout: "--register-timeout"
-            case .registrationSize: "--registration-size"
-            }
+extension ReproError {
+    /// The problem in `ringstorm repro`'s terms: its option names, the numbers and the fix.
+    var commandLineText: String {
+        switch self {
+        case .clients(let n): "--clients must be at least 1, not \(n)"
+        case .silentNegative: "--silent cannot be negative"
+        case .tooManyClients(let n, let maximum): "--clients plus --silent is \(n); the repro runs at most \(maximum) (use serve and load for more)"
+        case .maxFDs(let n, let minimum): "--max-fds must be at least \(minimum) (the server needs a few for itself), not \(n)"
+        case .duration(let d, let allowed):
+            "--duration must be between \(DurationParsing.format(nanoseconds: allowed.lowerBound)) and "
+                + "\(DurationParsing.format(nanoseconds: allowed.upperBound)), not \(DurationParsing.format(nanoseconds: d))"
+        case .silentDelay: "--silent-delay must be less than --duration"
+        case .intervalNotPositive: "--interval must be more than 0"
+        case .requestTimeoutNotPositive: "--request-timeout must be more than 0"
+        case .registerTimeoutNegative: "--register-timeout cannot be negative"
+        case .registrationSize(let n, let minimum, let maximum): "--registration-size must be between \(minimum) and \(maximum) bytes, not \(n)"
+        case .failed(let text): text
         }
     }
 }

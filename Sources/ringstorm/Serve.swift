@@ -22,12 +22,6 @@ struct Serve: ParsableCommand {
     @Option(help: "Address to listen on, HOST:PORT ([V6]:PORT for IPv6).")
     var listen: String = "127.0.0.1:7200"
 
-    @Option(help: "Engine backend: uring or epoll.")
-    var backend: Backend = .uring
-
-    @Option(help: "Engine threads, each with its own ring or epoll instance and SO_REUSEPORT listener.")
-    var threads: Int = 1
-
     @Option(help: "Close a connection that has not sent REGISTER within this (ringstorm; 0: never).")
     var registerTimeout: String = "5s"
 
@@ -46,21 +40,15 @@ struct Serve: ParsableCommand {
     @Option(help: "Stop after this long, e.g. 30s (default: until SIGINT/SIGTERM).")
     var duration: String?
 
-    @Option(help: "Time between live progress lines, e.g. 1s (0: none).")
-    var reportInterval: String = "1s"
-
-    @Option(help: "Write the final report as JSON to FILE (schema in Docs/report.md).")
-    var json: String?
-
     @Option(help: "io_uring: wait up to this long for a batch of completions per io_uring_enter, e.g. 50us (0: return at the first; needs kernel 6.12).")
     var batchWait: String = "50us"
 
-    @Option(help: "Worker processes, each with its own SO_REUSEPORT listener(s) on the same port; their reports are merged exactly (one process holds at most RLIMIT_NOFILE descriptors).")
-    var processes: Int = 1
-
-    /// Set in a worker process of `--processes`: report to the parent on this descriptor instead of the terminal.
-    @Option(help: .hidden)
-    var workerReportFd: Int32?
+    @OptionGroup var engineOptions: EngineOptions
+    private var backend: Backend { engineOptions.backend }
+    private var threads: Int { engineOptions.threads }
+    private var processes: Int { engineOptions.processes }
+    private var reportInterval: String { engineOptions.reportInterval }
+    private var json: String? { engineOptions.json }
 
     func validate() throws {
         guard ServerError.threadRange.contains(threads) else { throw ValidationError(Self.text(of: .threadsOutOfRange(threads))) }
@@ -92,21 +80,16 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         TerminationSignals.block()
-        let times = try parsedDurations()
-        if processes > 1 && workerReportFd == nil { return try runProcesses(times) }
-        let channel = workerReportFd.map { WorkerChannel(fd: $0) }
-        var configuration = RingStormServer.Configuration(listen: try AddressArgument.parse(listen, option: "--listen"))
-        configuration.backend = backend
-        configuration.threads = threads
-        configuration.protocol = `protocol`
-        configuration.registerTimeout = .nanoseconds(times.register)
-        configuration.idleTimeout = .nanoseconds(times.idle)
-        configuration.maxFrameSize = try parsedFrameSize()
-        configuration.maxFDs = maxFds
-        configuration.onEMFILE = onEmfile
-        configuration.engine.batchWaitMicroseconds = try parsedBatchWait()
-        configuration.reusePort = channel != nil
-        if times.report > 0 { configuration.reportInterval = .nanoseconds(times.report) }
+        var times = try parsedDurations()
+        let worker = try inheritedWorker(RingStormServer.Configuration.self)
+        if processes > 1 && worker == nil { return try runProcesses(times) }
+        let channel = worker?.channel
+        var configuration = try serverConfiguration(times)
+        if let worker {
+            configuration = worker.assignment.configuration
+            times.report = worker.assignment.progressIntervalNanoseconds
+            times.duration = worker.assignment.durationNanoseconds
+        }
         let server: RingStormServer
         do {
             server = try RingStormServer(configuration: configuration)
@@ -155,6 +138,22 @@ struct Serve: ParsableCommand {
         try writeJSON(report)
     }
 
+    /// The server these options describe (a worker process of `--processes` gets it as its assignment).
+    private func serverConfiguration(_ times: (register: Int64, idle: Int64, report: Int64, duration: Int64?)) throws -> RingStormServer.Configuration {
+        var configuration = RingStormServer.Configuration(listen: try AddressArgument.parse(listen, option: "--listen"))
+        configuration.backend = backend
+        configuration.threads = threads
+        configuration.protocol = `protocol`
+        configuration.registerTimeout = .nanoseconds(times.register)
+        configuration.idleTimeout = .nanoseconds(times.idle)
+        configuration.maxFrameSize = try parsedFrameSize()
+        configuration.maxFDs = maxFds
+        configuration.onEMFILE = onEmfile
+        configuration.engine.batchWaitMicroseconds = try parsedBatchWait()
+        if times.report > 0 { configuration.reportInterval = .nanoseconds(times.report) }
+        return configuration
+    }
+
     private func banner(address: SocketAddress, _ duration: Int64?) -> String {
         var banner = "ringstorm serve: \(`protocol`) on \(address), backend \(backend), "
         if processes > 1 { banner += "\(processes) processes × " }
@@ -193,8 +192,8 @@ struct Serve: ParsableCommand {
 
     // MARK: --processes N
 
-    /// The parent of `--processes N`: reserves the port, starts N workers (this binary, `serve ...
-    /// --worker-report-fd 3`), prints a live line summed over them, forwards SIGINT/SIGTERM, merges their
+    /// The parent of `--processes N`: reserves the port, starts N workers (this binary's `serve`, each
+    /// with the server configuration as its `WorkerAssignment`), prints a live line summed over them, forwards SIGINT/SIGTERM, merges their
     /// reports exactly and reports a worker that died.
     private func runProcesses(_ times: (register: Int64, idle: Int64, report: Int64, duration: Int64?)) throws {
         let kernelAtStart = KernelCounters.read()
@@ -204,26 +203,11 @@ struct Serve: ParsableCommand {
         } catch let error as ServerError {
             throw UsageError(Self.text(of: error))
         }
-        var arguments = ["serve", "--protocol", `protocol`.rawValue, "--listen", reservation.address.description,
-                         "--backend", backend.rawValue, "--threads", String(threads),
-                         "--register-timeout", registerTimeout, "--idle-timeout", idleTimeout,
-                         "--max-frame-size", maxFrameSize, "--on-emfile", onEmfile.rawValue,
-                         "--report-interval", reportInterval, "--batch-wait", batchWait,
-                         "--worker-report-fd", String(WorkerProcesses<ServerSnapshot>.channelDescriptor)]
-        if let maxFds { arguments += ["--max-fds", String(maxFds)] }
-        if let duration { arguments += ["--duration", duration] }
-        let workers: WorkerProcesses<ServerSnapshot>
-        do {
-            workers = try WorkerProcesses(arguments: Array(repeating: arguments, count: processes))
-        } catch {
-            throw UsageError(error.description)
-        }
-        do {
-            _ = try workers.waitUntilReady()
-        } catch {
-            workers.stop(graceNanoseconds: 2_000_000_000)
-            throw UsageError(error.description)
-        }
+        var configuration = try serverConfiguration(times)
+        configuration.listen = reservation.address
+        configuration.reusePort = true
+        let assignment = WorkerAssignment(configuration, progressIntervalNanoseconds: times.report, durationNanoseconds: times.duration)
+        let workers: WorkerProcesses<ServerSnapshot> = try startedWorkers("serve", Array(repeating: assignment, count: processes))
         FileHandleOutput.standardOutput(banner(address: reservation.address, times.duration) + "\n")
 
         let started = monotonicNanoseconds()

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import RingStorm
 import RingStormEngine
+@testable import ringstorm
 
 /// End to end on loopback: the load generator against in-test peers that end connections in each of
 /// the ways the kernel knows (`../shared/kernel-facts.md`), on both backends. Each run is one echo
@@ -164,8 +165,8 @@ import RingStormEngine
         let budget = LoadBudget(descriptorLimit: 20_000, portsPerSource: 28_232)
         #expect(throws: LoadError.self) { try budget.check(c) }
         do { try budget.check(c) } catch {
-            #expect(error.description.contains("needs 50,000 descriptors but one process may open 19,990"))
-            #expect(error.description.contains("--processes 3"))
+            #expect(error.commandLineText.contains("needs 50,000 descriptors but one process may open 19,990"))
+            #expect(error.commandLineText.contains("--processes 3"))
         }
     }
 
@@ -174,7 +175,7 @@ import RingStormEngine
         c.connections = 50_000
         let budget = LoadBudget(descriptorLimit: 100_000, portsPerSource: 28_232)
         do { try budget.check(c) } catch {
-            #expect(error.description.contains("--source 127.0.0.2-127.0.0.3"))
+            #expect(error.commandLineText.contains("--source 127.0.0.2-127.0.0.3"))
         }
         c.sources = try SourceAddresses.parse("127.0.0.2-127.0.0.3")
         try budget.check(c)

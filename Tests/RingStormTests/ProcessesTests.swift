@@ -3,6 +3,7 @@ import Glibc
 import Testing
 import RingStorm
 import RingStormEngine
+@testable import ringstorm
 
 /// `ChildProcess`: spawn, exit status, signals, CPU time.
 @Suite struct ChildProcessTests {
@@ -57,7 +58,7 @@ import RingStormEngine
             try budget.check(c, processes: 2)
             Issue.record("50,000 connections fit 2 processes of 19,990 descriptors")
         } catch {
-            #expect(error.description == "--connections 50,000 over --processes 2 needs 25,000 descriptors per process but one process "
+            #expect(error.commandLineText == "--connections 50,000 over --processes 2 needs 25,000 descriptors per process but one process "
                 + "may open 19,990 (RLIMIT_NOFILE 20,000 minus 10 kept back): raise --processes to 3 or lower --connections to 39,980")
         }
         c.sources = try SourceAddresses.parse("127.0.0.2-127.0.0.3")
@@ -68,7 +69,7 @@ import RingStormEngine
             try budget.check(c, processes: 3)
             Issue.record("50,000 connections from one source address fit 28,232 ports")
         } catch {
-            #expect(error.description.contains("needs 50,000 local ports per source"))
+            #expect(error.commandLineText.contains("needs 50,000 local ports per source"))
         }
     }
 

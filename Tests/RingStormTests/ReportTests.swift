@@ -29,20 +29,17 @@ func keys(_ value: Any?) -> Set<String> {
 /// A worker report with something in every field.
 func sampleWorkerReport(seed: UInt64) -> LoadWorkerReport {
     var report = LoadWorkerReport(backend: .uring, durationSeconds: 10 + Double(seed))
-    report.connectionsAttempted = 1000
-    report.connectionsEstablished = 990
-    report.peakOpen = 985
-    report.requestsSent = 50_000
-    report.requestsAnswered = 49_990
+    report.connections = .init(attempted: 1000, established: 990, peakOpen: 985)
+    report.requests = .init(sent: 50_000, answered: 49_990)
     report.outcomes.record(.refused, in: .connect)
     report.outcomes.record(.timedOut, in: .connect)
     report.outcomes.record(.other(Errno(rawValue: EHOSTUNREACH)), in: .connect)
     report.outcomes.record(.responseTimeout, in: .request, times: 3)
     report.outcomes.record(.resetByPeer, in: .idle)
     report.outcomes.record(.protocolError, in: .register)
-    for v in sampleLatencies(count: 990, seed: seed) { report.connectLatency.record(microseconds: v) }
-    for v in sampleLatencies(count: 990, seed: seed + 100) { report.registerLatency.record(microseconds: v) }
-    for v in sampleLatencies(count: 49_990, seed: seed + 200) { report.requestLatency.record(microseconds: v) }
+    for v in sampleLatencies(count: 990, seed: seed) { report.latency.connect.record(microseconds: v) }
+    for v in sampleLatencies(count: 990, seed: seed + 100) { report.latency.register.record(microseconds: v) }
+    for v in sampleLatencies(count: 49_990, seed: seed + 200) { report.latency.request.record(microseconds: v) }
     report.syscalls = 120_000
     return report
 }

@@ -30,9 +30,9 @@ import RingStormEngine
 
     func clients(registered: Int, attempted: Int, _ outcomes: [(Phase, FailureOutcome, Int)]) -> LoadReport {
         var r = LoadWorkerReport(backend: "uring", durationSeconds: 10)
-        r.connectionsAttempted = attempted
-        r.connectionsEstablished = attempted
-        for _ in 0..<registered { r.registerLatency.record(microseconds: 100) }
+        r.connections.attempted = attempted
+        r.connections.established = attempted
+        for _ in 0..<registered { r.latency.register.record(microseconds: 100) }
         for (phase, outcome, count) in outcomes { r.outcomes.record(outcome, in: phase, times: count) }
         return r.report
     }

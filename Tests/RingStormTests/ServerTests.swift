@@ -199,7 +199,7 @@ import Testing
                                      .maxFDsAboveHardLimit(30_000, hard: 20_000)]
         for error in errors { #expect(!error.description.contains("--"), "\(error.description)") }
         #expect(ServerError.negativeTimeout(.idle).description == "idle timeout cannot be negative")
-        for error in [ReproError(.maxFDsTooLow(4)), ReproError(.silentDelayNotWithinDuration), ReproError(.notPositive(.interval))] {
+        for error: ReproError in [.maxFDs(4, minimum: 16), .silentDelay(5_000_000_000, duration: 1_000_000_000), .intervalNotPositive(0)] {
             #expect(!error.description.contains("--"), "\(error.description)")
         }
     }

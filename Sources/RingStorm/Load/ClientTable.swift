@@ -7,7 +7,7 @@ enum ClientStage: UInt8 {
     /// Waiting out a reconnect backoff (its wake-up is in the wheel).
     case backingOff
     case connecting
-    /// Connected; REGISTER (or the echo first message) sent, its answer awaited.
+    /// Connected; the protocol's first message (REGISTER, the echo first message) sent, its answer awaited.
     case registering
     /// Connected and registered: sending requests.
     case active
@@ -40,8 +40,6 @@ struct ClientState {
     var sequence: UInt64 = 0
     /// Requests answered on the current connection.
     var answered: Int = 0
-    /// Echo: bytes of the first message or of the current message echoed so far.
-    var echoedBytes: Int = 0
 }
 
 /// A fixed-capacity FIFO of client numbers (clients waiting for a connect token).

@@ -69,7 +69,7 @@ final class ConnectionLogFile: Sendable {
     init(path: String, truncate: Bool = true) throws(LoadError) {
         let fd = open(path, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : 0) | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw LoadError("--connections-log \(path): cannot open: \(Errno.current); name a writable file")
+            throw .connectionsLog(path: path, Errno.current)
         }
         self.fd = fd
     }

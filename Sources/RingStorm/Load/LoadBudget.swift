@@ -40,7 +40,7 @@ public struct LoadBudget: Sendable, Equatable {
     /// The most worker processes `--processes` starts.
     public static let maximumProcesses = 64
 
-    /// Throws with the numbers and the fix when `configuration` does not fit `processes` worker
+    /// Throws with the numbers when `configuration` does not fit `processes` worker
     /// processes: descriptors per process × processes, ports per source address × source addresses
     /// (ports are per source address and destination, machine-wide, so more processes do not add any).
     public func check(_ configuration: LoadGenerator.Configuration, processes: Int = 1) throws(LoadError) {
@@ -50,34 +50,17 @@ public struct LoadBudget: Sendable, Equatable {
         let processes = max(processes, 1)
         let perProcess = (n + processes - 1) / processes
         if perProcess > usable {
-            let needed = (n + usable - 1) / max(usable, 1)
-            let limits = "(RLIMIT_NOFILE \(count(descriptorLimit)) minus \(margin) kept back)"
-            if processes == 1 {
-                throw LoadError("--connections \(count(n)) needs \(count(n)) descriptors but one process may open \(count(usable)) \(limits): "
-                    + "add --processes \(needed) or lower --connections to \(count(usable))")
-            }
-            throw LoadError("--connections \(count(n)) over --processes \(processes) needs \(count(perProcess)) descriptors per process "
-                + "but one process may open \(count(usable)) \(limits): raise --processes to \(needed) "
-                + "or lower --connections to \(count(usable * processes))")
+            throw .descriptors(.init(connections: n, processes: processes, perProcess: perProcess, usable: usable,
+                                     limit: descriptorLimit, margin: margin, processesNeeded: (n + usable - 1) / max(usable, 1)))
         }
         let sources = max(1, configuration.sources.count)
         let perSource = (n + sources - 1) / sources
         if perSource > portsPerSource {
             let needed = (n + portsPerSource - 1) / portsPerSource
-            let example: String
             let loopback: UInt32? = (configuration.target.ipv4Value ?? 0) >> 24 == 127 ? 0x7F00_0002 : nil
-            if let first = configuration.sources.first?.ipv4Value ?? loopback {
-                let a = SocketAddress(ipv4Value: first, port: 0).host
-                let b = SocketAddress(ipv4Value: first &+ UInt32(needed - 1), port: 0).host
-                example = "--source \(a)-\(b)"
-            } else {
-                example = "--source with \(needed) local addresses"
-            }
-            throw LoadError("--connections \(count(n)) from \(sources) source address\(sources == 1 ? "" : "es") needs \(count(perSource)) "
-                + "local ports per source but one source address has \(count(portsPerSource)) ports per destination: "
-                + "add \(example) (\(needed) addresses) or lower --connections to \(count(portsPerSource * sources))")
+            let range = (configuration.sources.first?.ipv4Value ?? loopback).map { $0...($0 &+ UInt32(needed - 1)) }
+            throw .ports(.init(connections: n, sources: sources, perSource: perSource, portsPerSource: portsPerSource,
+                               sourcesNeeded: needed, suggestedRange: range))
         }
     }
-
-    private func count(_ value: Int) -> String { ReportFormat.count(value) }
 }

@@ -1,7 +1,8 @@
 import RingStormEngine
 
 extension LoadGenerator {
-    /// What the clients speak.
+    /// What the clients speak. Each case's client side is a `ClientProtocol` type, named in
+    /// `WireProtocol.client`.
     public enum WireProtocol: String, Sendable, Codable, CaseIterable {
         /// `ringstorm` frames: REGISTER first, then REQUEST/RESPONSE (see `Docs/protocol.md`).
         case ringstorm
@@ -10,7 +11,7 @@ extension LoadGenerator {
     }
 
     /// When a connection sends its next request.
-    public enum Pacing: Sendable, Equatable {
+    public enum Pacing: Sendable, Equatable, Codable {
         /// One request every `intervalNanoseconds` per connection, whether or not the last one was
         /// answered. Latency runs from the *intended* send time, so a stall is not hidden by sending
         /// late (coordinated omission).
@@ -25,12 +26,13 @@ extension LoadGenerator {
     }
 
     /// A load run, as a value: everything `ringstorm load` takes on its command line.
-    public struct Configuration: Sendable {
+    public struct Configuration: Sendable, Codable {
         /// Where to connect.
         public var target: SocketAddress
         /// Clients, each with at most one connection at a time.
         public var connections: Int = 1
-        /// Connections started per second (reconnects included); 0: all at once.
+        /// Connections started per second (reconnects included), in total over all threads (and worker
+        /// processes: see `WorkSplit`); 0: all at once.
         public var connectRate: Double = 0
         /// How long the run lasts; then the generator closes its own connections.
         public var durationNanoseconds: Int64 = 10_000_000_000
@@ -56,7 +58,7 @@ extension LoadGenerator {
         /// Local addresses to connect from, round-robin by client (empty: the kernel chooses).
         public var sources: [SocketAddress] = []
         public var backend: Backend = .uring
-        /// Engine threads; clients are split evenly among them.
+        /// Engine threads; clients and the connect rate are split evenly among them (`WorkSplit`).
         public var threads: Int = 1
         /// Where to write one JSON line per connection lifecycle (nil: nowhere).
         public var connectionsLogPath: String?
@@ -105,17 +107,6 @@ extension LoadGenerator {
             z ^= z >> 31
             let fraction = Double(z >> 11) / Double(UInt64(1) << 53)
             return backoff + Int64(Double(backoff) * reconnectJitter * fraction)
-        }
-
-        /// Bytes of one request on the wire.
-        var requestWireSize: Int {
-            wireProtocol == .ringstorm ? WireFormat.requestFrameSize(payloadSize: messageSize) : messageSize
-        }
-
-        /// Whether a connection registers (or sends its first message) before its requests.
-        var registers: Bool {
-            if case .silent = pacing { return false }
-            return wireProtocol == .ringstorm || firstMessageSize > 0
         }
     }
 }

@@ -1,5 +1,107 @@
-/// Why a load run refused to start: one message naming the problem, the numbers and the fix.
-public struct LoadError: Error, CustomStringConvertible, Sendable, Equatable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+import RingStormEngine
+
+/// Why a load run refused to start, with the numbers. `description` words it in the terms of
+/// `LoadGenerator.Configuration`; the `ringstorm load` command words it with its own option names.
+public enum LoadError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// `connections` below 1.
+    case connections(Int)
+    /// `threads` outside `1...maximum`.
+    case threads(Int, maximum: Int)
+    /// Worker processes outside `1...maximum`.
+    case processes(Int, maximum: Int)
+    /// More worker processes than connections.
+    case processesExceedConnections(processes: Int, connections: Int)
+    case firstClientNegative(Int)
+    case targetWithoutPort(SocketAddress)
+    case durationNotPositive(Int64)
+    case connectRateNegative(Double)
+    case requestTimeoutNotPositive(Int64)
+    /// The reconnect jitter outside `0...maximum`.
+    case reconnectJitter(Double, maximum: Double)
+    case firstMessageNegative(Int)
+    case intervalNotPositive(Int64)
+    /// A closed-loop pipeline outside `1...maximum`.
+    case pipeline(Int, maximum: Int)
+    /// A source address of another family than the target.
+    case sourceFamily(source: SocketAddress, target: SocketAddress)
+    /// A message smaller than the protocol allows.
+    case messageSizeTooSmall(Int, minimum: Int, protocol: LoadGenerator.WireProtocol)
+    /// A request payload that does not fit the largest frame.
+    case messageSizeTooLarge(Int, maxFrameSize: Int, most: Int)
+    /// A first message set for a protocol that sends its own (ringstorm: REGISTER).
+    case firstMessageNotFor(LoadGenerator.WireProtocol)
+    case registrationSize(Int, minimum: Int, maximum: Int)
+    /// A registration size set for a protocol without one.
+    case registrationSizeNotFor(LoadGenerator.WireProtocol)
+    /// More connections per process than descriptors.
+    case descriptors(DescriptorShortage)
+    /// More connections per source address than local ports.
+    case ports(PortShortage)
+    /// Source address text that does not parse: the text and what is wrong with it.
+    case sources(String, SourceProblem)
+    /// The connections log cannot be opened.
+    case connectionsLog(path: String, Errno)
+
+    public struct DescriptorShortage: Sendable, Equatable {
+        public var connections: Int
+        public var processes: Int
+        public var perProcess: Int
+        /// Descriptors one process may use for connections: `limit - margin`.
+        public var usable: Int
+        /// RLIMIT_NOFILE, and the descriptors kept back from it.
+        public var limit: Int
+        public var margin: Int
+        /// Processes that would fit.
+        public var processesNeeded: Int
+    }
+
+    public struct PortShortage: Sendable, Equatable {
+        public var connections: Int
+        public var sources: Int
+        public var perSource: Int
+        public var portsPerSource: Int
+        /// Source addresses that would fit.
+        public var sourcesNeeded: Int
+        /// An IPv4 range of that many addresses to suggest (from the first source, or 127.0.0.2 for a
+        /// loopback target), when there is one.
+        public var suggestedRange: ClosedRange<UInt32>?
+    }
+
+    public enum SourceProblem: Sendable, Equatable {
+        case rangeNotIPv4
+        case rangeBackwards
+        case tooMany(maximum: Int)
+        case empty
+        case unparsable(String)
+    }
+
+    public var description: String {
+        switch self {
+        case .connections(let n): "connections must be at least 1, not \(n)"
+        case .threads(let n, let maximum): "threads must be between 1 and \(maximum), not \(n)"
+        case .processes(let n, let maximum): "processes must be between 1 and \(maximum), not \(n)"
+        case .processesExceedConnections(let p, let c): "\(p) processes is more than \(c) connections"
+        case .firstClientNegative(let n): "the first client number cannot be negative, not \(n)"
+        case .targetWithoutPort(let target): "target \(target) has no port"
+        case .durationNotPositive: "the duration must be more than 0"
+        case .connectRateNegative: "the connect rate cannot be negative"
+        case .requestTimeoutNotPositive: "the request timeout must be more than 0"
+        case .reconnectJitter(let j, let maximum): "the reconnect jitter must be between 0 and \(maximum), not \(j)"
+        case .firstMessageNegative: "the first message size cannot be negative"
+        case .intervalNotPositive: "the open-loop interval must be more than 0"
+        case .pipeline(let n, let maximum): "the pipeline must be between 1 and \(maximum), not \(n)"
+        case .sourceFamily(let source, let target): "source \(source.host) and target \(target) are of different address families"
+        case .messageSizeTooSmall(let n, let minimum, let p): "a \(p) message must be at least \(minimum) bytes, not \(n)"
+        case .messageSizeTooLarge(let n, let frame, let most): "a \(n)-byte payload does not fit a \(frame)-byte frame; the most is \(most)"
+        case .firstMessageNotFor(let p): "a first message is not for the \(p) protocol"
+        case .registrationSize(let n, let minimum, let maximum): "the registration size must be between \(minimum) and \(maximum) bytes, not \(n)"
+        case .registrationSizeNotFor(let p): "a registration size is not for the \(p) protocol"
+        case .descriptors(let s):
+            "\(s.connections) connections over \(s.processes) processes need \(s.perProcess) descriptors per process but one may open \(s.usable)"
+        case .ports(let s):
+            "\(s.connections) connections from \(s.sources) source addresses need \(s.perSource) local ports per source but one has \(s.portsPerSource)"
+        case .sources(let text, let problem): "source addresses '\(text)': \(problem)"
+        case .connectionsLog(let path, let errno): "connections log \(path): cannot open: \(errno)"
+        }
+    }
 }

@@ -24,51 +24,32 @@ public final class LoadGenerator: Sendable {
         self.configuration = configuration
     }
 
-    /// Checks the values and this process's budget (descriptors, ports per source address); throws one
-    /// message naming the problem, the numbers and the fix.
+    /// Checks the values and this process's budget (descriptors, ports per source address); throws the
+    /// first problem, with its numbers.
     /// `processes`: worker processes sharing the clients (`--processes`); the budget is per process.
     public func validate(budget: LoadBudget = .current, processes: Int = 1) throws(LoadError) {
         let c = configuration
-        guard c.connections >= 1 else { throw LoadError("--connections must be at least 1, not \(c.connections)") }
-        guard (1...64).contains(c.threads) else { throw LoadError("--threads must be between 1 and 64, not \(c.threads)") }
+        guard c.connections >= 1 else { throw .connections(c.connections) }
+        guard (1...64).contains(c.threads) else { throw .threads(c.threads, maximum: 64) }
         guard (1...LoadBudget.maximumProcesses).contains(processes) else {
-            throw LoadError("--processes must be between 1 and \(LoadBudget.maximumProcesses), not \(processes)")
+            throw .processes(processes, maximum: LoadBudget.maximumProcesses)
         }
-        guard processes <= c.connections else {
-            throw LoadError("--processes \(processes) is more than --connections \(c.connections); use at most \(c.connections)")
-        }
-        guard c.firstClient >= 0 else { throw LoadError("the first client number cannot be negative") }
-        guard c.target.port != 0 else { throw LoadError("--target \(c.target) has no port; write e.g. 127.0.0.1:7200") }
-        guard c.durationNanoseconds > 0 else { throw LoadError("--duration must be more than 0") }
-        guard c.connectRate >= 0 else { throw LoadError("--connect-rate cannot be negative") }
-        guard c.requestTimeoutNanoseconds > 0 else { throw LoadError("--request-timeout must be more than 0") }
-        guard c.reconnectJitter >= 0 && c.reconnectJitter <= 10 else {
-            throw LoadError("--backoff jitter must be between 0 and 10 (a fraction of the wait), not \(c.reconnectJitter)")
-        }
-        switch c.wireProtocol {
-        case .echo:
-            guard c.messageSize >= 1 else { throw LoadError("--message-size must be at least 1 byte for the echo protocol") }
-        case .ringstorm:
-            let most = WireFormat.maxPayloadSize(maxFrameSize: c.maxFrameSize)
-            guard c.messageSize >= 0 && c.messageSize <= most else {
-                throw LoadError("--message-size \(c.messageSize) does not fit a \(c.maxFrameSize)-byte frame; the most is \(most)")
-            }
-            guard c.firstMessageSize == 0 else { throw LoadError("--first-message is for --protocol echo; ringstorm clients send REGISTER first (pad it with --registration-size)") }
-            guard c.registrationSize >= WireFormat.registerFrameSize && c.registrationSize <= c.maxFrameSize + WireFormat.lengthSize else {
-                throw LoadError("--registration-size \(c.registrationSize) must be between \(WireFormat.registerFrameSize) (a bare REGISTER) and \(c.maxFrameSize + WireFormat.lengthSize) bytes")
-            }
-        }
-        guard c.firstMessageSize >= 0 else { throw LoadError("--first-message cannot be negative") }
+        guard processes <= c.connections else { throw .processesExceedConnections(processes: processes, connections: c.connections) }
+        guard c.firstClient >= 0 else { throw .firstClientNegative(c.firstClient) }
+        guard c.target.port != 0 else { throw .targetWithoutPort(c.target) }
+        guard c.durationNanoseconds > 0 else { throw .durationNotPositive(c.durationNanoseconds) }
+        guard c.connectRate >= 0 else { throw .connectRateNegative(c.connectRate) }
+        guard c.requestTimeoutNanoseconds > 0 else { throw .requestTimeoutNotPositive(c.requestTimeoutNanoseconds) }
+        guard c.reconnectJitter >= 0 && c.reconnectJitter <= 10 else { throw .reconnectJitter(c.reconnectJitter, maximum: 10) }
+        try c.wireProtocol.client.validate(c)
+        guard c.firstMessageSize >= 0 else { throw .firstMessageNegative(c.firstMessageSize) }
         switch c.pacing {
-        case .openLoop(let interval): guard interval > 0 else { throw LoadError("--interval must be more than 0") }
-        case .closedLoop(let pipeline): guard (1...1024).contains(pipeline) else { throw LoadError("--pipeline must be between 1 and 1024, not \(pipeline)") }
+        case .openLoop(let interval): guard interval > 0 else { throw .intervalNotPositive(interval) }
+        case .closedLoop(let pipeline): guard (1...1024).contains(pipeline) else { throw .pipeline(pipeline, maximum: 1024) }
         case .silent: break
         }
-        if c.wireProtocol == .echo && c.registrationSize != WireFormat.registerFrameSize {
-            throw LoadError("--registration-size is for --protocol ringstorm; echo clients send --first-message BYTES")
-        }
         for source in c.sources where source.isIPv6 != c.target.isIPv6 {
-            throw LoadError("--source \(source.host) and --target \(c.target) are of different address families")
+            throw .sourceFamily(source: source, target: c.target)
         }
         try budget.check(c, processes: processes)
     }
@@ -81,13 +62,10 @@ public final class LoadGenerator: Sendable {
         let logFile = try configuration.connectionsLogPath.map { path throws(LoadError) in
             try ConnectionLogFile(path: path, truncate: configuration.truncateConnectionsLog)
         }
-        let threads = min(configuration.threads, configuration.connections)
-        let started = try WorkerThreads<LoadWorkerSnapshot>(count: threads, stop: stopFlag) { index in
-            let share = configuration.connections / threads
-            let extra = configuration.connections % threads
-            let first = configuration.firstClient + index * share + min(index, extra)
-            let plan = LoadWorkerPlan(configuration: configuration, firstClient: first,
-                                      clientCount: share + (index < extra ? 1 : 0), logFile: logFile)
+        // Each thread runs its share of the clients and of the connect rate (rates are totals).
+        let split = WorkSplit(configuration, parts: configuration.threads)
+        let started = try WorkerThreads<LoadWorkerSnapshot>(count: split.parts, stop: stopFlag) { index in
+            let plan = LoadWorkerPlan(configuration: configuration.narrowed(to: split.share(index: index)), logFile: logFile)
             return try plan.makeWorker()
         }
         workers.withLock { $0 = started }

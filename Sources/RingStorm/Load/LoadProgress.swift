@@ -16,13 +16,12 @@ public struct LoadWorkerSnapshot: Sendable, Codable {
     }
 }
 
-/// The run so far, summed over workers: what the live progress line shows.
+/// The run so far, summed over workers: what the live progress line shows (the counts of their
+/// `LoadWorkerReport`s, without the histograms).
 public struct LoadProgress: Sendable {
     public var open = 0
-    public var attempted = 0
-    public var established = 0
-    public var requestsSent = 0
-    public var requestsAnswered = 0
+    public var connections = LoadReport.Connections()
+    public var requests = LoadReport.Requests()
     public var outcomes = PhaseOutcomes()
     public var syscalls = 0
     /// Workers that have finished.
@@ -34,10 +33,8 @@ public struct LoadProgress: Sendable {
     public init(_ snapshots: [LoadWorkerSnapshot]) {
         for s in snapshots {
             open += s.open
-            attempted += s.report.connectionsAttempted
-            established += s.report.connectionsEstablished
-            requestsSent += s.report.requestsSent
-            requestsAnswered += s.report.requestsAnswered
+            connections.merge(s.report.connections)
+            requests.merge(s.report.requests)
             outcomes.merge(s.report.outcomes)
             syscalls += s.report.syscalls
             if s.finished { finishedWorkers += 1 }
@@ -49,8 +46,8 @@ public struct LoadProgress: Sendable {
     public func line(since previous: LoadProgress, seconds: Double) -> String {
         let s = max(seconds, 1e-9)
         var text = "open " + ReportFormat.count(open)
-            + "  established/s " + ReportFormat.count(Int((Double(established - previous.established) / s).rounded()))
-            + "  requests/s " + ReportFormat.count(Int((Double(requestsAnswered - previous.requestsAnswered) / s).rounded()))
+            + "  established/s " + ReportFormat.count(Int((Double(connections.established - previous.connections.established) / s).rounded()))
+            + "  requests/s " + ReportFormat.count(Int((Double(requests.answered - previous.requests.answered) / s).rounded()))
         let failures = Phase.allCases.compactMap { phase -> String? in
             let items = outcomes[phase].nonZero
             guard !items.isEmpty else { return nil }

@@ -1,6 +1,6 @@
 import RingStormEngine
 
-/// Parses `--source`: addresses separated by commas, each a single address or an IPv4 range
+/// Parses source addresses (`ringstorm load --source`): addresses separated by commas, each a single address or an IPv4 range
 /// `127.0.0.2-127.0.0.50` (both ends included). Ports are ignored (the kernel picks one per connection:
 /// `IP_BIND_ADDRESS_NO_PORT`).
 public enum SourceAddresses {
@@ -14,18 +14,18 @@ public enum SourceAddresses {
                 let low = try address(String(part[..<dash]), in: text)
                 let high = try address(String(part[part.index(after: dash)...]), in: text)
                 guard let a = low.ipv4Value, let b = high.ipv4Value else {
-                    throw LoadError("--source '\(part)': ranges are IPv4 only; list IPv6 addresses with commas")
+                    throw .sources(part, .rangeNotIPv4)
                 }
-                guard a <= b else { throw LoadError("--source '\(part)': the range runs backwards; write the lower address first") }
+                guard a <= b else { throw .sources(part, .rangeBackwards) }
                 guard Int(b - a) + 1 + result.count <= maximumCount else {
-                    throw LoadError("--source '\(part)': more than \(maximumCount) addresses")
+                    throw .sources(part, .tooMany(maximum: maximumCount))
                 }
                 for v in a...b { result.append(SocketAddress(ipv4Value: v, port: 0)) }
             } else {
                 result.append(try address(part, in: text))
             }
         }
-        if result.isEmpty { throw LoadError("--source '\(text)' names no address; write e.g. 127.0.0.2,127.0.0.3 or 127.0.0.2-127.0.0.50") }
+        if result.isEmpty { throw .sources(text, .empty) }
         return result
     }
 
@@ -33,7 +33,7 @@ public enum SourceAddresses {
         do {
             return try SocketAddress(parsing: text)
         } catch {
-            throw LoadError("--source: \(error); write e.g. 127.0.0.2,127.0.0.3 or 127.0.0.2-127.0.0.50")
+            throw .sources(text, .unparsable("\(error)"))
         }
     }
 }

@@ -46,6 +46,13 @@ public struct LoadReport: Codable, Sendable, Equatable {
             case attempted, established
             case peakOpen = "peak_open"
         }
+
+        /// Counts summed (peaks too: see `LoadWorkerReport.connections`).
+        public mutating func merge(_ other: Connections) {
+            attempted += other.attempted
+            established += other.established
+            peakOpen += other.peakOpen
+        }
     }
 
     public struct Requests: Codable, Sendable, Equatable {
@@ -57,6 +64,11 @@ public struct LoadReport: Codable, Sendable, Equatable {
         public init(sent: Int = 0, answered: Int = 0) {
             self.sent = sent
             self.answered = answered
+        }
+
+        public mutating func merge(_ other: Requests) {
+            sent += other.sent
+            answered += other.answered
         }
     }
 
@@ -116,26 +128,40 @@ public struct LoadReport: Codable, Sendable, Equatable {
     public init(json: Data) throws { self = try JSONDecoder().decode(Self.self, from: json) }
 }
 
-/// One load worker's counts and raw latency histograms: what it records while running and what a worker
-/// process sends its parent. Unlike `LoadReport`, these merge exactly (counts summed, histograms added),
-/// so the parent's report is the one a single process would have produced.
+/// One load worker's counts and raw latency histograms: what it records while running, what a worker
+/// process sends its parent, and what their merge is. It has `LoadReport`'s sections (`connections`,
+/// `requests`, `outcomes`, ...) but keeps the latency histograms instead of percentiles, so reports merge
+/// exactly (counts summed, histograms added) and the parent's report is the one a single process would
+/// have produced; `report` renders the published `LoadReport`.
 ///
 /// Its JSON is a transport between RingStorm processes of the same version, not a published schema.
 public struct LoadWorkerReport: Codable, Sendable, Equatable {
+    /// The three latency histograms, in microseconds.
+    public struct Histograms: Codable, Sendable, Equatable {
+        public var connect = LatencyRecorder()
+        public var register = LatencyRecorder()
+        public var request = LatencyRecorder()
+
+        public init() {}
+
+        public mutating func merge(_ other: Histograms) {
+            connect.merge(other.connect)
+            register.merge(other.register)
+            request.merge(other.request)
+        }
+
+        public var summaries: LoadReport.Latencies { .init(connect: connect.summary, register: register.summary, request: request.summary) }
+    }
+
     public var backend: String
     /// Wall time of the run. Workers run side by side, so a merge keeps the longest.
     public var durationSeconds: Double
-    public var connectionsAttempted = 0
-    public var connectionsEstablished = 0
-    /// Most connections open at once in this worker. A merge sums the workers' peaks: exact when they
-    /// peak together (they ramp and hold together), an upper bound otherwise.
-    public var peakOpen = 0
-    public var requestsSent = 0
-    public var requestsAnswered = 0
+    /// `peakOpen` is this worker's; a merge sums the workers' peaks: exact when they peak together
+    /// (they start together and ramp together), an upper bound otherwise.
+    public var connections = LoadReport.Connections()
+    public var requests = LoadReport.Requests()
     public var outcomes = PhaseOutcomes()
-    public var connectLatency = LatencyRecorder()
-    public var registerLatency = LatencyRecorder()
-    public var requestLatency = LatencyRecorder()
+    public var latency = Histograms()
     /// System calls made (the engine's `statistics.syscalls.total`).
     public var syscalls = 0
     /// ERROR frames received from the server, by code name.
@@ -157,15 +183,10 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     public mutating func merge(_ other: LoadWorkerReport) {
         if backend != other.backend { backend = "mixed" }
         durationSeconds = max(durationSeconds, other.durationSeconds)
-        connectionsAttempted += other.connectionsAttempted
-        connectionsEstablished += other.connectionsEstablished
-        peakOpen += other.peakOpen
-        requestsSent += other.requestsSent
-        requestsAnswered += other.requestsAnswered
+        connections.merge(other.connections)
+        requests.merge(other.requests)
         outcomes.merge(other.outcomes)
-        connectLatency.merge(other.connectLatency)
-        registerLatency.merge(other.registerLatency)
-        requestLatency.merge(other.requestLatency)
+        latency.merge(other.latency)
         syscalls += other.syscalls
         for (code, n) in other.serverErrors { serverErrors[code, default: 0] += n }
         workers += other.workers
@@ -186,14 +207,9 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
 
     /// The published report: percentiles from the histograms.
     public var report: LoadReport {
-        var report = LoadReport(
-            backend: backend,
-            durationSeconds: durationSeconds,
-            connections: .init(attempted: connectionsAttempted, established: connectionsEstablished, peakOpen: peakOpen),
-            requests: .init(sent: requestsSent, answered: requestsAnswered),
-            outcomes: outcomes,
-            latency: .init(connect: connectLatency.summary, register: registerLatency.summary, request: requestLatency.summary),
-            syscalls: SyscallSummary(total: syscalls, requests: requestsAnswered))
+        var report = LoadReport(backend: backend, durationSeconds: durationSeconds, connections: connections, requests: requests,
+                                outcomes: outcomes, latency: latency.summaries,
+                                syscalls: SyscallSummary(total: syscalls, requests: requests.answered))
         report.serverErrors = serverErrors.isEmpty ? nil : serverErrors
         return report
     }
@@ -201,15 +217,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case backend
         case durationSeconds = "duration_s"
-        case connectionsAttempted = "connections_attempted"
-        case connectionsEstablished = "connections_established"
-        case peakOpen = "peak_open"
-        case requestsSent = "requests_sent"
-        case requestsAnswered = "requests_answered"
-        case outcomes
-        case connectLatency = "connect_latency_us"
-        case registerLatency = "register_latency_us"
-        case requestLatency = "request_latency_us"
+        case connections, requests, outcomes
+        case latency = "latency_us"
         case syscalls, workers
         case serverErrors = "server_errors"
     }

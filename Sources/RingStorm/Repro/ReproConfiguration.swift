@@ -40,28 +40,28 @@ public enum Repro {
         /// The most clients of both groups together: the repro is meant to run anywhere, in seconds.
         public static let maximumClients = 10_000
 
-        /// Throws the first bad value (`ReproError.Problem`, carrying the numbers).
+        /// The durations a repro may last.
+        public static let durations: ClosedRange<Int64> = 1_000_000_000...600_000_000_000
+        /// The fewest descriptors the server may be limited to (it needs a few for itself).
+        public static let minimumMaxFDs = 16
+
+        /// Throws the first bad value, with its numbers.
         public func validate() throws(ReproError) {
-            guard clients >= 1 else { throw ReproError(.clientsBelowOne(clients)) }
-            guard silent >= 0 else { throw ReproError(.silentNegative) }
-            guard clients + silent <= Self.maximumClients else { throw ReproError(.tooManyClients(clients + silent)) }
-            guard maxFDs >= Self.minimumMaxFDs else { throw ReproError(.maxFDsTooLow(maxFDs)) }
-            guard Self.durationRange.contains(durationNanoseconds) else { throw ReproError(.durationOutOfRange(durationNanoseconds)) }
+            guard clients >= 1 else { throw .clients(clients) }
+            guard silent >= 0 else { throw .silentNegative(silent) }
+            guard clients + silent <= Self.maximumClients else { throw .tooManyClients(clients + silent, maximum: Self.maximumClients) }
+            guard maxFDs >= Self.minimumMaxFDs else { throw .maxFDs(maxFDs, minimum: Self.minimumMaxFDs) }
+            guard Self.durations.contains(durationNanoseconds) else { throw .duration(durationNanoseconds, allowed: Self.durations) }
             guard silentDelayNanoseconds >= 0 && silentDelayNanoseconds < durationNanoseconds else {
-                throw ReproError(.silentDelayNotWithinDuration)
+                throw .silentDelay(silentDelayNanoseconds, duration: durationNanoseconds)
             }
-            guard intervalNanoseconds > 0 else { throw ReproError(.notPositive(.interval)) }
-            guard requestTimeoutNanoseconds > 0 else { throw ReproError(.notPositive(.requestTimeout)) }
-            guard registerTimeoutNanoseconds >= 0 else { throw ReproError(.registerTimeoutNegative) }
-            guard Self.registrationSizeRange.contains(registrationSize) else {
-                throw ReproError(.registrationSizeOutOfRange(registrationSize))
+            guard intervalNanoseconds > 0 else { throw .intervalNotPositive(intervalNanoseconds) }
+            guard requestTimeoutNanoseconds > 0 else { throw .requestTimeoutNotPositive(requestTimeoutNanoseconds) }
+            guard registerTimeoutNanoseconds >= 0 else { throw .registerTimeoutNegative(registerTimeoutNanoseconds) }
+            guard registrationSize >= WireFormat.registerFrameSize && registrationSize <= 65_536 else {
+                throw .registrationSize(registrationSize, minimum: WireFormat.registerFrameSize, maximum: 65_536)
             }
         }
-
-        /// The server needs a few descriptors for itself.
-        public static let minimumMaxFDs = 16
-        public static let durationRange: ClosedRange<Int64> = 1_000_000_000...600_000_000_000
-        public static let registrationSizeRange = WireFormat.registerFrameSize...65_536
 
         /// The registering clients' load configuration against `target`.
         func registering(target: SocketAddress) -> LoadGenerator.Configuration {
@@ -112,71 +112,38 @@ public enum Repro {
     }
 }
 
-/// The repro could not run; one line naming the problem.
-/// A repro that could not run: a bad setting (the cases carry the numbers; `description` names the
-/// settings in the configuration's terms, the command line with its flags), or a failure while running.
-public struct ReproError: Error, CustomStringConvertible, Sendable {
-    /// The settings an error may name.
-    public enum Setting: String, Sendable {
-        case clients, silent, maxFDs, duration, silentDelay, interval, requestTimeout, registerTimeout, registrationSize
-    }
+/// The repro could not run: a configuration value out of range (with its numbers; `ringstorm repro`
+/// words these with its option names), or a failure while running (`failed`, one line).
+public enum ReproError: Error, CustomStringConvertible, Sendable, Equatable {
+    case clients(Int)
+    case silentNegative(Int)
+    case tooManyClients(Int, maximum: Int)
+    case maxFDs(Int, minimum: Int)
+    case duration(Int64, allowed: ClosedRange<Int64>)
+    case silentDelay(Int64, duration: Int64)
+    case intervalNotPositive(Int64)
+    case requestTimeoutNotPositive(Int64)
+    case registerTimeoutNegative(Int64)
+    case registrationSize(Int, minimum: Int, maximum: Int)
+    /// The run itself failed (the server did not start, died, sent no report, ...).
+    case failed(String)
 
-    public enum Problem: Sendable, Equatable {
-        case clientsBelowOne(Int)
-        case silentNegative
-        /// Clients of both groups together, above `Repro.Configuration.maximumClients`.
-        case tooManyClients(Int)
-        /// Below `Repro.Configuration.minimumMaxFDs`.
-        case maxFDsTooLow(Int)
-        /// Nanoseconds, outside `Repro.Configuration.durationRange`.
-        case durationOutOfRange(Int64)
-        case silentDelayNotWithinDuration
-        case notPositive(Setting)
-        case registerTimeoutNegative
-        /// Outside `Repro.Configuration.registrationSizeRange`.
-        case registrationSizeOutOfRange(Int)
-        /// Running it failed (the server or the clients would not start, a report went missing).
-        case failed(String)
-    }
-
-    public let problem: Problem
-
-    public init(_ problem: Problem) { self.problem = problem }
-    public init(_ description: String) { problem = .failed(description) }
+    public init(_ description: String) { self = .failed(description) }
 
     public var description: String {
-        text { setting in
-            switch setting {
-            case .silent: "silent clients"
-            case .maxFDs: "max fds"
-            case .silentDelay: "silent delay"
-            case .requestTimeout: "request timeout"
-            case .registerTimeout: "register timeout"
-            case .registrationSize: "registration size"
-            case .clients, .duration, .interval: setting.rawValue
-            }
-        }
-    }
-
-    /// The text with each setting named by `name` (the command line: its flag).
-    package func text(naming name: (Setting) -> String) -> String {
-        typealias C = Repro.Configuration
-        return switch problem {
-        case .clientsBelowOne(let n): "\(name(.clients)) must be at least 1, not \(n)"
-        case .silentNegative: "\(name(.silent)) cannot be negative"
-        case .tooManyClients(let n):
-            "\(name(.clients)) plus \(name(.silent)) is \(n); the repro runs at most \(C.maximumClients) (use serve and load for more)"
-        case .maxFDsTooLow(let n):
-            "\(name(.maxFDs)) must be at least \(C.minimumMaxFDs) (the server needs a few for itself), not \(n)"
-        case .durationOutOfRange(let ns):
-            "\(name(.duration)) must be between \(DurationParsing.format(nanoseconds: C.durationRange.lowerBound)) and "
-                + "\(DurationParsing.format(nanoseconds: C.durationRange.upperBound)), not \(DurationParsing.format(nanoseconds: ns))"
-        case .silentDelayNotWithinDuration: "\(name(.silentDelay)) must be less than \(name(.duration))"
-        case .notPositive(let setting): "\(name(setting)) must be more than 0"
-        case .registerTimeoutNegative: "\(name(.registerTimeout)) cannot be negative"
-        case .registrationSizeOutOfRange(let n):
-            "\(name(.registrationSize)) must be between \(C.registrationSizeRange.lowerBound) and \(C.registrationSizeRange.upperBound) bytes, not \(n)"
-        case .failed(let text): text
+        func seconds(_ ns: Int64) -> String { DurationParsing.format(nanoseconds: ns) }
+        switch self {
+        case .clients(let n): return "registering clients must be at least 1, not \(n)"
+        case .silentNegative(let n): return "silent clients cannot be negative, not \(n)"
+        case .tooManyClients(let n, let maximum): return "\(n) clients in all; the repro runs at most \(maximum)"
+        case .maxFDs(let n, let minimum): return "the server's descriptor limit must be at least \(minimum), not \(n)"
+        case .duration(let d, let allowed): return "the duration must be between \(seconds(allowed.lowerBound)) and \(seconds(allowed.upperBound)), not \(seconds(d))"
+        case .silentDelay: return "the silent clients' delay must be less than the duration"
+        case .intervalNotPositive: return "the request interval must be more than 0"
+        case .requestTimeoutNotPositive: return "the request timeout must be more than 0"
+        case .registerTimeoutNegative: return "the register timeout cannot be negative"
+        case .registrationSize(let n, let minimum, let maximum): return "the registration size must be between \(minimum) and \(maximum) bytes, not \(n)"
+        case .failed(let text): return text
         }
     }
 }

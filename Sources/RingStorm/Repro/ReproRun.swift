@@ -1,9 +1,9 @@
 import Glibc
 import RingStormEngine
 
-/// One run of the repro: the server in a child process (`ringstorm serve --max-fds F --on-emfile
-/// POLICY ... --worker-report-fd 3`, which reports like a worker of `serve --processes`), the two client
-/// groups in this process on their own engine threads.
+/// One run of the repro: the server in a child process (`ringstorm serve` with its configuration as a
+/// `WorkerAssignment`, max fds and EMFILE policy included; it reports like a worker of `serve
+/// --processes`), the two client groups in this process on their own engine threads.
 ///
 /// ```swift
 /// let run = try ReproRun(configuration: configuration)   // the server listens, the clients are connecting
@@ -26,19 +26,24 @@ public final class ReproRun {
         try configuration.validate()
         self.configuration = configuration
         let c = configuration
-        let arguments: [String] = ["serve", "--protocol", "ringstorm", "--listen", "127.0.0.1:0", "--backend", c.backend.rawValue,
-                         "--max-fds", String(c.maxFDs), "--on-emfile", c.policy.rawValue,
-                         "--register-timeout", DurationParsing.format(nanoseconds: c.registerTimeoutNanoseconds),
-                         // Progress every tick: the server's side is taken at the clients' deadline.
-                         "--idle-timeout", "60s", "--report-interval", "100ms",
-                         // A bound in case this process dies without stopping it.
-                         "--duration", DurationParsing.format(nanoseconds: c.durationNanoseconds + 30_000_000_000),
-                         "--worker-report-fd", String(WorkerProcesses<ServerSnapshot>.channelDescriptor)]
-            // spin: no io_uring batch wait (50 µs per enter by default), so the loop is as tight as a naive
-            // server's and the cost shows in full.
-            + (c.policy == .spin ? ["--batch-wait", "0"] : [])
+        var serverConfiguration = RingStormServer.Configuration(listen: SocketAddress(ipv4Value: 0x7F00_0001, port: 0))
+        serverConfiguration.protocol = .ringstorm
+        serverConfiguration.backend = c.backend
+        serverConfiguration.maxFDs = c.maxFDs
+        serverConfiguration.onEMFILE = c.policy
+        serverConfiguration.registerTimeout = .nanoseconds(c.registerTimeoutNanoseconds)
+        serverConfiguration.idleTimeout = .seconds(60)
+        // Progress every tick: the server's side is taken at the clients' deadline.
+        serverConfiguration.reportInterval = .milliseconds(100)
+        serverConfiguration.reusePort = true
+        // spin: no io_uring batch wait (50 µs per enter by default), so the loop is as tight as a naive
+        // server's and the cost shows in full.
+        if c.policy == .spin { serverConfiguration.engine.batchWaitMicroseconds = 0 }
+        // A bound in case this process dies without stopping it.
+        let assignment = WorkerAssignment(serverConfiguration, progressIntervalNanoseconds: 100_000_000,
+                                          durationNanoseconds: c.durationNanoseconds + 30_000_000_000)
         do {
-            server = try WorkerProcesses(executable: c.executable, arguments: [arguments])
+            server = try WorkerProcesses(executable: c.executable, arguments: ["serve"], assignments: [assignment])
         } catch {
             throw ReproError("cannot start the server: \(error)")
         }

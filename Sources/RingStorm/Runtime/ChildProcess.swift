@@ -112,7 +112,7 @@ public struct ChildProcessError: Error, CustomStringConvertible, Sendable {
 }
 
 /// One spawned child: its pid, signals, and its end (status and CPU time), reaped exactly once.
-public final class ChildProcess: Sendable {
+package final class ChildProcess: Sendable {
     public let pid: pid_t
     private let ended = Locked<(status: ExitStatus, usage: ResourceUsage)?>(nil)
 
@@ -131,7 +131,7 @@ public final class ChildProcess: Sendable {
     ///   forwards it in the order it chooses (the repro stops its clients before its server).
     public static func spawn(executable: String = currentExecutable, argument0: String = "ringstorm",
                              arguments: [String], descriptors: [Int32: Int32] = [:],
-                             newProcessGroup: Bool = true) throws(ChildProcessError) -> ChildProcess {
+                             newProcessGroup: Bool = true, environment: [String: String] = [:]) throws(ChildProcessError) -> ChildProcess {
         // dup2(a, a) would keep close-on-exec, and one mapping could overwrite another's source: hand
         // the child copies numbered above every target.
         let floor = (descriptors.keys.max() ?? 2) + 1
@@ -169,9 +169,22 @@ public final class ChildProcess: Sendable {
 
         let argv: [UnsafeMutablePointer<CChar>?] = ([argument0] + arguments).map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
+        // This environment, plus (or overridden by) `environment`.
+        var inherited: [UnsafeMutablePointer<CChar>?] = []
+        var p = environ
+        while let entry = p.pointee {
+            let text = String(cString: entry)
+            let name = text.prefix { $0 != "=" }
+            if environment[String(name)] == nil { inherited.append(strdup(entry)) }
+            p += 1
+        }
+        let envp = inherited + environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for p in envp { free(p) } }
         var pid: pid_t = 0
         let result = argv.withUnsafeBufferPointer { args in
-            posix_spawn(&pid, executable, &actions, &attributes, args.baseAddress!, environ)
+            envp.withUnsafeBufferPointer { env in
+                posix_spawn(&pid, executable, &actions, &attributes, args.baseAddress!, env.baseAddress!)
+            }
         }
         guard result == 0 else {
             throw ChildProcessError("cannot start \(executable): \(Errno(rawValue: result))")

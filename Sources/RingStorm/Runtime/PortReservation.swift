@@ -13,7 +13,7 @@ import RingStormEngine
 /// `exclusive` first binds without `SO_REUSEPORT`: otherwise a port already served by another process's
 /// `SO_REUSEPORT` group (another ringstorm with threads, say) would be joined silently and the traffic
 /// split with it. That check fails with one clear line before any worker starts.
-public final class PortReservation: Sendable {
+package final class PortReservation: Sendable {
     /// The address with its concrete port.
     public let address: SocketAddress
     private let fd: Int32

@@ -3,7 +3,7 @@ import Glibc
 /// SIGINT and SIGTERM, taken synchronously: blocked in every thread (threads inherit the mask, so
 /// call `blockTerminationSignals` before starting any) and collected by the main thread with a
 /// timeout, which doubles as the tick for the live progress line.
-public enum TerminationSignals {
+package enum TerminationSignals {
     public static func block() {
         var set = sigset_t()
         sigemptyset(&set)

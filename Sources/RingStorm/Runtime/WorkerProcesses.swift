@@ -3,8 +3,8 @@ import Glibc
 import RingStormEngine
 import Synchronization
 
-/// The worker's end of its report channel: descriptor 3 in a worker process (`--worker-report-fd 3`),
-/// the write end of a pipe whose read end the parent holds. One line per message:
+/// The worker's end of its report channel: descriptor 3 in a worker process (see `WorkerLaunch`), the
+/// write end of a pipe whose read end the parent holds. One line per message:
 ///
 /// ```
 /// ready 127.0.0.1:7200          the worker is set up (serve: listening on that address)
@@ -14,7 +14,7 @@ import Synchronization
 ///
 /// A write that fails (EPIPE: the parent is gone) marks the channel broken; the worker then stops, so
 /// an orphaned worker does not run on.
-public final class WorkerChannel: Sendable {
+package final class WorkerChannel: Sendable {
     public let fd: Int32
     private let broken = Atomic<Bool>(false)
 
@@ -60,13 +60,13 @@ public struct WorkerFailure: Error, CustomStringConvertible, Sendable {
     public init(_ description: String) { self.description = description }
 }
 
-/// N copies of this binary, each running one worker (`ringstorm serve|load ... --worker-report-fd 3`),
+/// N copies of this binary, each running one worker (`ringstorm serve|load` with a `WorkerAssignment`),
 /// watched from one thread: their report channels and standard errors are read with `poll`, their
 /// latest progress and final reports decoded as `Status`, and their ends reaped and classified.
 ///
 /// Used by `serve --processes`, `load --processes` and `repro`; single-threaded (the caller's loop
 /// calls `pump`).
-public final class WorkerProcesses<Status: Decodable> {
+package final class WorkerProcesses<Status: Decodable> {
     public final class Worker {
         public let index: Int
         public let process: ChildProcess
@@ -96,9 +96,23 @@ public final class WorkerProcesses<Status: Decodable> {
     /// The descriptor number the channel has in the child.
     public static var channelDescriptor: Int32 { 3 }
 
-    /// Starts one child per argument list (each list without argv[0]; the caller adds
-    /// `--worker-report-fd 3`). If one cannot be started, those already started are killed.
-    public init(executable: String = ChildProcess.currentExecutable, arguments: [[String]]) throws(ChildProcessError) {
+    /// Starts one worker per assignment: `executable arguments` (e.g. this binary's `load`), each with its
+    /// assignment (`WorkerAssignment`, serialized) to read with `WorkerLaunch.inherited()` and its report
+    /// channel on descriptor 3. If one cannot be started, those already started are killed.
+    package convenience init<Configuration>(executable: String = ChildProcess.currentExecutable, arguments: [String],
+                                            assignments: [WorkerAssignment<Configuration>]) throws(ChildProcessError) {
+        var files: [Int32] = []
+        defer { for fd in files { SystemCall.close(fd) } }
+        for assignment in assignments { files.append(try WorkerLaunch.memoryFile(assignment)) }
+        try self.init(executable: executable, arguments: Array(repeating: arguments, count: assignments.count),
+                      assignmentFiles: files)
+    }
+
+    /// Starts one child per argument list (each list without argv[0]), with its report channel on
+    /// descriptor 3 and, if given, the file of its assignment. If one cannot be started, those
+    /// already started are killed.
+    public init(executable: String = ChildProcess.currentExecutable, arguments: [[String]],
+                assignmentFiles: [Int32] = []) throws(ChildProcessError) {
         var started: [Worker] = []
         do throws(ChildProcessError) {
             for (index, args) in arguments.enumerated() {
@@ -111,8 +125,14 @@ public final class WorkerProcesses<Status: Decodable> {
                 defer { SystemCall.close(channel.write); SystemCall.close(errors.write) }
                 let process: ChildProcess
                 do {
-                    process = try ChildProcess.spawn(executable: executable, arguments: args,
-                                                     descriptors: [Self.channelDescriptor: channel.write, 2: errors.write])
+                    var descriptors = [Self.channelDescriptor: channel.write, 2: errors.write]
+                    var environment: [String: String] = [:]
+                    if index < assignmentFiles.count {
+                        descriptors[WorkerLaunch.assignmentDescriptor] = assignmentFiles[index]
+                        environment[WorkerLaunch.environmentName] = String(WorkerLaunch.assignmentDescriptor)
+                    }
+                    process = try ChildProcess.spawn(executable: executable, arguments: args, descriptors: descriptors,
+                                                     environment: environment)
                 } catch {
                     SystemCall.close(channel.read); SystemCall.close(errors.read)
                     throw error

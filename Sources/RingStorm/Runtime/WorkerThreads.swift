@@ -4,7 +4,7 @@ import Synchronization
 
 /// Set from any thread (a signal handler's thread, a deadline, an embedding test); read by every
 /// engine loop once per poll.
-public final class StopFlag: Sendable {
+package final class StopFlag: Sendable {
     private let stopped = Atomic<Bool>(false)
     public init() {}
     public func stop() { stopped.store(true, ordering: .releasing) }
@@ -17,7 +17,7 @@ public final class StopFlag: Sendable {
 /// Workers are generic over their engine (`ServerWorker<UringEngine, EchoProtocol>`), so the per-event loop is
 /// specialised; threads hold them as `any EngineWorker<Snapshot>`, which costs one dynamic call per
 /// `run` and per published snapshot, nothing per event.
-public protocol EngineWorker<Snapshot>: AnyObject {
+package protocol EngineWorker<Snapshot>: AnyObject {
     associatedtype Snapshot: Sendable
     /// Runs until `stop` is set; publishes progress through `publish` now and then (about once a second).
     func run(until stop: StopFlag, publish: (Snapshot) -> Void)
@@ -26,13 +26,13 @@ public protocol EngineWorker<Snapshot>: AnyObject {
 }
 
 /// A worker that listens; its address is known once it is set up (with the kernel's port for port 0).
-public protocol ListeningWorker<Snapshot>: EngineWorker {
+package protocol ListeningWorker<Snapshot>: EngineWorker {
     var address: SocketAddress { get }
 }
 
 /// Starts `count` threads, each building its worker with `make(index)` and running it; `start` returns
 /// once every worker is set up, or throws the first set-up error (after stopping the others).
-public final class WorkerThreads<Snapshot: Sendable>: Sendable {
+package final class WorkerThreads<Snapshot: Sendable>: Sendable {
     private let latest: Locked<[Snapshot?]>
     private let threads: Locked<[pthread_t]>
     public let stopFlag: StopFlag
@@ -47,7 +47,7 @@ public final class WorkerThreads<Snapshot: Sendable>: Sendable {
         threads = Locked([])
         let ready = ReadyLatch(count: count)
         for index in 0..<count {
-            let thread = try spawnThread(name: "ringstorm-\(index)") { [latest, stopFlag] in
+            let spawned = Result { () throws(EngineError) -> pthread_t in try spawnThread(name: "ringstorm-\(index)") { [latest, stopFlag] in
                 let worker: any EngineWorker<Snapshot>
                 do {
                     worker = try make(index)
@@ -56,11 +56,22 @@ public final class WorkerThreads<Snapshot: Sendable>: Sendable {
                     return
                 }
                 ready.arrive()
+                // All workers start together, so a split run (a connect rate shared by the threads)
+                // keeps its total from the first moment.
+                guard ready.waitForAll() else { return }
                 worker.run(until: stopFlag) { snapshot in latest.withLock { $0[index] = snapshot } }
                 let final = worker.snapshot
                 latest.withLock { $0[index] = final }
+            } }
+            switch spawned {
+            case .success(let thread):
+                threads.withLock { $0.append(thread) }
+            case .failure(let error):
+                ready.fail(error)
+                stopFlag.stop()
+                join()
+                throw error
             }
-            threads.withLock { $0.append(thread) }
         }
         if let error = ready.wait() {
             stopFlag.stop()
@@ -107,27 +118,38 @@ extension WorkerThreads {
 }
 
 /// A value behind a mutex, as a class so closures on other threads can share it.
-public final class Locked<Value: Sendable>: Sendable {
+package final class Locked<Value: Sendable>: Sendable {
     private let mutex: Mutex<Value>
     public init(_ value: Value) { mutex = Mutex(value) }
     public func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
 }
 
-/// Counts workers that finished setting up, or keeps the first error. (`@unchecked`: a POSIX semaphore
-/// is made to be shared between threads; the rest is behind the mutex.)
+/// Counts workers that finished setting up, or keeps the first error; then lets them all start at once.
+/// (`@unchecked`: a POSIX semaphore is made to be shared between threads; the rest is behind the mutex.)
 private final class ReadyLatch: @unchecked Sendable {
+    private let count: Int
     private let state: Mutex<(remaining: Int, error: (any Error)?)>
+    /// Posted once when all arrived or one failed (for `wait`), and `count` times (for `waitForAll`).
     private let semaphore: UnsafeMutablePointer<sem_t>
+    private let go: UnsafeMutablePointer<sem_t>
 
     init(count: Int) {
+        self.count = count
         state = Mutex((count, nil))
         semaphore = .allocate(capacity: 1)
         sem_init(semaphore, 0, 0)
+        go = .allocate(capacity: 1)
+        sem_init(go, 0, 0)
+    }
+
+    private func release() {
+        sem_post(semaphore)
+        for _ in 0..<count { sem_post(go) }
     }
 
     func arrive() {
         let done = state.withLock { s in s.remaining -= 1; return s.remaining == 0 }
-        if done { sem_post(semaphore) }
+        if done { release() }
     }
 
     func fail(_ error: any Error) {
@@ -135,17 +157,26 @@ private final class ReadyLatch: @unchecked Sendable {
             if s.error == nil { s.error = error; s.remaining = -1; return true }
             return false
         }
-        if first { sem_post(semaphore) }
+        if first { release() }
     }
 
+    /// The caller's wait: nil once every worker is set up, or the first error.
     func wait() -> (any Error)? {
         while sem_wait(semaphore) != 0 && errno == EINTR {}
         return state.withLock { $0.error }
     }
 
+    /// A worker's wait after it arrived: true when all are set up, false when one failed.
+    func waitForAll() -> Bool {
+        while sem_wait(go) != 0 && errno == EINTR {}
+        return state.withLock { $0.error == nil }
+    }
+
     deinit {
         sem_destroy(semaphore)
         semaphore.deallocate()
+        sem_destroy(go)
+        go.deallocate()
     }
 }
 

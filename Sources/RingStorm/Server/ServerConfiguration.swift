@@ -15,7 +15,7 @@ public enum EMFILEPolicy: String, CaseIterable, Sendable, Codable, CustomStringC
 
 extension RingStormServer {
     /// Everything a server run needs; a plain value a test rig builds and hands to `init(configuration:)`.
-    public struct Configuration: Sendable {
+    public struct Configuration: Sendable, Codable {
         public var listen: SocketAddress
         public var backend: Backend = .uring
         /// Engine threads, each with its own engine and `SO_REUSEPORT` listener.

@@ -1,0 +1,149 @@
+import RingStormEngine
+
+/// When things happen: the tick and its wheel, the connect-rate token bucket, and when each request is
+/// sent (closed loop: on each answer; open loop: at its intended time; silent: never).
+extension LoadWorker {
+    // MARK: The tick
+
+    func tick() {
+        let now = monotonicNanoseconds()
+        wheel.advance(to: now) { c in wake(c, now: now) }
+        if !stopping { startConnections(now: now) }
+        // Tick when something is due, not every millisecond: an idle or slow open-loop run would
+        // otherwise cost a thousand wake-ups (and io_uring_enter calls) a second per thread.
+        var next = wheel.nextDue() ?? .max
+        if !stopping && !queue.isEmpty { next = min(next, now + Self.tickNanoseconds) }  // connect pacing
+        next = min(next, now + 100_000_000)
+        scheduleTick(at: max(next, now), now: now)
+    }
+
+    /// Brings the tick forward when a handler asked the wheel for an earlier wake-up than it is set for.
+    @inline(__always)
+    func tickForNewDeadlines(now: Int64) {
+        let requested = wheel.takeEarliestRequest()
+        if requested != .max { scheduleTick(at: wheel.dueTime(of: requested), now: now) }
+    }
+
+    func scheduleTick(at time: Int64, now: Int64) {
+        guard time < tickAt else { return }
+        tickAt = time
+        tickToken = Self.tickTokenBit | (tickToken &+ 1) & (Self.tickTokenBit - 1)
+        engine.schedule(afterNanoseconds: max(0, time - now), token: tickToken)
+    }
+
+    // MARK: Connect rate
+
+    /// Starts as many queued connects as the token bucket allows (this worker's share of the rate).
+    /// Tokens accrue only while connects wait: a late tick catches up (up to a second's worth), so the
+    /// rate holds on a busy machine, and clients that fail together after a quiet spell do not find a
+    /// heap of tokens saved up.
+    func startConnections(now: Int64) {
+        guard !queue.isEmpty else {
+            lastRefill = now
+            tokens = min(tokens, 1)
+            return
+        }
+        if config.connectRate <= 0 {
+            while let c = queue.pop() { startConnect(c, now: now) }
+            return
+        }
+        let elapsed = Double(now - lastRefill) / 1e9
+        lastRefill = now
+        tokens = min(tokens + elapsed * config.connectRate, max(1, config.connectRate))
+        while tokens >= 1, let c = queue.pop() {
+            tokens -= 1
+            startConnect(c, now: now)
+        }
+    }
+
+    // MARK: Requests
+
+    /// A connection is ready for requests: the first ones by the pacing.
+    func startRequests(_ c: Int, now: Int64) {
+        switch config.pacing {
+        case .closedLoop(let pipeline):
+            for _ in 0..<max(pipeline, 1) { sendRequest(c, intended: now) }
+            scheduleActive(c)
+        case .openLoop(let interval):
+            sendRequest(c, intended: now)
+            clients[c].nextSendAt = now + interval
+            scheduleActive(c)
+        case .silent:
+            break  // connected; nothing to send, nothing to wait for
+        }
+    }
+
+    @inline(__always)
+    func sendRequest(_ c: Int, intended: Int64) {
+        let inFlight = Int(clients[c].inFlight)
+        guard inFlight < maxInFlight else { return }
+        sendTimes[c * maxInFlight + (Int(clients[c].oldest) + inFlight) % maxInFlight] = intended
+        clients[c].inFlight += 1
+        engine.send(clients[c].connection, wire.request(sequence: clients[c].sequence, timestamp: intended, &wireStates[c]))
+        clients[c].sequence &+= 1
+        report.requests.sent += 1
+    }
+
+    /// The oldest request in flight was answered at `now`.
+    @inline(__always)
+    func answerOldest(_ c: Int, now: Int64) {
+        let sentAt = sendTimes[c * maxInFlight + Int(clients[c].oldest)]
+        clients[c].oldest = Int32((Int(clients[c].oldest) + 1) % maxInFlight)
+        clients[c].inFlight -= 1
+        clients[c].answered += 1
+        report.requests.answered += 1
+        report.latency.request.record(from: UInt64(sentAt), to: UInt64(now))
+        if case .closedLoop = config.pacing, !stopping { sendRequest(c, intended: now) }
+    }
+
+    @inline(__always)
+    func oldestSendTime(_ c: Int) -> Int64 { sendTimes[c * maxInFlight + Int(clients[c].oldest)] }
+
+    /// Asks the wheel for the next thing an active client must do: its next open-loop send or its
+    /// oldest request's timeout.
+    @inline(__always)
+    func scheduleActive(_ c: Int) {
+        var at = Int64.max
+        if case .openLoop = config.pacing { at = clients[c].nextSendAt }
+        if clients[c].inFlight > 0 { at = min(at, oldestSendTime(c) + config.requestTimeoutNanoseconds) }
+        if at != .max { wheel.wake(c, at: at) }
+    }
+
+    /// The wheel woke client `c`.
+    func wake(_ c: Int, now: Int64) {
+        switch clients[c].stage {
+        case .backingOff:
+            clients[c].stage = .queued
+            queue.push(c)
+        case .registering:
+            guard !stopping else { return }
+            if now - clients[c].registerSentAt >= config.requestTimeoutNanoseconds {
+                fail(c, phase: .register, .responseTimeout, mode: .abortive)
+            } else {
+                wheel.wake(c, at: clients[c].registerSentAt + config.requestTimeoutNanoseconds)
+            }
+        case .active:
+            // After the deadline nothing is sent and a late answer is not a failure: the drain time ends it.
+            guard !stopping else { return }
+            if clients[c].inFlight > 0 && now - oldestSendTime(c) >= config.requestTimeoutNanoseconds {
+                fail(c, phase: .request, .responseTimeout, mode: .abortive)
+                return
+            }
+            if case .openLoop(let interval) = config.pacing {
+                // Every intended send time that has passed gets its request now, stamped with the
+                // intended time: a stall shows in the latencies instead of thinning the requests.
+                while clients[c].nextSendAt <= now && Int(clients[c].inFlight) < maxInFlight {
+                    sendRequest(c, intended: clients[c].nextSendAt)
+                    clients[c].nextSendAt += interval
+                }
+                if clients[c].nextSendAt <= now {
+                    // The ring is full: skip the missed sends; the oldest request times out first.
+                    clients[c].nextSendAt = now + interval
+                }
+            }
+            scheduleActive(c)
+        case .queued, .connecting, .closing, .done:
+            break
+        }
+    }
+}

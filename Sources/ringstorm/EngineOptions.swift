@@ -1,0 +1,21 @@
+import ArgumentParser
+import RingStormEngine
+
+/// The options `serve` and `load` both take: how the engines run (backend, threads, worker processes)
+/// and how the run is reported (the live line, the JSON file).
+struct EngineOptions: ParsableArguments {
+    @Option(help: "Engine backend: uring or epoll.")
+    var backend: Backend = .uring
+
+    @Option(help: "Engine threads, each with its own ring or epoll instance (load: connections and --connect-rate are split among them).")
+    var threads: Int = 1
+
+    @Option(help: "Worker processes, each with its own engines (serve: SO_REUSEPORT listeners on one port; load: connections and --connect-rate split among them); reports merged exactly. One process holds at most RLIMIT_NOFILE descriptors.")
+    var processes: Int = 1
+
+    @Option(help: "Live progress line every INTERVAL, e.g. 1s (0: none).")
+    var reportInterval: String = "1s"
+
+    @Option(help: "Write the final report as JSON to FILE (schema in Docs/report.md).")
+    var json: String?
+}
