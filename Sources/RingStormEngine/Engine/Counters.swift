@@ -1,6 +1,6 @@
 /// The engine's live counters, in flat memory so the per-completion path pays one add each
 /// (see `FlatArray` for why not arrays in the engine object). `statistics` snapshots them.
-struct Counters {
+package struct Counters {
     private static let outcomeBase = Syscall.allCases.count
     private static let bytesInIndex = outcomeBase + OperationKind.allCases.count * OutcomeCounts.width
     private static let bytesOutIndex = bytesInIndex + 1
@@ -9,22 +9,22 @@ struct Counters {
     private let others = ErrnoTally()
 
     @inline(__always)
-    func record(_ call: Syscall, _ times: Int = 1) { flat[call.rawValue] &+= times }
+    package func record(_ call: Syscall, _ times: Int = 1) { flat[call.rawValue] &+= times }
 
     @inline(__always)
-    func record(_ kind: OperationKind, _ outcome: Outcome) {
+    package func record(_ kind: OperationKind, _ outcome: Outcome) {
         flat[Self.outcomeBase + kind.rawValue * OutcomeCounts.width + outcome.counterIndex] &+= 1
         if case .other(let e) = outcome { others.add(kind, e) }
     }
 
     @inline(__always)
-    func received(_ bytes: Int) { flat[Self.bytesInIndex] &+= bytes }
+    package func received(_ bytes: Int) { flat[Self.bytesInIndex] &+= bytes }
 
     @inline(__always)
-    func sent(_ bytes: Int) { flat[Self.bytesOutIndex] &+= bytes }
+    package func sent(_ bytes: Int) { flat[Self.bytesOutIndex] &+= bytes }
 
     /// Copies the counters into `statistics`.
-    func fill(_ statistics: inout EngineStatistics) {
+    package func fill(_ statistics: inout EngineStatistics) {
         var syscalls = SyscallCounts()
         for call in Syscall.allCases { syscalls.record(call, flat[call.rawValue]) }
         statistics.syscalls = syscalls
@@ -40,7 +40,7 @@ struct Counters {
         statistics.bytesSent = flat[Self.bytesOutIndex]
     }
 
-    func deallocate() { flat.deallocate() }
+    package func deallocate() { flat.deallocate() }
 }
 
 private final class ErrnoTally {
