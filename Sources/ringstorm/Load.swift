@@ -147,7 +147,7 @@ struct Load: ParsableCommand {
         } catch let error as LoadError {
             throw UsageError(error.description)
         } catch let error as EngineError {
-            throw UsageError(error.description)
+            throw UsageError(error.commandLineDescription)
         }
         if let channel {
             channel.ready()

@@ -116,7 +116,7 @@ struct Serve: ParsableCommand {
         do {
             server = try RingStormServer(configuration: configuration)
         } catch {
-            throw UsageError(error.description)
+            throw UsageError(error.commandLineDescription)
         }
         if let channel {
             channel.ready(server.address.description)

@@ -28,7 +28,7 @@ package struct Listener {
         if noDelay { _ = syscalls.setFlag(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY) }
         if case .failure(let e) = syscalls.bind(fd, to: address) {
             syscalls.close(fd)
-            throw EngineError("cannot bind \(address)", e, hint: bindFailureHint(e, address))
+            throw EngineError("cannot bind \(address)", e, reason: .bindFailed(address))
         }
         if case .failure(let e) = syscalls.listen(fd, backlog: backlog) {
             syscalls.close(fd)
@@ -61,13 +61,14 @@ package struct Listener {
     }
 }
 
-/// What to do when binding `address` failed with `error`, in the user's terms.
+/// What to do when binding `address` failed with `error`, in the user's terms (naming no option: a
+/// front end words those itself).
 public func bindFailureHint(_ error: Errno, _ address: SocketAddress) -> String {
     switch error {
-    case .addressInUse: "another process listens there: pick another port with --listen HOST:PORT, or stop it (ss -ltnp 'sport = :\(address.port)')"
+    case .addressInUse: "another process listens there: pick another port, or stop it (ss -ltnp 'sport = :\(address.port)')"
     case .addressNotAvailable: "\(address.host) is not an address of this machine: use 127.0.0.1, ::1 or a local address"
     case Errno(rawValue: EACCES): "ports below 1024 need privileges: pick a port above 1023"
-    default: "pick another --listen address"
+    default: "pick another address to listen on"
     }
 }
 

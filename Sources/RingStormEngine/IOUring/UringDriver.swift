@@ -99,17 +99,17 @@ public final class UringDriver: EngineDriver {
         }
         guard result >= 0 else {
             let error = Errno.fromNegated(result)
-            let hint = switch error {
-            case .noSystem: "this kernel has no io_uring: use --backend epoll"
-            case .notPermitted: "io_uring is disabled here (sysctl kernel.io_uring_disabled, or a seccomp filter): use --backend epoll"
-            default: "io_uring is unavailable: use --backend epoll"
+            let reason: EngineError.Reason = switch error {
+            case .noSystem: .ioUringMissing
+            case .notPermitted: .ioUringDisabled
+            default: .ioUringUnavailable
             }
-            throw EngineError("io_uring_setup", error, hint: hint)
+            throw EngineError("io_uring_setup", error, reason: reason)
         }
         counters.record(.mmap, 3)
         guard params.features & curing_feat_ext_arg != 0 else {
             io_uring_queue_exit(&ring)
-            throw EngineError("io_uring_setup", nil, hint: "this kernel lacks IORING_FEAT_EXT_ARG (5.11): use --backend epoll")
+            throw EngineError("io_uring_setup", nil, reason: .kernelLacks(feature: "IORING_FEAT_EXT_ARG", since: "5.11"))
         }
         if params.features & curing_feat_nodrop == 0 { stats.notes.append("kernel lacks FEAT_NODROP: an overflowing CQ loses completions") }
         // A registered ring fd skips the fd-table lookup on every io_uring_enter.
