@@ -158,12 +158,8 @@ public struct OutcomeCounts: Sendable, Equatable {
 
     public mutating func record(_ kind: OperationKind, _ outcome: Outcome, times: Int = 1) {
         guard times != 0 else { return }
-        if case .other(let e) = outcome {
-            others[kind.rawValue, default: [:]][e.rawValue, default: 0] += times
-            counts[kind.rawValue * Outcome.counterWidth + outcome.counterIndex] += times
-        } else {
-            counts[kind.rawValue * Outcome.counterWidth + outcome.counterIndex] += times
-        }
+        if case .other(let e) = outcome { others[kind.rawValue, default: [:]][e.rawValue, default: 0] += times }
+        counts[kind.rawValue * Outcome.counterWidth + outcome.counterIndex] += times
     }
 
     public func count(_ kind: OperationKind, _ outcome: Outcome) -> Int {
