@@ -56,3 +56,37 @@ extension EngineTests {
         }
     }
 }
+
+extension EngineTests {
+    /// Set-up failures say why as data; the engine's own words name no command-line option.
+    @Suite("Engine errors")
+    struct Errors {
+        @Test(arguments: Backend.allCases)
+        func aTakenPortIsATypedBindFailure(_ backend: Backend) throws {
+            let (engine, _, address) = try engineListening(backend)
+            do {
+                _ = try engine.listen(on: address, backlog: 16, reusePort: false)
+                Issue.record("listening twice on \(address) succeeded")
+            } catch {
+                #expect(error.reason == .bindFailed(address))
+                #expect(error.errno == .addressInUse)
+                #expect(error.hint.contains("pick another port"))
+                #expect(!error.description.contains("--"), "\(error)")
+            }
+        }
+
+        @Test func reasonsWordedOnceWithoutOptions() {
+            let reasons: [EngineError.Reason] = [
+                .ioUringMissing, .ioUringDisabled, .ioUringUnavailable,
+                .kernelLacks(feature: "IORING_FEAT_EXT_ARG", since: "5.11"), .invalidConfiguration("count must be a power of two"),
+            ]
+            for reason in reasons {
+                let error = EngineError("io_uring_setup", .noSystem, reason: reason)
+                #expect(error.hint == reason.advice(.noSystem))
+                #expect(error.description == "io_uring_setup: \(Errno.noSystem); \(error.hint)")
+                #expect(!error.hint.contains("--"))
+                #expect(reason.needsAnotherBackend == error.hint.hasSuffix("use the epoll backend"))
+            }
+        }
+    }
+}
