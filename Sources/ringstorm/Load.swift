@@ -150,7 +150,7 @@ struct Load: ParsableCommand {
         } catch let error as LoadError {
             throw UsageError(error.commandLineText)
         } catch let error as EngineError {
-            throw UsageError(error.description)
+            throw UsageError(error.commandLineDescription)
         }
         return generator
     }

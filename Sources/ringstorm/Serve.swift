@@ -271,7 +271,8 @@ struct Serve: ParsableCommand {
 extension Serve {
     /// A server error worded with this command's flag names.
     static func text(of error: ServerError) -> String {
-        error.text(threads: "--threads", maxFrameSize: "--max-frame-size", maxFDs: "--max-fds",
+        if case .engine(let engineError) = error { return engineError.commandLineDescription }
+        return error.text(threads: "--threads", maxFrameSize: "--max-frame-size", maxFDs: "--max-fds",
                    timeout: { "--\($0.rawValue)-timeout" }, tick: "the tick")
     }
 }

@@ -5,27 +5,27 @@
 /// on every write, which on the per-completion path measured about 3% of the server's CPU. Element
 /// addresses also never move, so the kernel may be handed pointers into it.
 ///
-/// Public so the programs above the engine keep their per-connection state the same way.
-public struct FlatArray<Element> {
-    @usableFromInline let base: UnsafeMutablePointer<Element>
-    public let count: Int
+/// Package-wide so the programs above the engine keep their per-connection state the same way.
+package struct FlatArray<Element> {
+    @usableFromInline package let base: UnsafeMutablePointer<Element>
+    package let count: Int
 
-    public init(repeating value: Element, count: Int) {
+    package init(repeating value: Element, count: Int) {
         base = .allocate(capacity: max(count, 1))
         base.initialize(repeating: value, count: max(count, 1))
         self.count = count
     }
 
     @inlinable
-    public subscript(_ index: Int) -> Element {
+    package subscript(_ index: Int) -> Element {
         get { base[index] }
         nonmutating _modify { yield &base[index] }
         nonmutating set { base[index] = newValue }
     }
 
-    public var indices: Range<Int> { 0..<count }
+    package var indices: Range<Int> { 0..<count }
 
-    public func deallocate() {
+    package func deallocate() {
         base.deinitialize(count: max(count, 1))
         base.deallocate()
     }

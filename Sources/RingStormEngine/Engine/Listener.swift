@@ -6,13 +6,16 @@ import Glibc
 /// accept fails with EMFILE, close the spare, accept one queued connection, close it at once (the peer
 /// sees RST if its data had arrived, FIN if not) and reopen the spare. It trades one queued client for
 /// a server that keeps making progress instead of spinning or stalling.
-struct Listener {
-    var fd: Int32
-    var address: SocketAddress
+package struct Listener {
+    package var fd: Int32
+    package var address: SocketAddress
     var reserveFD: Int32 = -1
-    var paused = false
+    /// Accepting stopped on resource exhaustion until the caller resumes it.
+    package var paused = false
+    /// io_uring: a multishot accept is in the kernel.
+    package var armed = false
 
-    static func open(on address: SocketAddress, backlog: Int32, reusePort: Bool, noDelay: Bool,
+    package static func open(on address: SocketAddress, backlog: Int32, reusePort: Bool, noDelay: Bool,
                      syscalls: Counters) throws(EngineError) -> Listener {
         let fd: Int32
         switch syscalls.socket(family: address.family, type: Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue)) {
@@ -25,7 +28,7 @@ struct Listener {
         if noDelay { _ = syscalls.setFlag(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY) }
         if case .failure(let e) = syscalls.bind(fd, to: address) {
             syscalls.close(fd)
-            throw EngineError("cannot bind \(address)", e, hint: bindFailureHint(e, address))
+            throw EngineError("cannot bind \(address)", e, reason: .bindFailed(address))
         }
         if case .failure(let e) = syscalls.listen(fd, backlog: backlog) {
             syscalls.close(fd)
@@ -44,7 +47,7 @@ struct Listener {
     }
 
     /// One round of the reserve-descriptor trick; true when a queued connection was shed.
-    mutating func shedOne(_ syscalls: Counters) -> Bool {
+    package mutating func shedOne(_ syscalls: Counters) -> Bool {
         if reserveFD >= 0 { syscalls.close(reserveFD); reserveFD = -1 }
         defer { reopenReserve(syscalls) }
         guard case .success(let fd) = syscalls.accept(self.fd) else { return false }
@@ -52,47 +55,21 @@ struct Listener {
         return true
     }
 
-    mutating func close(_ syscalls: Counters) {
+    package mutating func close(_ syscalls: Counters) {
         if reserveFD >= 0 { syscalls.close(reserveFD); reserveFD = -1 }
         if fd >= 0 { syscalls.close(fd); fd = -1 }
     }
 }
 
-/// What to do when binding `address` failed with `error`, in the user's terms.
+/// What to do when binding `address` failed with `error`, in the user's terms (naming no option: a
+/// front end words those itself).
 public func bindFailureHint(_ error: Errno, _ address: SocketAddress) -> String {
     switch error {
-    case .addressInUse: "another process listens there: pick another port with --listen HOST:PORT, or stop it (ss -ltnp 'sport = :\(address.port)')"
+    case .addressInUse: "another process listens there: pick another port, or stop it (ss -ltnp 'sport = :\(address.port)')"
     case .addressNotAvailable: "\(address.host) is not an address of this machine: use 127.0.0.1, ::1 or a local address"
     case Errno(rawValue: EACCES): "ports below 1024 need privileges: pick a port above 1023"
-    default: "pick another --listen address"
+    default: "pick another address to listen on"
     }
-}
-
-extension Array where Element == Listener {
-    func address(of listener: ListenerID) -> SocketAddress? {
-        indices.contains(listener.index) ? self[listener.index].address : nil
-    }
-
-    /// One round of the reserve-descriptor trick on `listener`, counted as an accept when it shed one.
-    mutating func shedOne(_ listener: ListenerID, _ counters: Counters) -> Bool {
-        guard indices.contains(listener.index) else { return false }
-        let shed = self[listener.index].shedOne(counters)
-        if shed { counters.record(.accept, .success) }
-        return shed
-    }
-}
-
-/// The start of every connect: the socket (bound to `source` if given) and a slot for it. Out of slots,
-/// the socket is closed and EMFILE thrown, as if the descriptor table itself were full.
-func openClientConnection(to destination: SocketAddress, from source: SocketAddress?, noDelay: Bool, counters: Counters,
-                          slots: inout SlotAllocator, statistics: inout EngineStatistics) throws(Errno) -> (fd: Int32, id: ConnectionID) {
-    let fd = try openClientSocket(to: destination, from: source, noDelay: noDelay, syscalls: counters)
-    guard let id = slots.allocate() else {
-        counters.close(fd)
-        statistics.slotExhaustions += 1
-        throw Errno.tooManyOpenFiles
-    }
-    return (fd, id)
 }
 
 /// Opens the non-blocking client socket for a connect, bound to `source` if given. With a source

@@ -101,21 +101,81 @@ public struct EngineConfiguration: Sendable {
 
 /// A failure that stops an engine from starting or running (per-operation failures are events).
 public struct EngineError: Error, CustomStringConvertible, Sendable {
+    /// Why, as data: what a front end can act on and word in its own terms (its option names); the
+    /// engine itself names no command-line option.
+    public enum Reason: Sendable, Equatable {
+        /// The kernel has no io_uring (ENOSYS): another backend is needed.
+        case ioUringMissing
+        /// io_uring is disabled (sysctl `kernel.io_uring_disabled`, a seccomp filter: EPERM).
+        case ioUringDisabled
+        /// io_uring setup failed otherwise.
+        case ioUringUnavailable
+        /// The kernel lacks a feature the io_uring backend needs, first in kernel `since`.
+        case kernelLacks(feature: String, since: String)
+        /// Binding a listener failed: the port is taken, the host is not local, the port is privileged...
+        case bindFailed(SocketAddress)
+        /// A configuration value the engine cannot use, and what it must be.
+        case invalidConfiguration(String)
+
+        /// Whether another backend would get past it.
+        public var needsAnotherBackend: Bool {
+            switch self {
+            case .ioUringMissing, .ioUringDisabled, .ioUringUnavailable, .kernelLacks: true
+            case .bindFailed, .invalidConfiguration: false
+            }
+        }
+    }
+
     public let operation: String
     public let errno: Errno?
+    public let reason: Reason?
+    /// What to do, in the engine's words (no option names); empty if there is nothing to advise.
     public let hint: String
 
     public init(_ operation: String, _ errno: Errno?, hint: String = "") {
         self.operation = operation
         self.errno = errno
+        self.reason = nil
         self.hint = hint
     }
 
-    public var description: String {
+    public init(_ operation: String, _ errno: Errno?, reason: Reason) {
+        self.operation = operation
+        self.errno = errno
+        self.reason = reason
+        self.hint = reason.advice(errno)
+    }
+
+    public var description: String { described(hint: hint) }
+
+    /// The one wording of an engine error: operation, errno, then `hint` (a front end passes its own,
+    /// e.g. naming its options).
+    public func described(hint: String) -> String {
         var text = operation
         if let errno { text += ": \(errno)" }
         if !hint.isEmpty { text += "; \(hint)" }
         return text
+    }
+}
+
+extension EngineError.Reason {
+    /// What is wrong, without what to do about it (nil for a bind failure: `bindFailureHint` says both).
+    public var problem: String? {
+        switch self {
+        case .ioUringMissing: "this kernel has no io_uring"
+        case .ioUringDisabled: "io_uring is disabled here (sysctl kernel.io_uring_disabled, or a seccomp filter)"
+        case .ioUringUnavailable: "io_uring is unavailable"
+        case .kernelLacks(let feature, let since): "this kernel lacks \(feature) (\(since))"
+        case .invalidConfiguration(let what): what
+        case .bindFailed: nil
+        }
+    }
+
+    /// What to do about it, in the engine's words: the one wording `EngineError.hint` comes from.
+    public func advice(_ errno: Errno?) -> String {
+        if case .bindFailed(let address) = self { return bindFailureHint(errno ?? .invalidArgument, address) }
+        let problem = problem ?? ""
+        return needsAnotherBackend ? "\(problem): use the epoll backend" : problem
     }
 }
 

@@ -3,7 +3,7 @@ import Glibc
 /// A connection's unsent bytes, in two halves: the one the kernel may be reading (`inFlight`, which
 /// must not move until its send completes) and the one new sends append to (`queued`). When the
 /// in-flight half is done the two swap, so memory is reused and bytes leave in order.
-struct OutboundBuffer {
+package struct OutboundBuffer {
     private var queued: UnsafeMutableRawPointer? = nil
     private var queuedCount = 0
     private var queuedCapacity = 0
@@ -12,11 +12,13 @@ struct OutboundBuffer {
     private var inFlightEnd = 0
     private var inFlightCapacity = 0
 
-    /// Unsent bytes, both halves.
-    var count: Int { queuedCount + inFlightEnd - inFlightStart }
-    var isEmpty: Bool { count == 0 }
+    package init() {}
 
-    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+    /// Unsent bytes, both halves.
+    package var count: Int { queuedCount + inFlightEnd - inFlightStart }
+    package var isEmpty: Bool { count == 0 }
+
+    package mutating func append(_ bytes: UnsafeRawBufferPointer) {
         guard let source = bytes.baseAddress, bytes.count > 0 else { return }
         if queuedCount + bytes.count > queuedCapacity {
             let capacity = max(256, (queuedCount + bytes.count).nextPowerOfTwo)
@@ -30,7 +32,7 @@ struct OutboundBuffer {
 
     /// The bytes to send next: the rest of the in-flight half, else the queued half (which becomes
     /// the in-flight half). Nil when nothing is left.
-    mutating func nextChunk() -> UnsafeRawBufferPointer? {
+    package mutating func nextChunk() -> UnsafeRawBufferPointer? {
         if inFlightStart == inFlightEnd {
             guard queuedCount > 0 else { return nil }
             swap(&queued, &inFlight)
@@ -43,13 +45,13 @@ struct OutboundBuffer {
     }
 
     /// Records that the kernel took `n` bytes of the chunk last returned by `nextChunk`.
-    mutating func consume(_ n: Int) {
+    package mutating func consume(_ n: Int) {
         inFlightStart += n
         if inFlightStart == inFlightEnd { inFlightStart = 0; inFlightEnd = 0 }
     }
 
     /// Drops unsent bytes; large halves are freed so an idle connection does not pin memory.
-    mutating func reset() {
+    package mutating func reset() {
         queuedCount = 0
         inFlightStart = 0
         inFlightEnd = 0
@@ -57,7 +59,7 @@ struct OutboundBuffer {
         if inFlightCapacity > 64 * 1024 { free(inFlight); inFlight = nil; inFlightCapacity = 0 }
     }
 
-    mutating func deallocate() {
+    package mutating func deallocate() {
         free(queued)
         free(inFlight)
         self = OutboundBuffer()

@@ -92,8 +92,20 @@ public enum Outcome: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Dense index of the named cases, for flat counter arrays; `.other` shares the last index.
-    var counterIndex: Int {
+    /// The named cases, in counter order: the one list the flat counters are laid out from. `.other`
+    /// counts after them, so a row is `counterWidth` cells wide.
+    package static let namedCases: [Outcome] = [
+        .success, .closedByPeer, .resetByPeer, .brokenPipe, .refused, .timedOut, .addressNotAvailable,
+        .tooManyOpenFiles, .fileTableFull, .noBuffers, .cancelled,
+    ]
+
+    /// Cells per operation kind in the flat counters: every named case, then `.other`.
+    package static let counterWidth = namedCases.count + 1
+
+    /// Dense index for flat counter arrays: the position in `namedCases`, `.other` the one after. A
+    /// literal switch on the per-completion path; `checkCounterLayout` holds it to `namedCases`.
+    @inline(__always)
+    package var counterIndex: Int {
         switch self {
         case .success: 0
         case .closedByPeer: 1
@@ -110,10 +122,15 @@ public enum Outcome: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    static let namedCases: [Outcome] = [
-        .success, .closedByPeer, .resetByPeer, .brokenPipe, .refused, .timedOut, .addressNotAvailable,
-        .tooManyOpenFiles, .fileTableFull, .noBuffers, .cancelled,
-    ]
+    /// Traps unless `counterIndex` numbers `namedCases` in order with `.other` last, so an outcome
+    /// added to one and not the other stops the first engine instead of writing into the next
+    /// operation's counters. Run once per `Counters`.
+    package static func checkCounterLayout() {
+        for (position, outcome) in namedCases.enumerated() {
+            precondition(outcome.counterIndex == position, "Outcome.\(outcome) counts at \(outcome.counterIndex), listed at \(position)")
+        }
+        precondition(Outcome.other(Errno(rawValue: 0)).counterIndex == namedCases.count, "Outcome.other must count after every named case")
+    }
 }
 
 /// The kinds of operation whose completions are counted by outcome.
@@ -134,30 +151,25 @@ public enum OperationKind: Int, CaseIterable, Sendable, Codable, CustomStringCon
 /// Completions counted by operation kind and outcome: a flat array on the hot path, a dictionary only
 /// for the rare errno without a name of its own.
 public struct OutcomeCounts: Sendable, Equatable {
-    static let width = 12
-    private var counts = [Int](repeating: 0, count: OperationKind.allCases.count * width)
+    private var counts = [Int](repeating: 0, count: OperationKind.allCases.count * Outcome.counterWidth)
     private var others: [Int: [Int32: Int]] = [:]
 
     public init() {}
 
     public mutating func record(_ kind: OperationKind, _ outcome: Outcome, times: Int = 1) {
         guard times != 0 else { return }
-        if case .other(let e) = outcome {
-            others[kind.rawValue, default: [:]][e.rawValue, default: 0] += times
-            counts[kind.rawValue * Self.width + outcome.counterIndex] += times
-        } else {
-            counts[kind.rawValue * Self.width + outcome.counterIndex] += times
-        }
+        if case .other(let e) = outcome { others[kind.rawValue, default: [:]][e.rawValue, default: 0] += times }
+        counts[kind.rawValue * Outcome.counterWidth + outcome.counterIndex] += times
     }
 
     public func count(_ kind: OperationKind, _ outcome: Outcome) -> Int {
         if case .other(let e) = outcome { return others[kind.rawValue]?[e.rawValue] ?? 0 }
-        return counts[kind.rawValue * Self.width + outcome.counterIndex]
+        return counts[kind.rawValue * Outcome.counterWidth + outcome.counterIndex]
     }
 
     /// All completions of one kind, whatever their outcome.
     public func total(_ kind: OperationKind) -> Int {
-        counts[(kind.rawValue * Self.width)..<((kind.rawValue + 1) * Self.width)].reduce(0, +)
+        counts[(kind.rawValue * Outcome.counterWidth)..<((kind.rawValue + 1) * Outcome.counterWidth)].reduce(0, +)
     }
 
     /// Non-zero counts: operation name → outcome name → count.

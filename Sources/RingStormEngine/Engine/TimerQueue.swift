@@ -10,14 +10,16 @@ public func monotonicNanoseconds() -> Int64 {
 
 /// The engine's timers: a binary min-heap of (deadline, token). Cancellation is the caller's: a token
 /// that no longer matters is ignored when it fires, which keeps the heap free of bookkeeping.
-struct TimerQueue {
+package struct TimerQueue {
     private var deadlines: [Int64] = []
     private var tokens: [UInt64] = []
 
-    var isEmpty: Bool { deadlines.isEmpty }
-    var nextDeadline: Int64? { deadlines.first }
+    package init() {}
 
-    mutating func schedule(at deadline: Int64, token: UInt64) {
+    package var isEmpty: Bool { deadlines.isEmpty }
+    package var nextDeadline: Int64? { deadlines.first }
+
+    package mutating func schedule(at deadline: Int64, token: UInt64) {
         deadlines.append(deadline)
         tokens.append(token)
         var i = deadlines.count - 1
@@ -31,7 +33,7 @@ struct TimerQueue {
     }
 
     /// Removes and returns the earliest token whose deadline is at or before `now`.
-    mutating func popExpired(now: Int64) -> UInt64? {
+    package mutating func popExpired(now: Int64) -> UInt64? {
         guard let first = deadlines.first, first <= now else { return nil }
         let token = tokens[0]
         let last = deadlines.count - 1
@@ -54,7 +56,7 @@ struct TimerQueue {
     }
 
     /// How long `poll` may block: until the next timer or the caller's timeout, whichever is sooner.
-    func waitNanoseconds(now: Int64, callerTimeout: Int64?) -> Int64? {
+    package func waitNanoseconds(now: Int64, callerTimeout: Int64?) -> Int64? {
         guard let next = nextDeadline else { return callerTimeout }
         let untilTimer = max(0, next - now)
         guard let callerTimeout else { return untilTimer }

@@ -13,7 +13,8 @@ final class ProvidedBuffers {
 
     init(ring uring: inout io_uring, count: Int, size: Int, group: UInt16, syscalls: Counters) throws(EngineError) {
         guard count > 0, count & (count - 1) == 0, count <= 32768 else {
-            throw EngineError("provided buffers", .invalidArgument, hint: "the buffer count must be a power of two up to 32768, not \(count)")
+            throw EngineError("provided buffers", .invalidArgument,
+                              reason: .invalidConfiguration("the buffer count must be a power of two up to 32768, not \(count)"))
         }
         self.group = group
         self.count = count
@@ -24,7 +25,7 @@ final class ProvidedBuffers {
         syscalls.record(.ioUringRegister)
         guard let ring = curing_setup_buf_ring(&uring, UInt32(count), Int32(group), &error) else {
             throw EngineError("io_uring_register_buf_ring", .fromNegated(error),
-                              hint: "provided buffer rings need kernel 5.19: use --backend epoll")
+                              reason: .kernelLacks(feature: "provided buffer rings", since: "5.19"))
         }
         self.ring = ring
         memory = UnsafeMutableRawPointer.allocate(byteCount: count * size, alignment: 4096)

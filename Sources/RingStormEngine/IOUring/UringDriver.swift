@@ -1,7 +1,7 @@
 import CURing
 import Glibc
 
-/// The io_uring backend: completion-based, batched, one `io_uring_enter` for many operations.
+/// The io_uring driver: completion-based, batched, one `io_uring_enter` for many operations.
 ///
 /// - One multishot accept per listener, re-armed when a completion lacks `IORING_CQE_F_MORE`, paused on
 ///   resource exhaustion (EMFILE, ENFILE) until the caller resumes it.
@@ -10,30 +10,26 @@ import Glibc
 ///   once buffers are back, in the order the connections ran dry, so none starves.
 /// - Sends are queued per connection and submitted together when `poll` runs; one send per connection
 ///   is in flight at a time and a partial send is resubmitted before anything queued after it.
-/// - Close cancels what is pending (`IORING_OP_ASYNC_CANCEL` by fd) and closes through the ring once
-///   the last completion for the connection is in.
+/// - Close cancels what is pending (`IORING_OP_ASYNC_CANCEL` by user data) and closes through the ring
+///   once the last completion for the connection is in.
 ///
 /// Completions are keyed by `UserData`: operation, slot generation and slot, so a completion that
 /// arrives after its slot was reused is recognised and dropped (its buffer still goes back).
-public final class UringEngine: NetworkEngine {
-    public let backend = Backend.uring
+/// Everything that does not depend on io_uring is the `EngineCore`'s.
+public final class UringDriver: EngineDriver {
+    public static var backend: Backend { .uring }
+
+    private let core: EngineCore
+    /// The core's storage, held here too so the completion path reaches it without an indirection.
+    private let configuration: EngineConfiguration
+    private let counters: Counters
+    private let generations: FlatArray<UInt32>
+    private let connections: FlatArray<Connection>
 
     private var ring = io_uring()
-    private let configuration: EngineConfiguration
-    private let counters = Counters()
-    private var stats = EngineStatistics(backend: .uring)
-    private var slots: SlotAllocator
-    private let generations: FlatArray<UInt32>
-    private let connections: FlatArray<UringConnection>
-    private var listeners: [Listener] = []
-    private var listenerArmed: [Bool] = []
-    private var timers = TimerQueue()
-
     private let buffers: ProvidedBuffers
     /// Connections whose multishot receive ended with ENOBUFS, re-armed in this order once buffers are back.
     private var starved: [ConnectionID] = []
-    /// Connections with queued bytes to submit at the next `poll`.
-    private var dirty: [UInt32] = []
 
     /// Per-slot memory the kernel reads after submission: connect addresses and link timeouts.
     private let connectAddresses: UnsafeMutablePointer<sockaddr_storage>
@@ -48,35 +44,35 @@ public final class UringEngine: NetworkEngine {
     private var batchWait = false
     private var sawOverflow = false
 
-    public init(configuration: EngineConfiguration = EngineConfiguration()) throws(EngineError) {
-        self.configuration = configuration
-        slots = SlotAllocator(capacity: configuration.maxConnections)
-        generations = slots.generations
-        connections = FlatArray(repeating: UringConnection(), count: configuration.maxConnections)
+    public init(core: EngineCore) throws(EngineError) {
+        self.core = core
+        configuration = core.configuration
+        counters = core.counters
+        generations = core.generations
+        connections = core.connections
         connectAddresses = .allocate(capacity: configuration.maxConnections)
         connectTimeouts = .allocate(capacity: configuration.maxConnections)
         completionBatch = .allocate(capacity: Int(completionBatchSize))
 
-        let features = try Self.setUp(&ring, configuration, &stats, counters)
+        let features: UInt32
+        do {
+            features = try Self.setUp(&ring, configuration, &core.stats, counters)
+        } catch {
+            connectAddresses.deallocate(); connectTimeouts.deallocate(); completionBatch.deallocate()
+            throw error
+        }
         batchWait = features & curing_feat_min_timeout != 0 && configuration.batchWaitMicroseconds > 0
         do {
             buffers = try ProvidedBuffers(ring: &ring, count: configuration.receiveBufferCount,
                                           size: configuration.receiveBufferSize, group: 0, syscalls: counters)
         } catch {
             io_uring_queue_exit(&ring)
+            connectAddresses.deallocate(); connectTimeouts.deallocate(); completionBatch.deallocate()
             throw error
         }
     }
 
     deinit {
-        for i in listeners.indices { listeners[i].close(counters) }
-        for i in connections.indices {
-            if connections[i].state != .free && connections[i].fd >= 0 { Glibc.close(connections[i].fd) }
-            connections[i].outbound.deallocate()
-        }
-        connections.deallocate()
-        slots.deallocate()
-        counters.deallocate()
         buffers.release(ring: &ring)
         io_uring_queue_exit(&ring)
         connectAddresses.deallocate()
@@ -84,7 +80,8 @@ public final class UringEngine: NetworkEngine {
         completionBatch.deallocate()
     }
 
-    private static func setUp(_ ring: inout io_uring, _ configuration: EngineConfiguration, _ stats: inout EngineStatistics, _ counters: Counters) throws(EngineError) -> UInt32 {
+    private static func setUp(_ ring: inout io_uring, _ configuration: EngineConfiguration, _ stats: inout EngineStatistics,
+                              _ counters: Counters) throws(EngineError) -> UInt32 {
         var params = io_uring_params()
         params.flags = curing_setup_submit_all | curing_setup_cqsize
         if configuration.deferTaskRun { params.flags |= curing_setup_single_issuer | curing_setup_defer_taskrun }
@@ -102,17 +99,17 @@ public final class UringEngine: NetworkEngine {
         }
         guard result >= 0 else {
             let error = Errno.fromNegated(result)
-            let hint = switch error {
-            case .noSystem: "this kernel has no io_uring: use --backend epoll"
-            case .notPermitted: "io_uring is disabled here (sysctl kernel.io_uring_disabled, or a seccomp filter): use --backend epoll"
-            default: "io_uring is unavailable: use --backend epoll"
+            let reason: EngineError.Reason = switch error {
+            case .noSystem: .ioUringMissing
+            case .notPermitted: .ioUringDisabled
+            default: .ioUringUnavailable
             }
-            throw EngineError("io_uring_setup", error, hint: hint)
+            throw EngineError("io_uring_setup", error, reason: reason)
         }
         counters.record(.mmap, 3)
         guard params.features & curing_feat_ext_arg != 0 else {
             io_uring_queue_exit(&ring)
-            throw EngineError("io_uring_setup", nil, hint: "this kernel lacks IORING_FEAT_EXT_ARG (5.11): use --backend epoll")
+            throw EngineError("io_uring_setup", nil, reason: .kernelLacks(feature: "IORING_FEAT_EXT_ARG", since: "5.11"))
         }
         if params.features & curing_feat_nodrop == 0 { stats.notes.append("kernel lacks FEAT_NODROP: an overflowing CQ loses completions") }
         // A registered ring fd skips the fd-table lookup on every io_uring_enter.
@@ -171,11 +168,11 @@ public final class UringEngine: NetworkEngine {
         if result < 0 {
             switch -result {
             case EINTR, ETIME, EAGAIN, EBUSY: break
-            default: stats.notes.append("io_uring_enter: \(Errno.fromNegated(result))")
+            default: core.stats.notes.append("io_uring_enter: \(Errno.fromNegated(result))")
             }
         }
         if ring.sq.kflags.pointee & curing_sq_cq_overflow != 0 {
-            if !sawOverflow { stats.completionQueueOverflows += 1 }
+            if !sawOverflow { core.stats.completionQueueOverflows += 1 }
             sawOverflow = true
         } else {
             sawOverflow = false
@@ -184,10 +181,10 @@ public final class UringEngine: NetworkEngine {
 
     private func armAccept(_ index: Int, pollFirst: Bool) {
         let sqe = nextSQE()
-        io_uring_prep_multishot_accept(sqe, listeners[index].fd, nil, nil, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
+        io_uring_prep_multishot_accept(sqe, core.listeners[index].fd, nil, nil, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
         if pollFirst && usePollFirst { sqe.pointee.ioprio |= curing_accept_poll_first }
         io_uring_sqe_set_data64(sqe, UserData(.accept, slot: UInt32(index), generation: pollFirst ? 1 : 0).rawValue)
-        listenerArmed[index] = true
+        core.listeners[index].armed = true
     }
 
     private func armReceive(_ slot: UInt32) {
@@ -196,78 +193,52 @@ public final class UringEngine: NetworkEngine {
         sqe.pointee.flags |= curing_iosqe_buffer_select
         sqe.pointee.buf_group = buffers.group
         io_uring_sqe_set_data64(sqe, UserData(.receive, slot: slot, generation: generations[Int(slot)]).rawValue)
-        connections[Int(slot)].receiveArmed = true
+        connections[Int(slot)].receive = .armed
     }
 
+    /// Arms the receive if the connection is open, wants to read and has none armed nor a cancel of
+    /// ours outstanding.
     private func rearmReceiveIfWanted(_ slot: UInt32) {
         let c = connections[Int(slot)]
-        if c.state == .open && !c.readEnded && !c.backpressured && !c.receiveArmed && !c.receiveCancelPending { armReceive(slot) }
-    }
-
-    private func markDirty(_ slot: UInt32) {
-        if !connections[Int(slot)].dirty {
-            connections[Int(slot)].dirty = true
-            dirty.append(slot)
-        }
+        if c.isOpen && c.read == .reading && (c.receive == .idle || c.receive == .starved) { armReceive(slot) }
     }
 
     /// Submits the next chunk for every connection with queued bytes and no send in flight.
     private func flushSends() {
-        for slot in dirty {
+        core.flushDirty { slot in
             let i = Int(slot)
-            connections[i].dirty = false
-            guard connections[i].state == .open, !connections[i].sendInFlight,
-                  let chunk = connections[i].outbound.nextChunk() else { continue }
+            guard connections[i].isOpen, connections[i].send == .idle,
+                  let chunk = connections[i].outbound.nextChunk() else { return }
             let sqe = nextSQE()
             io_uring_prep_send(sqe, connections[i].fd, chunk.baseAddress, chunk.count, Int32(MSG_NOSIGNAL))
             io_uring_sqe_set_data64(sqe, UserData(.send, slot: slot, generation: generations[i]).rawValue)
-            connections[i].sendInFlight = true
+            connections[i].send = .inFlight
         }
-        dirty.removeAll(keepingCapacity: true)
     }
 
-    // MARK: - NetworkEngine
+    // MARK: - EngineDriver
 
-    public func listen(on address: SocketAddress, backlog: Int32, reusePort: Bool) throws(EngineError) -> ListenerID {
-        let listener = try Listener.open(on: address, backlog: backlog, reusePort: reusePort,
-                                         noDelay: configuration.noDelay, syscalls: counters)
-        listeners.append(listener)
-        listenerArmed.append(false)
-        armAccept(listeners.count - 1, pollFirst: false)
-        return ListenerID(index: listeners.count - 1)
-    }
-
-    public func localAddress(of listener: ListenerID) -> SocketAddress? {
-        listeners.address(of: listener)
+    public func startAccepting(_ listener: ListenerID) throws(EngineError) {
+        armAccept(listener.index, pollFirst: false)
     }
 
     public func resumeAccepting(_ listener: ListenerID, waitForConnection: Bool) {
-        let i = listener.index
-        guard listeners.indices.contains(i), listeners[i].fd >= 0 else { return }
-        listeners[i].paused = false
         // POLL_FIRST parks the accept until a connection is queued instead of failing again at once.
-        if !listenerArmed[i] { armAccept(i, pollFirst: waitForConnection) }
+        if !core.listeners[listener.index].armed { armAccept(listener.index, pollFirst: waitForConnection) }
     }
 
-    public func shedOne(_ listener: ListenerID) -> Bool {
-        listeners.shedOne(listener, counters)
-    }
-
-    public func connect(to destination: SocketAddress, from source: SocketAddress?, timeoutNanoseconds: Int64) throws(Errno) -> ConnectionID {
-        let (fd, id) = try openClientConnection(to: destination, from: source, noDelay: configuration.noDelay, counters: counters,
-                                                slots: &slots, statistics: &stats)
+    public func connect(_ id: ConnectionID, to destination: SocketAddress, timeoutNanoseconds: Int64) throws(Errno) {
         let i = Int(id.slot)
-        connections[i] = UringConnection(fd: fd, state: .connecting, reuse: connections[i].outbound)
         // A connect and its linked timeout must be submitted together: split across two submissions
         // the link is lost, the connect runs without a deadline and the timeout fails with EINVAL.
         if timeoutNanoseconds > 0 { reserveSQEs(2) }
-        connections[i].connectInFlight = true
+        connections[i].operationsInFlight += 1
         destination.withSockAddr { sa, len in
             UnsafeMutableRawPointer(connectAddresses + i).copyMemory(from: sa, byteCount: Int(len))
         }
         let sqe = nextSQE()
         connectAddresses.advanced(by: i).withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-            io_uring_prep_connect(sqe, fd, sa, destination.length)
+            io_uring_prep_connect(sqe, connections[i].fd, sa, destination.length)
         }
         io_uring_sqe_set_data64(sqe, UserData(.connect, slot: id.slot, generation: id.generation).rawValue)
         if timeoutNanoseconds > 0 {
@@ -277,57 +248,24 @@ public final class UringEngine: NetworkEngine {
             io_uring_prep_link_timeout(timeout, connectTimeouts + i, 0)
             io_uring_sqe_set_data64(timeout, UserData(.linkTimeout, slot: id.slot, generation: id.generation).rawValue)
         }
-        return id
     }
 
-    public func send(_ connection: ConnectionID, _ bytes: UnsafeRawBufferPointer) {
-        guard generations.isCurrent(connection) else { return }
-        let i = Int(connection.slot)
-        guard connections[i].state == .open || connections[i].state == .connecting, !connections[i].closeAfterDrain else { return }
-        connections[i].outbound.append(bytes)
-        if connections[i].outbound.count > configuration.maxPendingBytesPerConnection && !connections[i].backpressured {
-            connections[i].backpressured = true
-            stats.backpressurePauses += 1
-            if connections[i].receiveArmed { cancelReceive(connection) }
-        }
-        markDirty(connection.slot)
-    }
+    /// Sends go through the ring at the next `poll`: everything is queued.
+    @inline(__always)
+    public func sendNow(_ id: ConnectionID, _ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? { bytes }
 
-    public func pendingBytes(_ connection: ConnectionID) -> Int {
-        generations.isCurrent(connection) ? connections[Int(connection.slot)].outbound.count : 0
+    public func pauseReceiving(_ id: ConnectionID) {
+        guard connections[Int(id.slot)].receive == .armed else { return }
+        let sqe = nextSQE()
+        io_uring_prep_cancel64(sqe, UserData(.receive, slot: id.slot, generation: id.generation).rawValue, 0)
+        io_uring_sqe_set_data64(sqe, UserData(.cancelReceive, slot: id.slot, generation: id.generation).rawValue)
+        connections[Int(id.slot)].receive = .cancelling
     }
-
-    public func close(_ connection: ConnectionID, mode: CloseMode) {
-        guard generations.isCurrent(connection) else { return }
-        let i = Int(connection.slot)
-        switch connections[i].state {
-        case .free, .closing: return
-        case .connecting: beginClose(connection.slot, mode: .abortive)
-        case .open:
-            if mode == .orderly && !connections[i].outbound.isEmpty && !connections[i].sendFailed {
-                connections[i].closeAfterDrain = true
-            } else {
-                beginClose(connection.slot, mode: mode)
-            }
-        }
-    }
-
-    public func schedule(afterNanoseconds delay: Int64, token: UInt64) {
-        timers.schedule(at: monotonicNanoseconds() + max(0, delay), token: token)
-    }
-
-    public var statistics: EngineStatistics {
-        var s = stats
-        counters.fill(&s)
-        return s
-    }
-    public var openConnections: Int { slots.inUse }
 
     public func poll(timeoutNanoseconds: Int64?, _ handler: (Event) -> Void) throws(EngineError) -> Int {
         flushSends()
         var handled = fireTimers(handler)
-        var wait: Int64? = (handled > 0 || io_uring_cq_ready(&ring) > 0)
-            ? 0 : timers.waitNanoseconds(now: monotonicNanoseconds(), callerTimeout: timeoutNanoseconds)
+        var wait: Int64? = (handled > 0 || io_uring_cq_ready(&ring) > 0) ? 0 : core.waitNanoseconds(callerTimeout: timeoutNanoseconds)
         // Batch waiting needs the EXT_ARG form, which needs a deadline: an unbounded wait becomes 1 s slices.
         if wait == nil && batchWait { wait = 1_000_000_000 }
         submitAndWait(waitNanoseconds: wait, reap: wait == 0 && io_uring_cq_ready(&ring) == 0)
@@ -339,14 +277,7 @@ public final class UringEngine: NetworkEngine {
     // MARK: - Completions
 
     private func fireTimers(_ handler: (Event) -> Void) -> Int {
-        guard !timers.isEmpty else { return 0 }
-        let now = monotonicNanoseconds()
-        var fired = 0
-        while let token = timers.popExpired(now: now) {
-            handler(Event(.timer, .none, token: token))
-            fired += 1
-        }
-        return fired
+        core.hasTimers ? core.fireTimers(now: monotonicNanoseconds(), handler) : 0
     }
 
     private func drainCompletions(_ handler: (Event) -> Void) -> Int {
@@ -372,7 +303,7 @@ public final class UringEngine: NetworkEngine {
         let waiting = starved
         starved.removeAll(keepingCapacity: true)
         for id in waiting where generations.isCurrent(id) {
-            connections[Int(id.slot)].waitingForBuffers = false
+            if connections[Int(id.slot)].receive == .starved { connections[Int(id.slot)].receive = .idle }
             rearmReceiveIfWanted(id.slot)
         }
     }
@@ -387,13 +318,18 @@ public final class UringEngine: NetworkEngine {
         case .close: completeClose(data, result: result, handler)
         case .cancel:
             guard generations.isCurrent(data.connection) else { return }
-            connections[Int(data.slot)].cancelsInFlight -= 1
+            connections[Int(data.slot)].operationsInFlight -= 1
             finishCloseIfIdle(data.slot)
         case .cancelReceive:
             guard generations.isCurrent(data.connection) else { return }
-            connections[Int(data.slot)].receiveCancelPending = false
-            // The cancel found nothing (the receive had already ended): no ECANCELED will follow.
-            if !connections[Int(data.slot)].receiveArmed { connections[Int(data.slot)].receiveCancelRequested = false }
+            let i = Int(data.slot)
+            switch connections[i].receive {
+            // The cancel found the receive: its ECANCELED is still to come.
+            case .cancelling: connections[i].receive = .awaitingEnd
+            // The receive had already ended (or the cancel found nothing): no ECANCELED will follow.
+            case .awaitingCancel: connections[i].receive = .idle
+            default: break
+            }
             rearmReceiveIfWanted(data.slot)
             // It may have been the last completion a closing connection waited for.
             finishCloseIfIdle(data.slot)
@@ -408,38 +344,39 @@ public final class UringEngine: NetworkEngine {
         defer { if let bufferID { buffers.recycle(bufferID) } }
         guard generations.isCurrent(data.connection) else { return }
         let i = Int(data.slot)
-        if !more { connections[i].receiveArmed = false }
+        // Our cancel asked before this completion: an ECANCELED now is ours.
+        let cancelledByUs = connections[i].lifecycle == .closing || connections[i].receive == .cancelling || connections[i].receive == .awaitingEnd
+        if !more {
+            // The multishot receive ended: our cancel, if any, still has its own completion to come.
+            connections[i].receive = connections[i].receive == .cancelling ? .awaitingCancel : .idle
+        }
         if result > 0 {
             counters.record(.receive, .success)
             counters.received(Int(result))
-            if connections[i].state == .open, let bufferID {
+            if connections[i].isOpen, let bufferID {
                 handler(Event(.received, data.connection, bytes: UnsafeRawBufferPointer(start: buffers.address(of: bufferID), count: Int(result))))
             }
             // A multishot receive may end without an error (liburing issue 805): re-arm it.
             if !more && generations.isCurrent(data.connection) { rearmReceiveIfWanted(data.slot) }
         } else if result == 0 {
-            counters.record(.receive, .closedByPeer)
-            connections[i].readEnded = true
-            if connections[i].state == .open { handler(Event(.readEnded, data.connection, .closedByPeer)) }
+            let event = core.readEnded(data.slot, .closedByPeer)
+            if connections[i].isOpen { handler(event) }
         } else {
-            let error = Errno.fromNegated(result)
-            let outcome = Outcome(error)
+            let outcome = Outcome(Errno.fromNegated(result))
             switch outcome {
             case .noBuffers:
                 counters.record(.receive, .noBuffers)
-                stats.bufferExhaustions += 1
-                if !connections[i].waitingForBuffers {
-                    connections[i].waitingForBuffers = true
+                core.stats.bufferExhaustions += 1
+                if connections[i].receive == .idle {
+                    connections[i].receive = .starved
                     starved.append(data.connection)
                 }
-            case .cancelled where connections[i].state == .closing || connections[i].receiveCancelRequested:
+            case .cancelled where cancelledByUs:
                 // Our own cancel (close, or backpressure that may have drained since): not an outcome.
-                connections[i].receiveCancelRequested = false
                 rearmReceiveIfWanted(data.slot)
             default:
-                counters.record(.receive, outcome)
-                connections[i].readEnded = true
-                if connections[i].state == .open { handler(Event(.readEnded, data.connection, outcome)) }
+                let event = core.readEnded(data.slot, outcome)
+                if connections[i].isOpen { handler(event) }
             }
         }
         if generations.isCurrent(data.connection) { finishCloseIfIdle(data.slot) }
@@ -448,28 +385,28 @@ public final class UringEngine: NetworkEngine {
     private func completeSend(_ data: UserData, result: Int32, _ handler: (Event) -> Void) {
         guard generations.isCurrent(data.connection) else { return }
         let i = Int(data.slot)
-        connections[i].sendInFlight = false
+        if connections[i].send == .inFlight { connections[i].send = .idle }
         if result >= 0 {
-            counters.record(.send, .success)
-            counters.sent(Int(result))
-            connections[i].outbound.consume(Int(result))
-            if connections[i].backpressured && connections[i].outbound.count <= configuration.maxPendingBytesPerConnection / 2 {
-                connections[i].backpressured = false
-                rearmReceiveIfWanted(data.slot)
-            }
+            if core.sent(Int(result), from: data.slot) { rearmReceiveIfWanted(data.slot) }
             if !connections[i].outbound.isEmpty {
-                markDirty(data.slot)
-            } else if connections[i].closeAfterDrain {
+                core.markDirty(data.slot)
+            } else if connections[i].lifecycle == .draining {
                 beginClose(data.slot, mode: .orderly)
             }
         } else {
             let outcome = Outcome(Errno.fromNegated(result))
-            let ours = outcome == .cancelled && connections[i].state == .closing
-            if !ours { counters.record(.send, outcome) }
-            connections[i].sendFailed = true
-            if connections[i].state == .open && !ours {
-                handler(Event(.sendFailed, data.connection, outcome))
-                if generations.isCurrent(data.connection) && connections[i].closeAfterDrain { beginClose(data.slot, mode: .orderly) }
+            if outcome == .cancelled && connections[i].lifecycle == .closing {
+                // Our own cancel: not an outcome.
+                connections[i].send = .failed
+            } else {
+                let event = core.sendFailed(data.slot, outcome)
+                if connections[i].isOpen {
+                    let draining = connections[i].lifecycle == .draining
+                    handler(event)
+                    if draining && generations.isCurrent(data.connection) && connections[i].lifecycle == .draining {
+                        beginClose(data.slot, mode: .orderly)
+                    }
+                }
             }
         }
         if generations.isCurrent(data.connection) { finishCloseIfIdle(data.slot) }
@@ -477,59 +414,48 @@ public final class UringEngine: NetworkEngine {
 
     private func completeAccept(_ data: UserData, result: Int32, flags: UInt32, _ handler: (Event) -> Void) {
         let index = Int(data.slot)
-        guard listeners.indices.contains(index), listeners[index].fd >= 0 else {
+        guard core.isListening(index) else {
             if result >= 0 { counters.close(result) }
             return
         }
-        let listener = ListenerID(index: index)
-        if flags & curing_cqe_f_more == 0 { listenerArmed[index] = false }
+        if flags & curing_cqe_f_more == 0 { core.listeners[index].armed = false }
         if result >= 0 {
-            counters.record(.accept, .success)
-            guard let id = slots.allocate() else {
-                counters.close(result)
-                stats.slotExhaustions += 1
-                return
+            if let id = core.accepted(result) {
+                armReceive(id.slot)
+                handler(Event(.accepted, id, listener: ListenerID(index: index)))
             }
-            let i = Int(id.slot)
-            connections[i] = UringConnection(fd: result, state: .open, reuse: connections[i].outbound)
-            armReceive(id.slot)
-            handler(Event(.accepted, id, listener: listener))
         } else {
             let outcome = Outcome(Errno.fromNegated(result))
             if outcome == .other(.invalidArgument) && data.generation == 1 && usePollFirst {
                 // A kernel before IORING_ACCEPT_POLL_FIRST: fall back to a plain multishot accept.
                 usePollFirst = false
-                stats.notes.append("IORING_ACCEPT_POLL_FIRST unsupported; paused accepts re-arm without it")
+                core.stats.notes.append("IORING_ACCEPT_POLL_FIRST unsupported; paused accepts re-arm without it")
             } else {
-                counters.record(.accept, outcome)
-                if outcome.pausesAccepting { listeners[index].paused = true }
-                handler(Event(.acceptFailed, .none, outcome, listener: listener))
+                handler(core.acceptFailed(index, outcome))
             }
         }
-        if !listenerArmed[index] && !listeners[index].paused && listeners[index].fd >= 0 { armAccept(index, pollFirst: false) }
+        if core.isListening(index) && !core.listeners[index].armed && !core.listeners[index].paused { armAccept(index, pollFirst: false) }
     }
 
     private func completeConnect(_ data: UserData, result: Int32, _ handler: (Event) -> Void) {
         guard generations.isCurrent(data.connection) else { return }
         let i = Int(data.slot)
-        connections[i].connectInFlight = false
-        if connections[i].state == .closing {
+        connections[i].operationsInFlight -= 1
+        if connections[i].lifecycle == .closing {
             finishCloseIfIdle(data.slot)
             return
         }
         if result == 0 {
-            counters.record(.connect, .success)
-            connections[i].state = .open
+            let event = core.connected(data.slot)
             rearmReceiveIfWanted(data.slot)  // not while bytes queued during the connect hold it back
-            if !connections[i].outbound.isEmpty { markDirty(data.slot) }
-            handler(Event(.connected, data.connection))
+            handler(event)
         } else {
             // With a link timeout, ECANCELED on the connect means the deadline passed.
             var outcome = Outcome(Errno.fromNegated(result))
             if outcome == .cancelled { outcome = .timedOut }
             counters.record(.connect, outcome)
             counters.close(connections[i].fd)
-            release(data.slot)
+            core.release(data.slot)
             handler(Event(.connected, data.connection, outcome))
         }
     }
@@ -537,34 +463,25 @@ public final class UringEngine: NetworkEngine {
     private func completeClose(_ data: UserData, result: Int32, _ handler: (Event) -> Void) {
         guard generations.isCurrent(data.connection) else { return }
         counters.record(.close, result < 0 ? Outcome(Errno.fromNegated(result)) : .success)
-        release(data.slot)
+        core.release(data.slot)
         handler(Event(.closed, data.connection))
     }
 
     // MARK: - Close sequence
 
-    private func cancelReceive(_ id: ConnectionID) {
-        let sqe = nextSQE()
-        io_uring_prep_cancel64(sqe, UserData(.receive, slot: id.slot, generation: id.generation).rawValue, 0)
-        io_uring_sqe_set_data64(sqe, UserData(.cancelReceive, slot: id.slot, generation: id.generation).rawValue)
-        connections[Int(id.slot)].receiveCancelPending = true
-        connections[Int(id.slot)].receiveCancelRequested = true
-    }
-
     /// Starts closing: RST requested if abortive, pending operations cancelled; the descriptor itself is
     /// closed (through the ring) once the last of their completions is in.
-    private func beginClose(_ slot: UInt32, mode: CloseMode) {
+    public func beginClose(_ slot: UInt32, mode: CloseMode) {
         let i = Int(slot)
-        connections[i].state = .closing
-        connections[i].closeAfterDrain = false
-        if mode == .abortive { _ = counters.setAbortiveClose(connections[i].fd) }
+        core.prepareClose(slot, mode: mode)
+        let c = connections[i]
+        connections[i].lifecycle = .closing
         // Cancel each pending request by its user data, not all requests on the fd: the kernel finds a
         // request by user data through a hash, but cancelling by fd walks every request in flight. At
         // 10,000 connections that made each cancel cost ~200 µs and a burst of closes stall the ring.
-        let c = connections[i]
-        if c.receiveArmed { cancel(.receive, slot) }
-        if c.sendInFlight { cancel(.send, slot) }
-        if c.connectInFlight { cancel(.connect, slot) }
+        if c.receive.isArmed { cancel(.receive, slot) }
+        if c.send == .inFlight { cancel(.send, slot) }
+        if c.lifecycle == .connecting { cancel(.connect, slot) }
         finishCloseIfIdle(slot)
     }
 
@@ -573,56 +490,18 @@ public final class UringEngine: NetworkEngine {
         let sqe = nextSQE()
         io_uring_prep_cancel64(sqe, UserData(operation, slot: slot, generation: generation).rawValue, 0)
         io_uring_sqe_set_data64(sqe, UserData(.cancel, slot: slot, generation: generation).rawValue)
-        connections[Int(slot)].cancelsInFlight += 1
+        connections[Int(slot)].operationsInFlight += 1
     }
 
+    /// Submits the close once nothing is left in flight for the connection.
     private func finishCloseIfIdle(_ slot: UInt32) {
         let i = Int(slot)
         let c = connections[i]
-        guard c.state == .closing, !c.closeSubmitted, !c.receiveArmed, !c.sendInFlight, !c.connectInFlight,
-              c.cancelsInFlight == 0, !c.receiveCancelPending else { return }
+        guard c.lifecycle == .closing, c.receive == .idle || c.receive == .starved, c.send != .inFlight,
+              c.operationsInFlight == 0 else { return }
         let sqe = nextSQE()
         io_uring_prep_close(sqe, c.fd)
         io_uring_sqe_set_data64(sqe, UserData(.close, slot: slot, generation: generations[i]).rawValue)
-        connections[i].closeSubmitted = true
-    }
-
-    private func release(_ slot: UInt32) {
-        let i = Int(slot)
-        connections[i].outbound.reset()
-        connections[i].state = .free
-        connections[i].fd = -1
-        slots.release(slot)
-    }
-}
-
-/// Per-connection state of the io_uring backend, one element of a flat array indexed by slot.
-struct UringConnection {
-    enum State: UInt8 { case free, connecting, open, closing }
-
-    var fd: Int32 = -1
-    var state: State = .free
-    var receiveArmed = false
-    var receiveCancelPending = false
-    /// Set until the receive we cancelled reports ECANCELED, so that completion is not taken for the peer's.
-    var receiveCancelRequested = false
-    var readEnded = false
-    var waitingForBuffers = false
-    var backpressured = false
-    var sendInFlight = false
-    var sendFailed = false
-    var connectInFlight = false
-    var cancelsInFlight: UInt8 = 0
-    var closeSubmitted = false
-    var closeAfterDrain = false
-    var dirty = false
-    var outbound = OutboundBuffer()
-
-    init() {}
-
-    init(fd: Int32, state: State, reuse outbound: OutboundBuffer) {
-        self.fd = fd
-        self.state = state
-        self.outbound = outbound
+        connections[i].lifecycle = .closed
     }
 }

@@ -1,0 +1,24 @@
+/// The 64 bits the kernel carries back to the engine (io_uring user data, epoll event data): which
+/// operation, on which slot, for which generation of that slot. Nothing is allocated per operation and a completion is mapped
+/// back to its connection by two shifts.
+///
+/// Layout: `operation` in bits 56–63, `generation` in bits 32–55, `slot` in bits 0–31.
+package struct UserData: RawRepresentable {
+    package enum Operation: UInt8 {
+        case accept = 1, receive, send, connect, linkTimeout, cancel, cancelReceive, close
+    }
+
+    package let rawValue: UInt64
+
+    package init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    @inline(__always)
+    package init(_ operation: Operation, slot: UInt32, generation: UInt32) {
+        rawValue = UInt64(operation.rawValue) << 56 | UInt64(generation & 0xFF_FFFF) << 32 | UInt64(slot)
+    }
+
+    package var operation: Operation { Operation(rawValue: UInt8(truncatingIfNeeded: rawValue >> 56)) ?? .linkTimeout }
+    package var slot: UInt32 { UInt32(truncatingIfNeeded: rawValue) }
+    package var generation: UInt32 { UInt32(truncatingIfNeeded: rawValue >> 32) & 0xFF_FFFF }
+    package var connection: ConnectionID { ConnectionID(slot: slot, generation: generation) }
+}
