@@ -51,7 +51,8 @@ package final class PortReservation: Sendable {
         }
         for case .failure(let error) in [bindResult, nameResult] {
             SystemCall.close(fd)
-            throw .invalidConfiguration("cannot bind \(address): \(error); \(bindFailureHint(error, address))")
+            // The engine's own bind failure, so every front end words it as it words a listener's.
+            throw .engine(EngineError("cannot bind \(address)", error, reason: .bindFailed(address)))
         }
         return (fd, bound)
     }
