@@ -16,16 +16,22 @@ struct LoadWorkerPlan: Sendable {
         struct Make: EngineBody {
             let plan: LoadWorkerPlan
             func run<E: NetworkEngine>(on engine: E) -> any EngineWorker<LoadWorkerSnapshot> {
-                let client: any ClientProtocol.Type = plan.configuration.wireProtocol.client
-                return worker(engine, client)
-            }
-            func worker<E: NetworkEngine, P: ClientProtocol>(_ engine: E, _ client: P.Type) -> any EngineWorker<LoadWorkerSnapshot> {
-                LoadWorker<E, P>(engine, client.init(plan.configuration), plan)
+                plan.configuration.wireProtocol.withClient(BuildLoadWorker(engine: engine, plan: plan))
             }
         }
         do { return try withEngine(plan.configuration.backend, configuration: plan.configuration.engine, Make(plan: plan)) }
         catch let error as EngineError { throw error }
         catch { preconditionFailure("engine set-up throws only EngineError, got \(error)") }
+    }
+}
+
+private struct BuildLoadWorker<E: NetworkEngine>: ClientProtocolBody {
+    let engine: E
+    let plan: LoadWorkerPlan
+
+    func run<P: ClientProtocol>(_ client: P.Type) -> any EngineWorker<LoadWorkerSnapshot> {
+        // Built here, where engine and protocol are concrete, so its loop is specialised for both.
+        SpecializedWorker(LoadWorker<E, P>(engine, client.init(plan.configuration), plan))
     }
 }
 

@@ -14,9 +14,10 @@ package final class StopFlag: Sendable {
 /// One engine loop on its own thread. The worker is created on that thread because an io_uring set
 /// up with `SINGLE_ISSUER` belongs to the thread that created it.
 ///
-/// Workers are generic over their engine (`ServerWorker<UringEngine, EchoProtocol>`), so the per-event loop is
-/// specialised; threads hold them as `any EngineWorker<Snapshot>`, which costs one dynamic call per
-/// `run` and per published snapshot, nothing per event.
+/// Workers are generic over their engine and protocol (`ServerWorker<UringEngine, EchoProtocol>`).
+/// Threads hold them as `any EngineWorker<Snapshot>`; a generic class called through an existential
+/// runs its unspecialised code, so workers are wrapped in a `SpecializedWorker` where their types are
+/// concrete: one dynamic call per `run` and per published snapshot, nothing per event.
 package protocol EngineWorker<Snapshot>: AnyObject {
     associatedtype Snapshot: Sendable
     /// Runs until `stop` is set; publishes progress through `publish` now and then (about once a second).
@@ -28,6 +29,30 @@ package protocol EngineWorker<Snapshot>: AnyObject {
 /// A worker that listens; its address is known once it is set up (with the kernel's port for port 0).
 package protocol ListeningWorker<Snapshot>: EngineWorker {
     var address: SocketAddress { get }
+}
+
+/// A worker seen through closures made where its type is concrete (inside `withEngine` and the
+/// protocol's switch): those closures, and the `run` loop they call, are compiled for that type, which
+/// a call through `any EngineWorker` would not be.
+package final class SpecializedWorker<Snapshot: Sendable>: ListeningWorker {
+    private let runLoop: (StopFlag, (Snapshot) -> Void) -> Void
+    private let takeSnapshot: () -> Snapshot
+    package let address: SocketAddress
+
+    package init<Worker: EngineWorker>(_ worker: Worker) where Worker.Snapshot == Snapshot {
+        runLoop = { stop, publish in worker.run(until: stop, publish: publish) }
+        takeSnapshot = { worker.snapshot }
+        address = SocketAddress()
+    }
+
+    package init<Worker: ListeningWorker>(_ worker: Worker) where Worker.Snapshot == Snapshot {
+        runLoop = { stop, publish in worker.run(until: stop, publish: publish) }
+        takeSnapshot = { worker.snapshot }
+        address = worker.address
+    }
+
+    package func run(until stop: StopFlag, publish: (Snapshot) -> Void) { runLoop(stop, publish) }
+    package var snapshot: Snapshot { takeSnapshot() }
 }
 
 /// Starts `count` threads, each building its worker with `make(index)` and running it; `start` returns

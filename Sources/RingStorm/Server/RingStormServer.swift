@@ -117,9 +117,17 @@ private struct MakeWorker: EngineBody {
     let reusePort: Bool
 
     func run<E: NetworkEngine>(on engine: E) throws -> any ListeningWorker<ServerSnapshot> {
-        func make<P: ServerProtocol>(_: P.Type) throws -> any ListeningWorker<ServerSnapshot> {
-            try ServerWorker<E, P>(engine, configuration, reusePort: reusePort)
-        }
-        return try make(configuration.protocol.implementation)
+        try configuration.protocol.withImplementation(MakeProtocolWorker(engine: engine, configuration: configuration, reusePort: reusePort))
+    }
+}
+
+private struct MakeProtocolWorker<E: NetworkEngine>: ServerProtocolBody {
+    let engine: E
+    let configuration: RingStormServer.Configuration
+    let reusePort: Bool
+
+    func run<P: ServerProtocol>(_: P.Type) throws -> any ListeningWorker<ServerSnapshot> {
+        // Built here, where engine and protocol are concrete, so its loop is specialised for both.
+        SpecializedWorker(try ServerWorker<E, P>(engine, configuration, reusePort: reusePort))
     }
 }

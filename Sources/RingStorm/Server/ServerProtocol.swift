@@ -10,12 +10,12 @@ public enum ServerProtocolKind: String, CaseIterable, Sendable, Codable, CustomS
 
     public var description: String { rawValue }
 
-    /// The one switch from a kind to its type; generic code opens it once per worker (as `withEngine`
-    /// does for backends), so the per-event loop is specialised for the protocol.
-    var implementation: any ServerProtocol.Type {
+    /// The one switch from a kind to its type: hands the concrete type to `body` (as `withEngine` does
+    /// for backends), so the worker it builds is specialised for the protocol, never an existential.
+    func withImplementation<Body: ServerProtocolBody>(_ body: Body) throws -> Body.Result {
         switch self {
-        case .ringstorm: RingStormProtocol.self
-        case .echo: EchoProtocol.self
+        case .ringstorm: try body.run(RingStormProtocol.self)
+        case .echo: try body.run(EchoProtocol.self)
         }
     }
 }
@@ -51,6 +51,12 @@ protocol ServerProtocol: AnyObject {
 
     /// Fills in the protocol's own counters of a snapshot from the engine's (e.g. bytes echoed).
     static func complete(_ report: inout ServerReport, statistics: EngineStatistics)
+}
+
+/// Code written once against any server protocol, run with the concrete type a kind names.
+protocol ServerProtocolBody {
+    associatedtype Result
+    func run<P: ServerProtocol>(_ implementation: P.Type) throws -> Result
 }
 
 /// What became of a connection after `ServerProtocol.received`.

@@ -1,8 +1,9 @@
 /// Code written once against any engine, run on the concrete engine a `Backend` names.
 ///
-/// Generic code cannot be handed to a closure in Swift, so the body is a value with a generic method:
-/// `withEngine` opens the engine's concrete type once and every call inside `run` is direct (the loop is
-/// specialised for `UringEngine` or `EpollEngine`), not a dynamic call through `any NetworkEngine`.
+/// Generic code cannot be handed to a closure in Swift, so the body is a value with a generic method.
+/// `withEngine` is `@inlinable`: its switch is compiled into the caller's module, where the body's type
+/// is known, so `body.run(on:)` is specialised for `UringEngine` or `EpollEngine` there and the loop it
+/// starts calls the engine directly, not through `any NetworkEngine`.
 public protocol EngineBody {
     associatedtype Result
     func run<Engine: NetworkEngine>(on engine: Engine) throws -> Result
@@ -10,6 +11,7 @@ public protocol EngineBody {
 
 /// The one place a backend is turned into an engine: creates it with `configuration` and runs `body`
 /// on it. Servers, load generators and benchmark rigs all go through here.
+@inlinable
 public func withEngine<Body: EngineBody>(_ backend: Backend, configuration: EngineConfiguration = EngineConfiguration(),
                                          _ body: Body) throws -> Body.Result {
     switch backend {

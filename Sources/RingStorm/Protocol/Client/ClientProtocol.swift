@@ -75,12 +75,26 @@ struct ClientProtocolFailure {
 }
 
 extension LoadGenerator.WireProtocol {
-    /// The one place a protocol name becomes its client type: generic code opens it
-    /// (`func f<P: ClientProtocol>(_: P.Type)`), so the load loop is concrete in both engine and protocol.
-    var client: any ClientProtocol.Type {
+    /// The one place a protocol name becomes its client type: hands the concrete type to `body` (as
+    /// `withEngine` does for backends), so the load loop is concrete in both engine and protocol.
+    func withClient<Body: ClientProtocolBody>(_ body: Body) -> Body.Result {
         switch self {
-        case .ringstorm: RingStormClient.self
-        case .echo: EchoClient.self
+        case .ringstorm: body.run(RingStormClient.self)
+        case .echo: body.run(EchoClient.self)
         }
     }
+
+    /// The client type, for what is not per event (validation).
+    var client: any ClientProtocol.Type {
+        struct Name: ClientProtocolBody {
+            func run<P: ClientProtocol>(_ client: P.Type) -> any ClientProtocol.Type { client }
+        }
+        return withClient(Name())
+    }
+}
+
+/// Code written once against any client protocol, run with the concrete type a `WireProtocol` names.
+protocol ClientProtocolBody {
+    associatedtype Result
+    func run<P: ClientProtocol>(_ client: P.Type) -> Result
 }
