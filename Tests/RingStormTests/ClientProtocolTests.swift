@@ -20,12 +20,12 @@ import RingStormEngine
     }
 
     @Test func theOneSwitchNamesEachProtocolsClient() {
-        #expect(ObjectIdentifier(LoadGenerator.WireProtocol.ringstorm.client) == ObjectIdentifier(RingStormClient.self))
-        #expect(ObjectIdentifier(LoadGenerator.WireProtocol.echo.client) == ObjectIdentifier(EchoClient.self))
+        #expect(ObjectIdentifier(LoadGenerator.WireProtocol.ringstorm.client) == ObjectIdentifier(RingStormClientProtocol.self))
+        #expect(ObjectIdentifier(LoadGenerator.WireProtocol.echo.client) == ObjectIdentifier(EchoClientProtocol.self))
     }
 
     @Test func ringstormRegistersAndMatchesResponsesInOrder() {
-        let client = RingStormClient(configuration(.ringstorm))
+        let client = RingStormClientProtocol(configuration(.ringstorm))
         var state = client.newConnection()
         let register = Array(client.firstMessage(client: 7, &state))
         #expect(register == frames { FrameEncoder.encodeRegister(clientID: 107, into: $0) })
@@ -67,7 +67,7 @@ import RingStormEngine
     @Test func echoAnswersByByteCount() {
         var c = configuration(.echo)
         c.firstMessageSize = 3
-        let client = EchoClient(c)
+        let client = EchoClientProtocol(c)
         var state = client.newConnection()
         #expect(client.firstMessage(client: 0, &state).count == 3)
         #expect(client.request(sequence: 0, timestamp: 0, &state).count == 8)

@@ -2,7 +2,7 @@ import RingStormEngine
 
 extension LoadGenerator {
     /// What the clients speak. Each case's client side is a `ClientProtocol` type, named in
-    /// `WireProtocol.client`.
+    /// `WireProtocol.withClient`.
     public enum WireProtocol: String, Sendable, Codable, CaseIterable {
         /// `ringstorm` frames: REGISTER first, then REQUEST/RESPONSE (see `Docs/protocol.md`).
         case ringstorm

@@ -82,7 +82,7 @@ public final class LoadGenerator: Sendable {
 
     /// The run so far as one mergeable snapshot (the threads' reports merged exactly, histograms
     /// included): what a worker process of `load --processes` sends its parent each second.
-    public var snapshot: LoadWorkerSnapshot {
+    package var snapshot: LoadWorkerSnapshot {
         guard let current = workers.withLock({ $0 }) else { return LoadWorkerSnapshot(report: LoadWorkerReport(backend: configuration.backend)) }
         let snapshots = current.snapshots.compactMap { $0 }
         let report = LoadWorkerReport.merged(snapshots.map(\.report)) ?? LoadWorkerReport(backend: configuration.backend)
@@ -91,7 +91,7 @@ public final class LoadGenerator: Sendable {
     }
 
     /// Whether every worker has finished.
-    public var isFinished: Bool {
+    package var isFinished: Bool {
         guard let current = workers.withLock({ $0 }) else { return false }
         let snapshots = current.snapshots
         return snapshots.allSatisfy { $0?.finished == true }

@@ -2,7 +2,7 @@ import RingStormEngine
 
 /// What one load worker has done so far: its mergeable report, plus what is only meaningful live. A worker
 /// process of `load --processes` sends these to its parent as JSON (`WorkerChannel`).
-public struct LoadWorkerSnapshot: Sendable, Codable {
+package struct LoadWorkerSnapshot: Sendable, Codable {
     public var report: LoadWorkerReport
     /// Connections established and not yet closed.
     public var open: Int
@@ -30,7 +30,7 @@ public struct LoadProgress: Sendable {
     public init() {}
 
     /// The sum of workers' snapshots (threads of this process, or worker processes).
-    public init(_ snapshots: [LoadWorkerSnapshot]) {
+    package init(_ snapshots: [LoadWorkerSnapshot]) {
         for s in snapshots {
             open += s.open
             connections.merge(s.report.connections)

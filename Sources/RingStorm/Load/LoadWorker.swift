@@ -7,7 +7,7 @@ struct LoadWorkerPlan: Sendable {
     var logFile: ConnectionLogFile?
 
     /// The load loop for this plan, with the engine and the client protocol both concrete: the one
-    /// place both choices are opened (`withEngine` for the backend, `WireProtocol.client` for the
+    /// place both choices are opened (`withEngine` for the backend, `WireProtocol.withClient` for the
     /// protocol), on the worker's own thread.
     func makeWorker() throws(EngineError) -> any EngineWorker<LoadWorkerSnapshot> {
         var plan = self
@@ -36,7 +36,7 @@ private struct BuildLoadWorker<E: NetworkEngine>: ClientProtocolBody {
 }
 
 /// The load loop for one concrete engine and one client protocol (`LoadWorker<UringEngine,
-/// RingStormClient>`), so every per-event engine call and every encode/decode is direct. The loop owns
+/// RingStormClientProtocol>`), so every per-event engine call and every encode/decode is direct. The loop owns
 /// pacing (`LoadWorker+Pacing`), the connection lifecycle and its endings (`LoadWorker+Lifecycle`),
 /// outcomes, latencies and the connections log; the protocol only encodes and decodes.
 ///

@@ -48,7 +48,7 @@ enum SystemCall {
 }
 
 /// How a child process ended.
-public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
+package enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
     case exited(Int32)
     case signaled(Int32)
 
@@ -106,7 +106,7 @@ public struct ResourceUsage: Sendable, Equatable, Codable {
 }
 
 /// A child could not be started; the text names the problem.
-public struct ChildProcessError: Error, CustomStringConvertible, Sendable {
+package struct ChildProcessError: Error, CustomStringConvertible, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
 }

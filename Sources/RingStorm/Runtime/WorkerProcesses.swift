@@ -55,7 +55,7 @@ package final class WorkerChannel: Sendable {
 }
 
 /// A worker process that failed: ended without its final report, or with a status other than 0.
-public struct WorkerFailure: Error, CustomStringConvertible, Sendable {
+package struct WorkerFailure: Error, CustomStringConvertible, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
 }

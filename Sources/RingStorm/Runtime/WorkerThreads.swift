@@ -14,7 +14,7 @@ package final class StopFlag: Sendable {
 /// One engine loop on its own thread. The worker is created on that thread because an io_uring set
 /// up with `SINGLE_ISSUER` belongs to the thread that created it.
 ///
-/// Workers are generic over their engine and protocol (`ServerWorker<UringEngine, EchoProtocol>`).
+/// Workers are generic over their engine and protocol (`ServerWorker<UringEngine, EchoServerProtocol>`).
 /// Threads hold them as `any EngineWorker<Snapshot>`; a generic class called through an existential
 /// runs its unspecialised code, so workers are wrapped in a `SpecializedWorker` where their types are
 /// concrete: one dynamic call per `run` and per published snapshot, nothing per event.

@@ -111,7 +111,7 @@ public final class RingStormServer: Sendable {
 }
 
 /// Builds one worker on `engine`: the one place the protocol kind becomes a type (opened from
-/// `ServerProtocolKind.implementation`), so `ServerWorker` is specialised for engine and protocol.
+/// `ServerProtocolKind.withImplementation`), so `ServerWorker` is specialised for engine and protocol.
 private struct MakeWorker: EngineBody {
     let configuration: RingStormServer.Configuration
     let reusePort: Bool

@@ -21,7 +21,7 @@ public struct ParseError: Error, Hashable, Sendable, CustomStringConvertible {
 ///
 /// Sizes: a number with an optional binary unit, `k`/`KiB`/`KB`, `m`/`MiB`/`MB`, `g`/`GiB`/`GB` (all
 /// powers of 1024, any case) and an optional `b`/`B`: `64`, `4k`, `64KiB`, `1m`, `1.5k` (= 1536).
-public enum DurationParsing {
+package enum DurationParsing {
     static let durationExamples = "write e.g. 500ms, 5s, 2m"
     static let sizeExamples = "write e.g. 64, 4k, 64KiB, 1m"
 

@@ -3,7 +3,7 @@ import RingStormEngine
 /// The `echo` protocol's client side: optionally a first message of `firstMessageSize` bytes awaited
 /// back whole (its "registration"), then messages of `messageSize` bytes, each answered when as many
 /// bytes have come back (TCP keeps order). More back than was sent is a protocol error.
-final class EchoClient: ClientProtocol {
+final class EchoClientProtocol: ClientProtocol {
     /// Bytes of the first message echoed so far, then the `EchoMatcher` of the messages.
     struct Connection {
         var firstMessageBytes = 0

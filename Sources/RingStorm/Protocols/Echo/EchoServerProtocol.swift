@@ -3,7 +3,7 @@ import RingStormEngine
 /// The `echo` protocol, server side: every byte received is sent back, in order, with the engine's
 /// backpressure. No framing, no registration: a receive is one message. The engine copies on `send`, so
 /// the received buffer goes straight back; nothing per connection is kept here.
-final class EchoProtocol: ServerProtocol {
+final class EchoServerProtocol: ServerProtocol {
     static var registers: Bool { false }
 
     init(configuration: RingStormServer.Configuration, slots: Int) {}

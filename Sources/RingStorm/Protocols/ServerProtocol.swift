@@ -1,7 +1,7 @@
 import RingStormEngine
 
 /// What a server speaks on its connections: the one list of protocols. Adding one is a case here, a
-/// line in `implementation`, and a file in `Server/Protocols/` with a type conforming to `ServerProtocol`.
+/// line in `withImplementation`, and a file in `Protocols/NAME/` with a type conforming to `ServerProtocol`.
 public enum ServerProtocolKind: String, CaseIterable, Sendable, Codable, CustomStringConvertible {
     /// Length-prefixed frames: REGISTER, then REQUESTs answered with RESPONSEs (`Docs/protocol.md`).
     case ringstorm
@@ -14,8 +14,8 @@ public enum ServerProtocolKind: String, CaseIterable, Sendable, Codable, CustomS
     /// for backends), so the worker it builds is specialised for the protocol, never an existential.
     func withImplementation<Body: ServerProtocolBody>(_ body: Body) throws -> Body.Result {
         switch self {
-        case .ringstorm: try body.run(RingStormProtocol.self)
-        case .echo: try body.run(EchoProtocol.self)
+        case .ringstorm: try body.run(RingStormServerProtocol.self)
+        case .echo: try body.run(EchoServerProtocol.self)
         }
     }
 }

@@ -3,7 +3,7 @@ import RingStormEngine
 /// The `ringstorm` protocol's client side: REGISTER (padded to `registrationSize`) first, then REQUESTs
 /// with a sequence number and timestamp; REGISTERED and in-order RESPONSEs answer them, an ERROR frame
 /// ends the connection with the server's reason.
-final class RingStormClient: ClientProtocol {
+final class RingStormClientProtocol: ClientProtocol {
     typealias Connection = FrameDecoder
 
     private let clientIDBase: UInt64

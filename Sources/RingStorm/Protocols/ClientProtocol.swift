@@ -5,14 +5,15 @@ import RingStormEngine
 /// complete" or "protocol error". Everything else (pacing, phases, outcomes, latencies, timeouts,
 /// reconnects, the connections log) is the one `LoadWorker`'s.
 ///
-/// The worker is generic over it (`LoadWorker<UringEngine, RingStormClient>`), so every call is direct
+/// The worker is generic over it (`LoadWorker<UringEngine, RingStormClientProtocol>`), so every call is direct
 /// and specialised; nothing is allocated per message. One instance serves one worker thread, so it may
 /// keep encode buffers; what belongs to one connection (a parse state, a partial count) is
 /// `Connection`, kept by the worker in flat storage beside its other per-client state and made afresh
 /// (`newConnection`) at every connect.
 ///
-/// Adding a protocol: a file with a type conforming to this, and a case in `LoadGenerator.WireProtocol`
-/// with its line in `WireProtocol.client` (the one place a protocol name becomes a type).
+/// Adding a protocol: a file in `Protocols/NAME/` with a type conforming to this, and a case in
+/// `LoadGenerator.WireProtocol` with its line in `WireProtocol.withClient` (the one place a protocol
+/// name becomes a type).
 protocol ClientProtocol: AnyObject {
     /// Per-connection state: e.g. a frame decoder (a response framing that needs parse state), the bytes
     /// of an echo seen so far.
@@ -79,8 +80,8 @@ extension LoadGenerator.WireProtocol {
     /// `withEngine` does for backends), so the load loop is concrete in both engine and protocol.
     func withClient<Body: ClientProtocolBody>(_ body: Body) -> Body.Result {
         switch self {
-        case .ringstorm: body.run(RingStormClient.self)
-        case .echo: body.run(EchoClient.self)
+        case .ringstorm: body.run(RingStormClientProtocol.self)
+        case .echo: body.run(EchoClientProtocol.self)
         }
     }
 

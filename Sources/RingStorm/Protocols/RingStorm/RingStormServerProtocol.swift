@@ -5,7 +5,7 @@ import RingStormEngine
 ///
 /// Per message nothing is allocated: the bytes are decoded in place (`FrameDecoder`, one per slot), the
 /// answers encoded into one reusable `FrameBuffer` and handed to `engine.send`, which copies.
-final class RingStormProtocol: ServerProtocol {
+final class RingStormServerProtocol: ServerProtocol {
     static var registers: Bool { true }
 
     private let decoders: UnsafeMutablePointer<FrameDecoder>
