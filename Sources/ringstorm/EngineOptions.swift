@@ -7,15 +7,15 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Engine backend: uring or epoll.")
     var backend: Backend = .uring
 
-    @Option(help: "Engine threads, each with its own ring or epoll instance (load: connections and --connect-rate are split among them).")
+    @Option(name: [.customShort("t"), .long], parsing: .unconditional, help: "Engine threads, each with its own ring or epoll instance (load: connections and --connect-rate are split among them).")
     var threads: Int = 1
 
-    @Option(help: "Worker processes, each with its own engines (serve: SO_REUSEPORT listeners on one port; load: connections and --connect-rate split among them); reports merged exactly. One process holds at most RLIMIT_NOFILE descriptors.")
+    @Option(parsing: .unconditional, help: "Worker processes, each with its own engines (serve: SO_REUSEPORT listeners on one port; load: connections and --connect-rate split among them); reports merged exactly. One process holds at most RLIMIT_NOFILE descriptors.")
     var processes: Int = 1
 
     @Option(help: "Live progress line every INTERVAL, e.g. 1s (0: none).")
     var reportInterval: String = "1s"
 
-    @Option(help: "Write the final report as JSON to FILE (schema in Docs/report.md).")
+    @Option(help: "Write the final report as JSON to FILE (- for standard output; schema in Docs/report.md); checked before the run, replaced atomically at its end.")
     var json: String?
 }

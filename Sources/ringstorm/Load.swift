@@ -6,19 +6,31 @@ import RingStormEngine
 
 struct Load: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Open many connections to a server, send requests, and report every connection's fate by phase and outcome."
+        abstract: "Open many connections to a server, send requests, and report every connection's fate by phase and outcome.",
+        discussion: """
+        Exit status: 0 the run went as asked; 1 a --threshold was crossed, no connection was established, \
+        no response parsed (a protocol mismatch) or the report could not be written; 2 bad input, refused \
+        before any connection starts. The report goes to standard output (to standard error with --json -), \
+        the banner and live lines to standard error. See Docs/load.md.
+
+        Examples:
+          ringstorm load --target 127.0.0.1:7200 -c 1000 -d 10s
+          ringstorm load --target 127.0.0.1:7200 -c 500 --interval 1s --reconnect -d 30s --json /tmp/load.json
+          ringstorm load --target 127.0.0.1:7200 -d 5s --threshold reset==0 --threshold 'answered>=99.9%' --threshold p99<50ms
+          ringstorm load --target 127.0.0.1:7300 --protocol echo -c 100 -d 5s --json - | jq .requests
+        """
     )
 
     @Option(help: "Server to connect to, HOST:PORT.")
     var target: String = "127.0.0.1:7200"
 
-    @Option(help: "Clients, each holding at most one connection.")
+    @Option(name: [.customShort("c"), .long], parsing: .unconditional, help: "Clients, each holding at most one connection.")
     var connections: Int = 100
 
-    @Option(help: "Connections started per second, reconnects included (0: all at once).")
+    @Option(parsing: .unconditional, help: "Connections started per second, reconnects included (0: all at once).")
     var connectRate: Double = 0
 
-    @Option(help: "How long to run, e.g. 10s, 2m.")
+    @Option(name: [.customShort("d"), .long], parsing: .unconditional, help: "How long to run, e.g. 10s, 2m.")
     var duration: String = "10s"
 
     @Option(help: "Wire protocol: ringstorm (REGISTER, then REQUEST/RESPONSE) or echo (raw bytes).")
@@ -33,8 +45,8 @@ struct Load: ParsableCommand {
     @Flag(help: "Closed loop: the next request when a response arrives (the default without --interval).")
     var closedLoop = false
 
-    @Option(help: "Closed loop: requests in flight per connection.")
-    var pipeline: Int = 1
+    @Option(parsing: .unconditional, help: "Closed loop: requests in flight per connection (default 1).")
+    var pipeline: Int?
 
     @Option(help: "Request payload (ringstorm) or message (echo) size, e.g. 64, 4k.")
     var messageSize: String = "64"
@@ -48,14 +60,20 @@ struct Load: ParsableCommand {
     @Flag(help: "Reconnect after a failure, backing off exponentially.")
     var reconnect = false
 
-    @Option(help: "Reconnect backoff: first and longest wait, and optionally a jitter (each wait spread up to that fraction longer), e.g. 100ms,5s or 100ms,5s,0.5.")
-    var backoff: String = "100ms,5s"
+    @Option(name: .customLong("backoff"), help: "Reconnect backoff: first and longest wait, and optionally a jitter (each wait spread up to that fraction longer), e.g. 100ms,5s or 100ms,5s,0.5 (default 100ms,5s).")
+    var userBackoff: String?
+    private var backoff: String { userBackoff ?? "100ms,5s" }
 
     @Option(help: "Local addresses to connect from: ADDR[,ADDR...] or a range 127.0.0.2-127.0.0.50.")
     var source: String?
 
-    @Option(help: "Write one JSON line per connection lifecycle to FILE.")
+    @Option(help: "Write one JSON line per connection lifecycle to FILE (- for standard output).")
     var connectionsLog: String?
+
+    @Option(name: .customLong("threshold"), help: ArgumentHelp(
+        "Fail the run (exit status 1) unless METRIC OP VALUE holds, e.g. reset==0, 'answered>=99.9%', p99<50ms, connect.refused==0, established==connections; repeatable. See Docs/load.md.",
+        valueName: "expr"))
+    var thresholds: [String] = []
 
     @Flag(help: "Connect and send nothing, like telnet: no registration, no requests; count what the server does (FIN: closed, RST: reset) in phase idle.")
     var silent = false
@@ -77,9 +95,12 @@ struct Load: ParsableCommand {
             c.pacing = .silent
         } else if let interval {
             guard !closedLoop else { throw UsageError("--interval (open loop) and --closed-loop exclude each other; pick one") }
+            if let pipeline {
+                throw UsageError("--pipeline \(pipeline) is for the closed loop; with --interval each connection sends one request every interval. Drop one of them")
+            }
             c.pacing = .openLoop(intervalNanoseconds: try nanoseconds(interval, "--interval"))
         } else {
-            c.pacing = .closedLoop(pipeline: pipeline)
+            c.pacing = .closedLoop(pipeline: pipeline ?? 1)
         }
         c.messageSize = try bytes(messageSize, "--message-size")
         c.connectTimeoutNanoseconds = try nanoseconds(connectTimeout, "--connect-timeout")
@@ -90,7 +111,13 @@ struct Load: ParsableCommand {
             throw UsageError("--backoff '\(backoff)': write the first and longest wait, e.g. 100ms,5s, and optionally a jitter, 100ms,5s,0.5")
         }
         c.reconnectMinimumNanoseconds = try nanoseconds(parts[0], "--backoff")
-        c.reconnectMaximumNanoseconds = max(try nanoseconds(parts[1], "--backoff"), c.reconnectMinimumNanoseconds)
+        c.reconnectMaximumNanoseconds = try nanoseconds(parts[1], "--backoff")
+        guard c.reconnectMaximumNanoseconds >= c.reconnectMinimumNanoseconds else {
+            throw UsageError("--backoff '\(backoff)': the longest wait \(parts[1]) is shorter than the first \(parts[0]); write the first wait first, e.g. \(parts[1]),\(parts[0])")
+        }
+        if userBackoff != nil && !reconnect {
+            throw UsageError("--backoff is the wait between reconnects; add --reconnect or drop --backoff")
+        }
         if parts.count == 3 {
             guard let jitter = Double(parts[2]), jitter >= 0, jitter <= 10 else {
                 throw UsageError("--backoff '\(backoff)': the jitter '\(parts[2])' must be a fraction from 0 to 10, e.g. 0.5")
@@ -103,6 +130,9 @@ struct Load: ParsableCommand {
         c.backend = options.backend
         c.threads = options.threads
         c.connectionsLogPath = connectionsLog
+        if connectionsLog == "-" && options.json == "-" {
+            throw UsageError("--connections-log - and --json - both write to standard output; send one of them to a file")
+        }
         c.registrationSize = try bytes(registrationSize, "--registration-size")
         return c
     }
@@ -117,7 +147,12 @@ struct Load: ParsableCommand {
         }
         let configuration = try makeConfiguration()
         let progressEvery = try nanoseconds(options.reportInterval, "--report-interval")
-        if options.processes > 1 { return try runProcesses(configuration, progressEvery: progressEvery) }
+        let thresholds = try parsedThresholds()
+        // Every output is checked before the first connection: a bad path fails now, not after the run.
+        let json = try options.json.map { try OutputFile(option: "--json", path: $0) }
+        if options.processes > 1 {
+            return try runProcesses(configuration, progressEvery: progressEvery, json: json, thresholds: thresholds)
+        }
         let generator = try start(LoadGenerator(configuration: configuration))
         FileHandleOutput.standardError(banner(configuration))
         let started = monotonicNanoseconds()
@@ -140,8 +175,34 @@ struct Load: ParsableCommand {
             lastTime = now
         }
         let report = generator.wait()
-        FileHandleOutput.standardOutput(report.text + "\n")
-        try writeJSON(report)
+        try finish(report, text: report.text + "\n", configuration: configuration, json: json, thresholds: thresholds)
+    }
+
+    func parsedThresholds() throws -> [Threshold] {
+        try thresholds.map { text in
+            do { return try Threshold(parsing: text) } catch { throw UsageError("--threshold \(error)") }
+        }
+    }
+
+    /// Prints the report (to standard error when the JSON goes to standard output), writes the JSON,
+    /// and throws the run's failures: the JSON not written, thresholds crossed, nothing established.
+    private func finish(_ report: LoadReport, text: String, configuration: LoadGenerator.Configuration, json: OutputFile?,
+                        thresholds: [Threshold], failures: [String] = []) throws {
+        if json?.isStandardOutput == true {
+            FileHandleOutput.standardError(text)
+        } else {
+            FileHandleOutput.standardOutput(text)
+        }
+        var lines = failures
+        if let json {
+            do { try json.write(try report.json()) } catch { lines.append("\(error)") }
+        }
+        let verdict = LoadVerdict(report: report, configuration: configuration, thresholds: thresholds)
+        for result in verdict.results where result.passed {
+            FileHandleOutput.standardError("threshold \(result.threshold.expression) ok: was \(result.actual)\n")
+        }
+        lines += verdict.lines
+        if !lines.isEmpty { throw RunFailure(lines) }
     }
 
     private func start(_ generator: LoadGenerator) throws -> LoadGenerator {
@@ -153,15 +214,6 @@ struct Load: ParsableCommand {
             throw UsageError(error.commandLineDescription)
         }
         return generator
-    }
-
-    private func writeJSON(_ report: LoadReport) throws {
-        guard let json = options.json else { return }
-        do {
-            try report.json().write(to: URL(fileURLWithPath: json))
-        } catch {
-            throw UsageError("--json \(json): cannot write: \(error); name a writable file")
-        }
     }
 
     private func banner(_ c: LoadGenerator.Configuration) -> String {
@@ -199,14 +251,15 @@ struct Load: ParsableCommand {
     /// `load`, each with its share as a serialized `WorkerAssignment`: see `WorkSplit`), prints a
     /// live line summed over them, forwards SIGINT/SIGTERM, merges their reports exactly (counts summed,
     /// histograms added) and reports a worker that died.
-    private func runProcesses(_ configuration: LoadGenerator.Configuration, progressEvery: Int64) throws {
+    private func runProcesses(_ configuration: LoadGenerator.Configuration, progressEvery: Int64, json: OutputFile?,
+                              thresholds: [Threshold]) throws {
         let kernelAtStart = KernelCounters.read()
         do {
             try LoadGenerator(configuration: configuration).validate(processes: options.processes)
         } catch {
             throw UsageError(error.commandLineText)
         }
-        if let connectionsLog {
+        if let connectionsLog, connectionsLog != "-" {
             // Truncated once here; the workers append.
             let fd = open(connectionsLog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             guard fd >= 0 else { throw UsageError("--connections-log \(connectionsLog): cannot open: \(Errno.current); name a writable file") }
@@ -254,16 +307,15 @@ struct Load: ParsableCommand {
         failure = failure ?? workers.failure
         let finals = workers.finals
         guard let merged = LoadWorkerReport.merged(finals.map(\.report)) else {
-            throw UsageError(failure?.description ?? "no worker process sent a report")
+            throw RunFailure(failure?.description ?? "no worker process sent a report")
         }
         var report = merged.report
         report.kernel = KernelCounters.read() - kernelAtStart
         var text = report.text + "\n"
         text += "processes    \(options.processes), merged exactly (counts summed, histograms added)\n"
         if let failure { text += "incomplete   \(finals.count) of \(options.processes) worker reports: \(failure)\n" }
-        FileHandleOutput.standardOutput(text)
-        try writeJSON(report)
-        if let failure { throw UsageError(failure.description) }
+        try finish(report, text: text, configuration: configuration, json: json, thresholds: thresholds,
+                   failures: failure.map { [$0.description] } ?? [])
     }
 
 }
