@@ -9,27 +9,41 @@ struct ReproCommand: ParsableCommand {
         commandName: "repro",
         abstract: "The seed in one command: a server with too few descriptors, clients that register at once and silent ones, both sides' view, and why.",
         discussion: """
-        Starts `ringstorm serve` in a child process with --max-fds below the client count and --policy for \
+        Starts `ringstorm serve` in a child process with --max-fds below the client count and --on-emfile for \
         when descriptors run out, then two groups of clients on loopback: registering clients (connect, send \
         a 75-byte REGISTER at once, a request every --interval, reconnect on error) and silent clients \
         (connect and send nothing, like telnet). Prints what the server saw beside what each group saw, \
         and explains the difference. See Docs/repro.md.
+
+        The banner and live lines go to standard error, the report to standard output (to standard error \
+        with --json -). Exit status: 0 the repro ran; 1 it failed or its report could not be written; 2 bad input.
+
+        Examples:
+          ringstorm repro
+          ringstorm repro --on-emfile pause -d 5s
+          ringstorm repro --clients 100 --silent 20 --max-fds 48 -d 3s --json /tmp/repro.json
         """
     )
 
-    @Option(help: "What the server does when descriptors run out: shed (accept and close at once), pause (stop accepting), spin (retry at once).")
-    var policy: EMFILEPolicy = .shed
+    @Option(help: "What the server does when descriptors run out: shed (accept and close at once), pause (stop accepting), spin (retry at once); serve's option of the same name. Default: shed.")
+    var onEmfile: EMFILEPolicy?
 
-    @Option(help: "Registering clients (the seed's: 75-byte registration at once, periodic requests, reconnect on error).")
+    /// The old name of --on-emfile.
+    @Option(name: .customLong("policy"), help: .hidden)
+    var policyAlias: EMFILEPolicy?
+
+    private var policy: EMFILEPolicy { onEmfile ?? policyAlias ?? .shed }
+
+    @Option(parsing: .unconditional, help: "Registering clients (the seed's: 75-byte registration at once, periodic requests, reconnect on error).")
     var clients: Int = 200
 
-    @Option(help: "Silent clients (connect, send nothing, like telnet); they connect --silent-delay after the others.")
+    @Option(parsing: .unconditional, help: "Silent clients (connect, send nothing, like telnet); they connect --silent-delay after the others.")
     var silent: Int = 50
 
-    @Option(help: "The server's descriptor limit; below the client count to run out.")
+    @Option(parsing: .unconditional, help: "The server's descriptor limit; below the client count to run out.")
     var maxFds: Int = 64
 
-    @Option(help: "How long the clients run, e.g. 10s.")
+    @Option(name: [.customShort("d"), .long], parsing: .unconditional, help: "How long the clients run, e.g. 10s.")
     var duration: String = "10s"
 
     @Option(help: "Engine backend for the server and the clients: uring or epoll.")
@@ -47,10 +61,10 @@ struct ReproCommand: ParsableCommand {
     @Option(help: "Bytes of each REGISTER, padded with registration data the server ignores.")
     var registrationSize: String = "75"
 
-    @Option(help: "When the silent clients connect, after the registering ones.")
-    var silentDelay: String = "1s"
+    @Option(help: "When the silent clients connect, after the registering ones (default 1s, or a quarter of --duration when that is shorter).")
+    var silentDelay: String?
 
-    @Option(help: "Write both sides' reports and the explanation as JSON to FILE.")
+    @Option(help: "Write both sides' reports and the explanation as JSON to FILE (- for standard output); checked before the run, replaced atomically at its end.")
     var json: String?
 
     @Option(help: "Live line every INTERVAL on stderr (0: none).")
@@ -67,7 +81,11 @@ struct ReproCommand: ParsableCommand {
         c.intervalNanoseconds = try nanoseconds(interval, "--interval")
         c.requestTimeoutNanoseconds = try nanoseconds(requestTimeout, "--request-timeout")
         c.registerTimeoutNanoseconds = try nanoseconds(registerTimeout, "--register-timeout")
-        c.silentDelayNanoseconds = try nanoseconds(silentDelay, "--silent-delay")
+        if let policyAlias, let onEmfile, policyAlias != onEmfile {
+            throw UsageError("--policy is the old name of --on-emfile; give one of them")
+        }
+        c.silentDelayNanoseconds = try silentDelay.map { try nanoseconds($0, "--silent-delay") }
+            ?? min(1_000_000_000, c.durationNanoseconds / 4)
         c.registrationSize = try bytes(registrationSize, "--registration-size")
         do { try c.validate() } catch { throw UsageError(error.commandLineText) }
         return c
@@ -77,13 +95,15 @@ struct ReproCommand: ParsableCommand {
         TerminationSignals.block()
         let configuration = try makeConfiguration()
         let every = try nanoseconds(reportInterval, "--report-interval")
+        // Checked before the run: a bad path fails now, not after it.
+        let output = try json.map { try OutputFile(option: "--json", path: $0) }
         let run: ReproRun
         do {
             run = try ReproRun(configuration: configuration)
         } catch {
             throw UsageError(error.description)
         }
-        FileHandleOutput.standardError("ringstorm repro: server on \(run.address) (--max-fds \(configuration.maxFDs), --policy \(configuration.policy), "
+        FileHandleOutput.standardError("ringstorm repro: server on \(run.address) (--max-fds \(configuration.maxFDs), --on-emfile \(configuration.policy), "
             + "\(configuration.backend)); \(configuration.clients) registering clients now, \(configuration.silent) silent ones after "
             + "\(DurationParsing.format(nanoseconds: configuration.silentDelayNanoseconds)); "
             + "\(DurationParsing.format(nanoseconds: configuration.durationNanoseconds)); Ctrl-C to stop early\n")
@@ -101,13 +121,13 @@ struct ReproCommand: ParsableCommand {
         } catch {
             throw UsageError(error.description)
         }
-        FileHandleOutput.standardOutput(report.text + "\n")
-        if let json {
-            do {
-                try report.json().write(to: URL(fileURLWithPath: json))
-            } catch {
-                throw UsageError("--json \(json): cannot write: \(error); name a writable file")
-            }
+        if output?.isStandardOutput == true {
+            FileHandleOutput.standardError(report.text + "\n")
+        } else {
+            FileHandleOutput.standardOutput(report.text + "\n")
+        }
+        if let output {
+            do { try output.write(try report.json()) } catch { throw RunFailure("\(error)") }
         }
     }
 

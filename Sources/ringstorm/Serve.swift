@@ -13,6 +13,15 @@ struct Serve: ParsableCommand {
         --protocol echo sends back every byte received. Both protocols share the rest: --idle-timeout, \
         --max-fds (lowers the descriptor limit to reproduce descriptor exhaustion), --on-emfile (what \
         happens then) and one report. See Docs/server.md.
+
+        The banner and live lines go to standard error, the report to standard output (to standard error \
+        with --json -). Exit status: 0 stopped by --duration or SIGINT/SIGTERM with its report written; \
+        1 a worker process failed or the report could not be written; 2 bad input.
+
+        Examples:
+          ringstorm serve --listen 127.0.0.1:7200
+          ringstorm serve --listen 127.0.0.1:7300 --protocol echo -t 2 -d 30s --json /tmp/server.json
+          ringstorm serve --listen 127.0.0.1:7200 --max-fds 64 --on-emfile shed -d 10s
         """
     )
 
@@ -31,13 +40,13 @@ struct Serve: ParsableCommand {
     @Option(help: "Largest frame accepted, e.g. 64KiB (ringstorm); larger gets ERROR frame_too_large.")
     var maxFrameSize: String = "64KiB"
 
-    @Option(help: "Lower the process's descriptor limit (soft RLIMIT_NOFILE) to N before starting.")
+    @Option(parsing: .unconditional, help: "Lower the process's descriptor limit (soft RLIMIT_NOFILE) to N before starting.")
     var maxFds: Int?
 
     @Option(help: "Out of descriptors: pause (stop accepting until one frees), shed (accept and close at once), spin (retry at once).")
     var onEmfile: EMFILEPolicy = .pause
 
-    @Option(help: "Stop after this long, e.g. 30s (default: until SIGINT/SIGTERM).")
+    @Option(name: [.customShort("d"), .long], parsing: .unconditional, help: "Stop after this long, e.g. 30s (default: until SIGINT/SIGTERM).")
     var duration: String?
 
     @Option(help: "io_uring: wait up to this long for a batch of completions per io_uring_enter, e.g. 50us (0: return at the first; needs kernel 6.12).")
@@ -56,7 +65,10 @@ struct Serve: ParsableCommand {
             throw ValidationError("--processes must be between 1 and \(LoadBudget.maximumProcesses), not \(processes)")
         }
         _ = try AddressArgument.parse(listen, option: "--listen")
-        _ = try parsedDurations()
+        if let maxFds, maxFds < 1 { throw ValidationError("--max-fds must be at least 1, not \(maxFds)") }
+        if let duration = try parsedDurations().duration, duration <= 0 {
+            throw ValidationError("--duration must be more than 0, not \(self.duration ?? ""); leave it out to run until SIGINT/SIGTERM")
+        }
         _ = try parsedFrameSize()
         _ = try parsedBatchWait()
     }
@@ -82,7 +94,9 @@ struct Serve: ParsableCommand {
         TerminationSignals.block()
         var times = try parsedDurations()
         let worker = try inheritedWorker(RingStormServer.Configuration.self)
-        if processes > 1 && worker == nil { return try runProcesses(times) }
+        // Checked before the server starts: a bad path fails now, not after the run.
+        let json = worker == nil ? try self.json.map { try OutputFile(option: "--json", path: $0) } : nil
+        if processes > 1 && worker == nil { return try runProcesses(times, json: json) }
         let channel = worker?.channel
         var configuration = try serverConfiguration(times)
         if let worker {
@@ -99,7 +113,7 @@ struct Serve: ParsableCommand {
         if let channel {
             channel.ready(server.address.description)
         } else {
-            FileHandleOutput.standardOutput(banner(address: server.address, times.duration) + "\n")
+            FileHandleOutput.standardError(banner(address: server.address, times.duration) + "\n")
         }
 
         let started = monotonicNanoseconds()
@@ -134,8 +148,22 @@ struct Serve: ParsableCommand {
             channel.final(final)
             return
         }
-        FileHandleOutput.standardOutput(finalText(report, notes: final.engine.notes, engine: final.engine))
-        try writeJSON(report)
+        try finish(report, text: finalText(report, notes: final.engine.notes, engine: final.engine), json: json)
+    }
+
+    /// Prints the report (to standard error when the JSON goes to standard output) and writes the JSON;
+    /// throws the run's failures (exit status 1).
+    private func finish(_ report: ServerReport, text: String, json: OutputFile?, failures: [String] = []) throws {
+        if json?.isStandardOutput == true {
+            FileHandleOutput.standardError(text)
+        } else {
+            FileHandleOutput.standardOutput(text)
+        }
+        var lines = failures
+        if let json {
+            do { try json.write(try report.json()) } catch { lines.append("\(error)") }
+        }
+        if !lines.isEmpty { throw RunFailure(lines) }
     }
 
     /// The server these options describe (a worker process of `--processes` gets it as its assignment).
@@ -181,21 +209,13 @@ struct Serve: ParsableCommand {
         return text
     }
 
-    private func writeJSON(_ report: ServerReport) throws {
-        guard let json else { return }
-        do {
-            try report.json().write(to: URL(fileURLWithPath: json))
-        } catch {
-            throw UsageError("cannot write the report to \(json): \(error.localizedDescription); pick a writable path")
-        }
-    }
 
     // MARK: --processes N
 
     /// The parent of `--processes N`: reserves the port, starts N workers (this binary's `serve`, each
     /// with the server configuration as its `WorkerAssignment`), prints a live line summed over them, forwards SIGINT/SIGTERM, merges their
     /// reports exactly and reports a worker that died.
-    private func runProcesses(_ times: (register: Int64, idle: Int64, report: Int64, duration: Int64?)) throws {
+    private func runProcesses(_ times: (register: Int64, idle: Int64, report: Int64, duration: Int64?), json: OutputFile?) throws {
         let kernelAtStart = KernelCounters.read()
         let reservation: PortReservation
         do {
@@ -208,7 +228,7 @@ struct Serve: ParsableCommand {
         configuration.reusePort = true
         let assignment = WorkerAssignment(configuration, progressIntervalNanoseconds: times.report, durationNanoseconds: times.duration)
         let workers: WorkerProcesses<ServerSnapshot> = try startedWorkers("serve", Array(repeating: assignment, count: processes))
-        FileHandleOutput.standardOutput(banner(address: reservation.address, times.duration) + "\n")
+        FileHandleOutput.standardError(banner(address: reservation.address, times.duration) + "\n")
 
         let started = monotonicNanoseconds()
         let deadline = times.duration.map { started + $0 }
@@ -237,7 +257,7 @@ struct Serve: ParsableCommand {
         withExtendedLifetime(reservation) {}
         let finals = workers.finals
         guard var report = ServerReport.merged(finals.map(\.report)) else {
-            throw UsageError(failure?.description ?? "no worker process sent a report")
+            throw RunFailure(failure?.description ?? "no worker process sent a report")
         }
         report.kernel = KernelCounters.read() - kernelAtStart
         var notes: [String] = []
@@ -245,9 +265,7 @@ struct Serve: ParsableCommand {
         var text = finalText(report, notes: notes)
         text += "processes    \(processes), merged exactly (counts summed)\n"
         if let failure { text += "incomplete   \(finals.count) of \(processes) worker reports: \(failure)\n" }
-        FileHandleOutput.standardOutput(text)
-        try writeJSON(report)
-        if let failure { throw UsageError(failure.description) }
+        try finish(report, text: text, json: json, failures: failure.map { [$0.description] } ?? [])
     }
 
     private func liveLine(_ current: ServerSnapshot, _ last: ServerSnapshot, seconds: Double, elapsed: Double) -> String {

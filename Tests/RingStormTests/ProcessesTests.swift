@@ -203,8 +203,9 @@ final class RingstormChild: @unchecked Sendable {
     func waitForPort() throws -> UInt16 {
         let deadline = monotonicNanoseconds() + 10_000_000_000
         while monotonicNanoseconds() < deadline {
-            if let range = output.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
-               let port = UInt16(output[range].split(separator: ":").last!) {
+            let banner = errors  // the banner goes to standard error
+            if let range = banner.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+               let port = UInt16(banner[range].split(separator: ":").last!) {
                 return port
             }
             guard process.isRunning else { break }

@@ -120,7 +120,7 @@ struct ReproTests {
     func repro(_ policy: EMFILEPolicy, _ backend: Backend) throws -> (ReproReport, String) {
         let json = FileManager.default.temporaryDirectory.appendingPathComponent("ringstorm-repro-\(UUID()).json").path
         defer { unlink(json) }
-        let run = try runRingstorm(["repro", "--policy", policy.rawValue, "--backend", backend.rawValue, "--clients", "40",
+        let run = try runRingstorm(["repro", "--on-emfile", policy.rawValue, "--backend", backend.rawValue, "--clients", "40",
                                     "--silent", "10", "--max-fds", "24", "--duration", "3s", "--silent-delay", "1s",
                                     "--report-interval", "0", "--json", json], seconds: 30)
         #expect(run.status == 0, "\(run.errors)")

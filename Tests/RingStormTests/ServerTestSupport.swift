@@ -195,8 +195,9 @@ final class ServerChild: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: ringstormBinary!)
         process.arguments = ["serve", "--protocol", kind.rawValue, "--listen", "127.0.0.1:0", "--report-interval", "0",
                              "--json", jsonPath] + arguments
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
+        // The banner goes to standard error, the report to standard output.
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = output
         try process.run()
         // The banner: "ringstorm serve: PROTOCOL on 127.0.0.1:PORT, ..."
         var banner = ""

@@ -160,5 +160,6 @@ public enum ReportFormat {
 /// The kernel's counters, where anything happened: one line each, what it means in the user's terms.
 private func kernelLines(_ kernel: KernelCounters?) -> [String] {
     guard let kernel, !kernel.isQuiet else { return [] }
-    return kernel.explanation.enumerated().map { (i, line) in (i == 0 ? "kernel       " : "             ") + line }
+    return ["kernel       " + KernelCounters.systemWideNote]
+        + kernel.explanation.map { "             " + $0 }
 }

@@ -172,6 +172,9 @@ public struct Threshold: Sendable, Hashable, CustomStringConvertible {
         let (actual, whole) = Self.value(of: metric, in: report, connections: connections)
         let isLatency = Self.isLatency(metric)
         let unit = isLatency ? " µs" : ""
+        if isLatency && Self.samples(of: metric, in: report) == 0 {
+            return ThresholdResult(threshold: self, passed: false, actual: "no samples (nothing was measured)")
+        }
         switch bound {
         case .value(let limit):
             return ThresholdResult(threshold: self, passed: comparison.holds(actual, limit),
@@ -182,13 +185,20 @@ public struct Threshold: Sendable, Hashable, CustomStringConvertible {
                                    actual: Self.format(actual) + unit + " against \(other) " + Self.format(limit) + unit)
         case .percent(let percent):
             // Nothing to be a share of: 0 of 0 is 100% of nothing for "answered"-like shares, 0% for failures.
-            let share = whole > 0 ? actual / whole * 100 : (actual == 0 && !Self.isFailure(metric) ? 100 : 0)
+            // Nothing to be a share of (no request sent, no connect attempted) is 0%: `answered>=99%` is
+            // not met by a run that sent nothing.
+            let share = whole > 0 ? actual / whole * 100 : 0
             return ThresholdResult(threshold: self, passed: comparison.holds(share, percent),
                                    actual: Self.format(share, places: 3) + "% (\(Self.format(actual)) of \(Self.format(whole)))")
         }
     }
 
-    static func isFailure(_ metric: String) -> Bool { metric == "failures" || !counts.contains(metric) }
+    /// How many latencies the metric's percentile is taken over.
+    static func samples(of metric: String, in report: LoadReport) -> UInt64 {
+        if metric.hasPrefix("connect.") { return UInt64(max(report.latency.connect.count, 0)) }
+        if metric.hasPrefix("register.") { return UInt64(max(report.latency.register.count, 0)) }
+        return UInt64(max(report.latency.request.count, 0))
+    }
 
     static func format(_ value: Double, places: Int = 0) -> String {
         if places == 0 || value == value.rounded() { return ReportFormat.count(Int(value.rounded())) }

@@ -150,7 +150,7 @@ public struct ReproReport: Codable, Sendable {
 
         switch r.policy {
         case .shed:
-            var text = "With --policy shed it took each queued connection off its accept queue with a spare descriptor and "
+            var text = "With --on-emfile shed it took each queued connection off its accept queue with a spare descriptor and "
                 + "closed it at once (\(n(r.server.shed)) shed, in one batch every 100 ms), so no one waited long."
             if resetRegistering > 0 {
                 text += " \(n(resetRegistering)) connections of the registering clients were reset (RST) while waiting for REGISTERED: "
@@ -197,10 +197,10 @@ public struct ReproReport: Codable, Sendable {
             var text: String
             let rate = ReportFormat.count(Int((Double(failures) / seconds).rounded()))
             if r.policy == .pause {
-                text = "With --policy pause it stopped accepting until a descriptor freed, trying again every 200 ms: "
+                text = "With --on-emfile pause it stopped accepting until a descriptor freed, trying again every 200 ms: "
                     + "\(n(failures)) failed accepts in \(ReportFormat.decimal(seconds, places: 1)) s, about \(rate) per second."
             } else {
-                text = "With --policy spin it retried accept at once, every time: \(n(failures)) failed accepts, about \(rate) "
+                text = "With --on-emfile spin it retried accept at once, every time: \(n(failures)) failed accepts, about \(rate) "
                     + "per second, and \(cpuText) spent accepting nothing."
             }
             paragraphs.append(text)

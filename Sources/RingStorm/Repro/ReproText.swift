@@ -10,7 +10,7 @@ extension ReproReport {
     public var text: String {
         var lines: [String] = []
         lines.append("ringstorm repro: \(ReportFormat.count(clients)) registering + \(ReportFormat.count(silentClients)) silent clients "
-            + "against a server with --max-fds \(maxFDs) and --policy \(policy), \(backend), \(address), "
+            + "against a server with --max-fds \(maxFDs) and --on-emfile \(policy), \(backend), \(address), "
             + ReportFormat.decimal(durationSeconds, places: 0) + " s")
         lines.append("")
         let left = serverColumn
@@ -26,7 +26,7 @@ extension ReproReport {
         for paragraph in explanation { lines.append(contentsOf: Self.wrap(paragraph, width: 100)) ; lines.append("") }
         if let kernel = serverFinal.kernel, !kernel.isQuiet {
             // System-wide counters over the server's life, which spans the clients' run.
-            lines.append("What the kernel counted (system-wide, during the run)")
+            lines.append("What the kernel counted during the run (\(KernelCounters.systemWideNote))")
             for line in kernel.explanation { lines.append(contentsOf: Self.wrap("- " + line, width: 100)) }
             lines.append("")
         }

@@ -69,27 +69,33 @@ public struct KernelCounters: Codable, Sendable, Equatable {
 
     public var isQuiet: Bool { self == KernelCounters() }
 
+    /// What every rendering of these counters says with them: they are the machine's, not the run's.
+    public static let systemWideNote = "system-wide: every process on this machine adds to them, so they may include other traffic"
+
     /// Lines for the text report: what the kernel did, and what it means, only where something happened.
+    /// Counts are grouped by thousands; the counters are system-wide, so the lines may include other
+    /// traffic on the machine (`systemWideNote`).
     public var explanation: [String] {
+        func n(_ value: Int) -> String { ReportFormat.count(value) }
         var lines: [String] = []
         if backlogDrops > 0 {
             let limit = (try? String(contentsOfFile: "/proc/sys/net/core/netdev_max_backlog", encoding: .utf8))?
                 .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
-            lines.append("the kernel dropped \(backlogDrops) packets at a full input backlog (net.core.netdev_max_backlog = \(limit)); "
+            lines.append("the kernel dropped \(n(backlogDrops)) packets at a full input backlog (net.core.netdev_max_backlog = \(limit)); "
                 + "latencies include TCP's recovery. Raise it: sysctl -w net.core.netdev_max_backlog=16384")
         }
         if retransmits > 0 {
-            lines.append("TCP retransmitted \(retransmits) segments (\(timeouts) after a retransmission timeout of 200 ms or more)")
+            lines.append("TCP retransmitted \(n(retransmits)) segments (\(n(timeouts)) after a retransmission timeout of 200 ms or more)")
         }
         if listenOverflows > 0 {
-            lines.append("\(listenOverflows) handshakes found an accept queue full (ListenOverflows): those clients' connects stall and retry; "
+            lines.append("\(n(listenOverflows)) handshakes found an accept queue full (ListenOverflows): those clients' connects stall and retry; "
                 + "a larger listen backlog (the server's listen(2) backlog and net.core.somaxconn) or a faster accept loop helps")
         }
         if abortsOnClose > 0 {
-            lines.append("\(abortsOnClose) connections were closed with unread data and reset (RST) by their own side")
+            lines.append("\(n(abortsOnClose)) connections were closed with unread data and reset (RST) by their own side")
         }
         if synCookiesSent > 0 {
-            lines.append("\(synCookiesSent) SYN cookies sent: the SYN queue (net.ipv4.tcp_max_syn_backlog) overflowed")
+            lines.append("\(n(synCookiesSent)) SYN cookies sent: the SYN queue (net.ipv4.tcp_max_syn_backlog) overflowed")
         }
         return lines
     }
