@@ -49,6 +49,9 @@ struct Serve: ParsableCommand {
     @Option(name: [.customShort("d"), .long], parsing: .unconditional, help: "Stop after this long, e.g. 30s (default: until SIGINT/SIGTERM).")
     var duration: String?
 
+    @Option(parsing: .unconditional, help: "The listen(2) backlog: connections the kernel completes and queues before accept (capped by net.core.somaxconn).")
+    var backlog: Int = 4096
+
     @Option(help: "io_uring: wait up to this long for a batch of completions per io_uring_enter, e.g. 50us (0: return at the first; needs kernel 6.12).")
     var batchWait: String = "50us"
 
@@ -65,6 +68,7 @@ struct Serve: ParsableCommand {
             throw ValidationError("--processes must be between 1 and \(LoadBudget.maximumProcesses), not \(processes)")
         }
         _ = try AddressArgument.parse(listen, option: "--listen")
+        guard (1...Int(Int32.max)).contains(backlog) else { throw ValidationError("--backlog must be at least 1, not \(backlog)") }
         if let maxFds, maxFds < 1 { throw ValidationError("--max-fds must be at least 1, not \(maxFds)") }
         if let duration = try parsedDurations().duration, duration <= 0 {
             throw ValidationError("--duration must be more than 0, not \(self.duration ?? ""); leave it out to run until SIGINT/SIGTERM")
@@ -177,6 +181,7 @@ struct Serve: ParsableCommand {
         configuration.maxFrameSize = try parsedFrameSize()
         configuration.maxFDs = maxFds
         configuration.onEMFILE = onEmfile
+        configuration.backlog = Int32(backlog)
         configuration.engine.batchWaitMicroseconds = try parsedBatchWait()
         if times.report > 0 { configuration.reportInterval = .nanoseconds(times.report) }
         return configuration

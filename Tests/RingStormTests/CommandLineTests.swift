@@ -1,0 +1,254 @@
+import Foundation
+import Glibc
+import Testing
+import RingStorm
+import RingStormEngine
+@testable import ringstorm
+
+/// Bad input is refused before any connection starts, with one line naming the problem and the fix,
+/// and exit status 2 (issue 10).
+@Suite struct BadInputTests {
+    /// Runs `ringstorm ARGUMENTS`, expects exit status 2 within a few seconds (no run), one line on
+    /// standard error starting with `ringstorm: ` and containing every key word.
+    func refused(_ arguments: [String], _ keyWords: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let started = monotonicNanoseconds()
+        let run = try runRingstorm(arguments, seconds: 20)
+        #expect(run.status == 2, "\(arguments): status \(run.status), \(run.errors)", sourceLocation: sourceLocation)
+        #expect(run.errors.hasPrefix("ringstorm: "), "\(arguments): \(run.errors)", sourceLocation: sourceLocation)
+        for word in keyWords {
+            #expect(run.errors.contains(word), "\(arguments): '\(word)' not in: \(run.errors)", sourceLocation: sourceLocation)
+        }
+        #expect(!run.errors.contains("NSCocoaErrorDomain") && !run.errors.contains("Error Domain"), sourceLocation: sourceLocation)
+        #expect(monotonicNanoseconds() - started < 5_000_000_000, "\(arguments) took a run's time", sourceLocation: sourceLocation)
+        #expect(run.output.isEmpty, "\(arguments): printed \(run.output)", sourceLocation: sourceLocation)
+    }
+
+    @Test(.enabled(if: ringstormBinary != nil)) func outputPathsAreCheckedBeforeTheRun() throws {
+        // A folder, a missing folder, a folder that takes no files: all before a 30 s run starts.
+        for command in ["load", "serve", "repro"] {
+            try refused([command, "--json", "/tmp", "-d", "30s"], ["--json /tmp", "EISDIR", "name a file"])
+            try refused([command, "--json", "/no-such-folder-ringstorm/r.json", "-d", "30s"],
+                        ["--json /no-such-folder-ringstorm/r.json", "ENOENT", "mkdir -p /no-such-folder-ringstorm"])
+            try refused([command, "--json", "/proc/x.json", "-d", "30s"], ["--json /proc/x.json", "/proc", "/tmp/report.json"])
+        }
+        try refused(["load", "--connections-log", "/no-such-folder-ringstorm/c.log", "-d", "30s"],
+                    ["--connections-log /no-such-folder-ringstorm/c.log", "ENOENT"])
+        try refused(["load", "--connections-log", "-", "--json", "-"], ["standard output"])
+    }
+
+    @Test(.enabled(if: ringstormBinary != nil)) func negativeNumbersGetTheirRealError() throws {
+        try refused(["load", "--connections", "-5"], ["--connections must be at least 1, not -5"])
+        try refused(["load", "-c", "-5"], ["--connections must be at least 1, not -5"])
+        try refused(["load", "--threads", "-1"], ["--threads", "-1"])
+        try refused(["load", "--pipeline", "-2"], ["--pipeline", "-2"])
+        try refused(["load", "--duration", "-1s"], ["--duration"])
+        try refused(["serve", "--max-fds", "-3"], ["--max-fds must be at least 1, not -3"])
+        try refused(["repro", "--clients", "-4"], ["--clients must be at least 1, not -4"])
+    }
+
+    @Test(.enabled(if: ringstormBinary != nil)) func addressesAreNumericWithAPort() throws {
+        try refused(["load", "--target", "localhost:7000"], ["'localhost' is a name", "names are not resolved", "127.0.0.1:7000"])
+        try refused(["serve", "--listen", "localhost:7000"], ["names are not resolved"])
+        try refused(["load", "--target", "::1:7000"], ["[::1]:7000"])
+        try refused(["serve", "--listen", "127.0.0.1"], ["--listen 127.0.0.1 has no port", "port 0"])
+        try refused(["load", "--target", "127.0.0.1"], ["--target 127.0.0.1 has no port"])
+    }
+
+    @Test(.enabled(if: ringstormBinary != nil)) func optionsThatDoNotCombineAreRefused() throws {
+        try refused(["load", "--pipeline", "8", "--interval", "1s"], ["--pipeline 8", "--interval", "Drop one"])
+        try refused(["load", "--backoff", "5s,100ms", "--reconnect"], ["--backoff", "shorter than the first", "100ms,5s"])
+        try refused(["load", "--backoff", "100ms,5s"], ["--backoff", "--reconnect"])
+        try refused(["serve", "--duration", "0"], ["--duration must be more than 0"])
+        try refused(["repro", "--on-emfile", "pause", "--policy", "shed"], ["--policy", "--on-emfile"])
+    }
+
+    @Test(.enabled(if: ringstormBinary != nil)) func thresholdsAreParsedBeforeTheRun() throws {
+        try refused(["load", "--threshold", "p99<5xx"], ["--threshold 'p99<5xx'", "not a duration", "50ms"])
+        try refused(["load", "--threshold", "frobs==1"], ["unknown metric 'frobs'", "connect.refused"])
+        try refused(["load", "--threshold", "reset"], ["no comparison", "reset==0"])
+    }
+
+    @Test(.enabled(if: ringstormBinary != nil)) func unknownCommandListsTheCommands() throws {
+        try refused(["frobnicate"], ["unknown command 'frobnicate'", "serve, load and repro"])
+    }
+
+    @Test(.enabled(if: ringstormBinary != nil)) func versionAndExamples() throws {
+        let version = try runRingstorm(["--version"])
+        #expect(version.status == 0)
+        #expect(version.output.trimmingCharacters(in: .whitespacesAndNewlines) == ringstormVersion)
+        for command in ["serve", "load", "repro"] {
+            let help = try runRingstorm([command, "--help"])
+            #expect(help.status == 0)
+            #expect(help.output.contains("Examples:"), "\(command) --help has no examples")
+            #expect(help.output.contains("Exit status"), "\(command) --help has no exit status")
+        }
+    }
+
+    @Test func shortFlagsParse() throws {
+        let load = try Load.parse(["-c", "7", "-d", "3s", "-t", "2"])
+        let c = try load.makeConfiguration()
+        #expect(c.connections == 7)
+        #expect(c.durationNanoseconds == 3_000_000_000)
+        #expect(c.threads == 2)
+    }
+}
+
+/// A run that happened but failed exits 1 after printing its report (issue 10).
+@Suite(.serialized) struct RunVerdictTests {
+    @Test(.enabled(if: ringstormBinary != nil)) func nothingListeningExitsOneWithAHint() throws {
+        // A port nobody listens on: bind one and do not listen.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        let address = try SocketAddress(parsing: "127.0.0.1:0")
+        let bound = address.withSockAddr { bind(fd, $0, $1) }
+        #expect(bound == 0)
+        var local = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        let port = UInt16(bigEndian: local.sin_port)
+        let run = try runRingstorm(["load", "--target", "127.0.0.1:\(port)", "-c", "3", "-d", "500ms", "--report-interval", "0"])
+        #expect(run.status == 1, "\(run.errors)")
+        #expect(run.output.contains("connect: refused 3"))
+        #expect(run.errors.contains("no connection was established"))
+        #expect(run.errors.contains("is a server listening there?"))
+    }
+
+    @Test(.enabled(if: ringstormBinary != nil)) func protocolMismatchIsNamed() throws {
+        let server = try ServerChild([], protocol: .echo)
+        defer { server.terminate() }
+        let run = try runRingstorm(["load", "--target", "127.0.0.1:\(server.port)", "-c", "2", "-d", "500ms", "--report-interval", "0"])
+        #expect(run.status == 1, "\(run.output) \(run.errors)")
+        #expect(run.errors.contains("no response parsed"))
+        #expect(run.errors.contains("--protocol ringstorm"))
+        #expect(run.errors.contains("echo server"))
+    }
+
+    @Test(.enabled(if: ringstormBinary != nil)) func thresholdsDecideTheExitStatusAndTheJSONIsReplacedAtomically() throws {
+        let server = try ServerChild([], protocol: .echo)
+        defer { server.terminate() }
+        let json = FileManager.default.temporaryDirectory.appendingPathComponent("ringstorm-verdict-\(UUID()).json").path
+        defer { unlink(json) }
+        try Data("old".utf8).write(to: URL(fileURLWithPath: json))
+        let target = "127.0.0.1:\(server.port)"
+        let good = try runRingstorm(["load", "--target", target, "--protocol", "echo", "-c", "2", "-d", "500ms", "--report-interval", "0",
+                                     "--threshold", "established==connections", "--threshold", "answered>=99%", "--threshold", "reset==0",
+                                     "--json", json])
+        #expect(good.status == 0, "\(good.errors)")
+        #expect(good.errors.contains("threshold established==connections ok"))
+        let report = try LoadReport(json: Data(contentsOf: URL(fileURLWithPath: json)))
+        #expect(report.connections.established == 2)
+        // No temporary file left beside it.
+        let folder = (json as NSString).deletingLastPathComponent
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix(".ringstorm-verdict") }
+        #expect(leftovers.isEmpty)
+
+        let crossed = try runRingstorm(["load", "--target", target, "--protocol", "echo", "-c", "2", "-d", "500ms", "--report-interval", "0",
+                                        "--threshold", "p99<1ns", "--threshold", "connect.refused==0"])
+        #expect(crossed.status == 1)
+        #expect(crossed.output.contains("load "))
+        #expect(crossed.errors.contains("ringstorm: threshold p99<1ns crossed: was"))
+        #expect(!crossed.errors.contains("connect.refused==0 crossed"))
+
+        // `--json -`: the JSON alone on standard output, the text report on standard error.
+        let piped = try runRingstorm(["load", "--target", target, "--protocol", "echo", "-c", "1", "-d", "300ms", "--report-interval", "0",
+                                      "--json", "-"])
+        #expect(piped.status == 0)
+        #expect((try? LoadReport(json: Data(piped.output.utf8))) != nil, "\(piped.output)")
+        #expect(piped.errors.contains("connections  attempted 1"))
+    }
+
+    @Test(.enabled(if: ringstormBinary != nil)) func sigtermStillWritesTheReport() throws {
+        let server = try ServerChild([], protocol: .echo)
+        defer { server.terminate() }
+        let json = FileManager.default.temporaryDirectory.appendingPathComponent("ringstorm-sigterm-\(UUID()).json").path
+        defer { unlink(json) }
+        let child = try RingstormChild(["load", "--target", "127.0.0.1:\(server.port)", "--protocol", "echo", "-c", "2", "-d", "60s",
+                                        "--report-interval", "0", "--json", json])
+        try waitUntilBlocking(seconds: 10) { child.errors.contains("Ctrl-C") }
+        usleep(300_000)
+        child.process.terminate()
+        let (status, output, _) = child.waitForExit(seconds: 15)
+        #expect(status == 0)
+        #expect(output.contains("connections  attempted 2"))
+        let report = try LoadReport(json: Data(contentsOf: URL(fileURLWithPath: json)))
+        #expect(report.durationSeconds < 30)
+    }
+}
+
+private func waitUntilBlocking(seconds: Double, _ condition: () -> Bool) throws {
+    let deadline = monotonicNanoseconds() + Int64(seconds * 1e9)
+    while !condition() {
+        guard monotonicNanoseconds() < deadline else { throw ServerTestError("timed out") }
+        usleep(20_000)
+    }
+}
+
+/// `Threshold` and `LoadVerdict`: the library's verdict, the same the command line exits with.
+@Suite struct ThresholdTests {
+    func report() -> LoadReport {
+        var outcomes = PhaseOutcomes()
+        outcomes.record(.refused, in: .connect, times: 2)
+        outcomes.record(.reset, in: .request, times: 1)
+        outcomes.record(.reset, in: .idle, times: 1)
+        var r = LoadReport(backend: "uring", durationSeconds: 1, connections: .init(attempted: 100, established: 98, peakOpen: 98),
+                           requests: .init(sent: 1000, answered: 995), outcomes: outcomes)
+        r.latency.request = LatencySummary(count: 995, p50: 100, p90: 200, p99: 40_000, p999: 60_000, max: 70_000)
+        return r
+    }
+
+    func configuration(connections: Int = 100) throws -> LoadGenerator.Configuration {
+        var c = LoadGenerator.Configuration(target: try SocketAddress(parsing: "127.0.0.1:7200"))
+        c.connections = connections
+        return c
+    }
+
+    func passes(_ text: String) throws -> Bool {
+        try Threshold(parsing: text).evaluate(report(), connections: 100).passed
+    }
+
+    @Test func metricsAndUnits() throws {
+        #expect(try passes("reset==2"))
+        #expect(try !passes("reset==0"))
+        #expect(try passes("connect.refused==2"))
+        #expect(try passes("request.reset==1"))
+        #expect(try passes("answered>=99.5%"))
+        #expect(try !passes("answered>=99.9%"))
+        #expect(try passes("p99<50ms"))
+        #expect(try !passes("p99<40ms"))
+        #expect(try passes("p99.9 <= 60ms"))
+        #expect(try passes("max<1s"))
+        #expect(try !passes("established==connections"))
+        #expect(try passes("established>=98%"))
+        #expect(try passes("failures<=4"))
+        #expect(try passes("EHOSTUNREACH==0"))
+        #expect(try passes("peak_open!=0"))
+    }
+
+    @Test func badExpressionsNameTheFix() {
+        #expect(throws: ThresholdError.self) { try Threshold(parsing: "p99<fast") }
+        #expect(throws: ThresholdError.self) { try Threshold(parsing: "p99<5%") }
+        #expect(throws: ThresholdError.self) { try Threshold(parsing: "nonsense>1") }
+        #expect(throws: ThresholdError.self) { try Threshold(parsing: "answered") }
+        #expect(throws: ThresholdError.self) { try Threshold(parsing: "p99<answered") }
+    }
+
+    @Test func verdict() throws {
+        let thresholds = try ["reset==0", "answered>=99%"].map { try Threshold(parsing: $0) }
+        let verdict = LoadVerdict(report: report(), configuration: try configuration(), thresholds: thresholds)
+        #expect(!verdict.passed)
+        #expect(verdict.exitStatus == 1)
+        #expect(verdict.crossed.map(\.threshold.expression) == ["reset==0"])
+        #expect(verdict.lines == ["threshold reset==0 crossed: was 2"])
+        #expect(LoadVerdict(report: report(), configuration: try configuration()).passed)
+
+        // Nothing established: a failure with a hint, thresholds or not.
+        var none = LoadReport(backend: "uring", durationSeconds: 1, connections: .init(attempted: 5))
+        none.outcomes.record(.refused, in: .connect, times: 5)
+        let empty = LoadVerdict(report: none, configuration: try configuration())
+        #expect(!empty.passed)
+        #expect(empty.failure?.contains("refused every connect") == true)
+        // Latency thresholds with nothing measured are not met.
+        let latency = LoadVerdict(report: none, configuration: try configuration(), thresholds: [try Threshold(parsing: "p99<1s")])
+        #expect(latency.crossed.count == 1)
+    }
+}
