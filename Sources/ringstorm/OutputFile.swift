@@ -18,20 +18,42 @@ final class OutputFile {
     let path: String
     private var temporaryPath: String?
     private var fd: Int32 = -1
+    /// Not a regular file (a device, a FIFO): written directly, no temporary file.
+    private var inPlace = false
+    /// The file the temporary one is renamed over (the path, or the file its symbolic link names).
+    private var renameTarget: String
 
     var isStandardOutput: Bool { path == "-" }
 
     init(option: String, path: String) throws {
         self.option = option
         self.path = path
+        renameTarget = path
         guard path != "-" else { return }
         guard !path.isEmpty else { throw UsageError("\(option): the path is empty; name a file, e.g. \(option) report.json, or - for standard output") }
         var info = stat()
         if stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
             throw UsageError("\(option) \(path): is a folder (EISDIR); name a file in it, e.g. \(option) \(path.hasSuffix("/") ? path : path + "/")report.json")
         }
-        let folder = Self.folder(of: path)
-        let template = folder + "/." + Self.fileName(of: path) + ".XXXXXX"
+        if stat(path, &info) == 0 && (info.st_mode & S_IFMT) != S_IFREG {
+            // A device, a FIFO, /dev/stdout: written in place (renaming over it would replace the device).
+            let opened = open(path, O_WRONLY | O_CLOEXEC)
+            guard opened >= 0 else {
+                let error = Errno.current
+                throw UsageError("\(option) \(path): cannot open: \(error); name a writable file")
+            }
+            fd = opened
+            inPlace = true
+            return
+        }
+        // A symbolic link: the file it points to is the one replaced, the link stays.
+        var target = path
+        if let resolved = realpath(path, nil) {
+            target = String(cString: resolved)
+            free(resolved)
+        }
+        let folder = Self.folder(of: target)
+        let template = folder + "/." + Self.fileName(of: target) + ".XXXXXX"
         var bytes = Array(template.utf8CString)
         let created = bytes.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard created >= 0 else {
@@ -39,6 +61,7 @@ final class OutputFile {
             throw UsageError("\(option) \(path): cannot create a file in \(folder): \(error); \(Self.fix(error, folder: folder, option: option))")
         }
         fd = created
+        renameTarget = target
         _ = fcntl(created, F_SETFD, FD_CLOEXEC)
         temporaryPath = String(cString: bytes)
     }
@@ -63,6 +86,11 @@ final class OutputFile {
             try Self.writeAll(1, all) { "\(option) -: cannot write to standard output: \($0)" }
             return
         }
+        if inPlace, fd >= 0 {
+            defer { _ = Glibc.close(fd); fd = -1 }
+            try Self.writeAll(fd, data) { "\(option) \(target): cannot write: \($0)" }
+            return
+        }
         guard let temporaryPath, fd >= 0 else { throw UsageError("\(option) \(path): already written") }
         try Self.writeAll(fd, data) { "\(option) \(target): cannot write: \($0); the previous file, if any, is left as it was" }
         if fsync(fd) != 0 {
@@ -73,7 +101,7 @@ final class OutputFile {
         _ = fchmod(fd, 0o644)
         _ = Glibc.close(fd)
         fd = -1
-        guard rename(temporaryPath, target) == 0 else {
+        guard rename(temporaryPath, renameTarget) == 0 else {
             let error = Errno.current
             discard()
             throw UsageError("\(option) \(target): cannot replace the file: \(error); name a writable file")

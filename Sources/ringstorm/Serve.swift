@@ -278,14 +278,16 @@ struct Serve: ParsableCommand {
         let requests = current.report.requests - last.report.requests
         let syscalls = Double(current.report.syscalls - last.report.syscalls)
         let failures = current.acceptErrorCount
-        var line = String(format: "[%6.1fs] open %d  accepted/s %.0f  requests/s %.0f  syscalls/request %.3f  accept errors %d",
-                          elapsed, current.openConnections, accepted, Double(requests) / seconds,
-                          requests > 0 ? syscalls / Double(requests) : 0, failures)
+        func n(_ value: Double) -> String { ReportFormat.count(Int(value.rounded())) }
+        var line = String(format: "[%6.1fs] ", elapsed) + "open \(ReportFormat.count(current.openConnections))  accepted/s \(n(accepted))  "
+            + "requests/s \(n(Double(requests) / seconds))  "
+            + String(format: "syscalls/request %.3f", requests > 0 ? syscalls / Double(requests) : 0)
+            + "  accept errors \(ReportFormat.count(failures))"
         if failures > last.acceptErrorCount {
-            line += String(format: " (%.0f/s", Double(failures - last.acceptErrorCount) / seconds)
-            line += ", " + current.report.acceptErrors.keys.sorted().map { "\($0) \(current.report.acceptErrors[$0]!)" }.joined(separator: ", ") + ")"
+            line += " (\(n(Double(failures - last.acceptErrorCount) / seconds))/s"
+            line += ", " + current.report.acceptErrors.keys.sorted().map { "\($0) \(ReportFormat.count(current.report.acceptErrors[$0]!))" }.joined(separator: ", ") + ")"
         }
-        if current.report.shed > 0 { line += "  shed \(current.report.shed)" }
+        if current.report.shed > 0 { line += "  shed \(ReportFormat.count(current.report.shed))" }
         if current.pausedListeners > 0 { line += "  accept paused" }
         return line + "\n"
     }

@@ -157,6 +157,30 @@ import RingStormEngine
         #expect(piped.errors.contains("connections  attempted 1"))
     }
 
+    @Test(.enabled(if: ringstormBinary != nil)) func aWriteFailureNamesThePathAndTheResultsAreStillPrinted() throws {
+        let server = try ServerChild([], protocol: .echo)
+        defer { server.terminate() }
+        // /dev/full: a device, written in place (never renamed over), and every write fails with ENOSPC.
+        let run = try runRingstorm(["load", "--target", "127.0.0.1:\(server.port)", "--protocol", "echo", "-c", "1", "-d", "300ms",
+                                    "--report-interval", "0", "--json", "/dev/full"])
+        #expect(run.status == 1)
+        #expect(run.output.contains("connections  attempted 1"))
+        #expect(run.errors.contains("ringstorm: --json /dev/full: cannot write: ENOSPC"), "\(run.errors)")
+        var info = stat()
+        #expect(stat("/dev/full", &info) == 0 && (info.st_mode & S_IFMT) == S_IFCHR)
+        // A symbolic link: the file it names is replaced, the link stays.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ringstorm-link-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try Data("old".utf8).write(to: URL(fileURLWithPath: folder + "/real.json"))
+        try FileManager.default.createSymbolicLink(atPath: folder + "/link.json", withDestinationPath: folder + "/real.json")
+        let linked = try runRingstorm(["load", "--target", "127.0.0.1:\(server.port)", "--protocol", "echo", "-c", "1", "-d", "300ms",
+                                       "--report-interval", "0", "--json", folder + "/link.json"])
+        #expect(linked.status == 0, "\(linked.errors)")
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: folder + "/link.json")) == folder + "/real.json")
+        #expect((try? LoadReport(json: Data(contentsOf: URL(fileURLWithPath: folder + "/real.json")))) != nil)
+    }
+
     @Test(.enabled(if: ringstormBinary != nil)) func sigtermStillWritesTheReport() throws {
         let server = try ServerChild([], protocol: .echo)
         defer { server.terminate() }
