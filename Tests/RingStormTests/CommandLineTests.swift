@@ -276,3 +276,37 @@ private func waitUntilBlocking(seconds: Double, _ condition: () -> Bool) throws 
         #expect(latency.crossed.count == 1)
     }
 }
+
+/// The library for rigs: `Duration`s, cancellation returning the partial report, progress as an
+/// `AsyncSequence` (issue 10).
+@Suite struct RigLibraryTests {
+    @Test(arguments: [Backend.uring, .epoll]) func cancellingTheTaskReturnsThePartialReport(_ backend: Backend) async throws {
+        var serverConfiguration = RingStormServer.Configuration.testing(backend)
+        serverConfiguration.protocol = .echo
+        let server = try RingStormServer(configuration: serverConfiguration)
+        defer { server.stop(); _ = server.wait() }
+        var load = LoadGenerator.Configuration(target: server.address)
+        load.backend = backend
+        load.wireProtocol = .echo
+        load.connections = 2
+        load.duration = .seconds(60)
+        load.requestTimeout = .seconds(2)
+        #expect(load.durationNanoseconds == 60_000_000_000)
+        load.pacing = .openLoop(interval: .milliseconds(50))
+        let generator = LoadGenerator(configuration: load)
+        let started = monotonicNanoseconds()
+        let run = Task { try await generator.run() }
+        var snapshots = 0
+        for await progress in generator.progressUpdates(every: .milliseconds(100)) {
+            snapshots += 1
+            if progress.connections.established == 2 && snapshots >= 3 { break }
+            if monotonicNanoseconds() - started > 10_000_000_000 { break }
+        }
+        run.cancel()
+        let report = try await run.value
+        #expect(monotonicNanoseconds() - started < 20_000_000_000)
+        #expect(report.connections.established == 2)
+        #expect(report.requests.answered > 0)
+        #expect(snapshots >= 3)
+    }
+}

@@ -118,17 +118,22 @@ public final class LoadGenerator: Sendable {
     }
 
     /// Runs to the end of the duration; the engines run on their own threads, and this waits for them
-    /// without blocking the caller's executor.
+    /// without blocking the caller's executor. Cancelling the task stops the run as `stop()` does and
+    /// returns the partial report (what happened until then).
     public func run() async throws -> LoadReport {
         try start()
-        return await withCheckedContinuation { continuation in
-            do {
-                _ = try spawnThread(name: "ringstorm-load-wait") { [self] in
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                do {
+                    _ = try spawnThread(name: "ringstorm-load-wait") { [self] in
+                        continuation.resume(returning: self.wait())
+                    }
+                } catch {
                     continuation.resume(returning: self.wait())
                 }
-            } catch {
-                continuation.resume(returning: self.wait())
             }
+        } onCancel: {
+            stop()
         }
     }
 }
