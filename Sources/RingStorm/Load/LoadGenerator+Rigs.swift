@@ -1,3 +1,5 @@
+import Glibc
+
 /// What a test rig embedding the load generator wants beyond the command line's needs: `Duration`s
 /// instead of nanosecond counts, and progress as an `AsyncSequence`.
 extension LoadGenerator.Configuration {
@@ -39,19 +41,23 @@ extension LoadGenerator {
     /// run has finished with one last snapshot. Start the run first (`start()`, or `run()` in another
     /// task); iterating before it started waits for it.
     public func progressUpdates(every interval: Duration = .seconds(1)) -> AsyncStream<LoadProgress> {
-        AsyncStream { continuation in
-            let task = Task {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: interval)
-                    if isFinished {
-                        continuation.yield(progress)
-                        break
-                    }
-                    continuation.yield(progress)
-                }
-                continuation.finish()
+        // Timed on a thread of its own, not the cooperative pool: a busy pool must not skip snapshots.
+        let (stream, continuation) = AsyncStream<LoadProgress>.makeStream(bufferingPolicy: .bufferingNewest(64))
+        let ended = StopFlag()
+        continuation.onTermination = { _ in ended.stop() }
+        let step = max(interval.nanoseconds, 1_000_000)
+        let body: @Sendable () -> Void = { [self] in
+            while !ended.isStopped {
+                var request = timespec(tv_sec: Int(step / 1_000_000_000), tv_nsec: Int(step % 1_000_000_000))
+                var remaining = timespec()
+                while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+                let finished = isFinished
+                continuation.yield(progress)
+                if finished { break }
             }
-            continuation.onTermination = { _ in task.cancel() }
+            continuation.finish()
         }
+        do { _ = try spawnThread(name: "ringstorm-progress", body) } catch { continuation.finish() }
+        return stream
     }
 }
