@@ -81,6 +81,9 @@ struct Load: ParsableCommand {
     @Option(help: "ringstorm: bytes of the REGISTER frame, padded with registration data the server ignores, e.g. 75 (default 13: the bare frame).")
     var registrationSize: String = "13"
 
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics while the run goes on (port 0: the kernel picks one; see Docs/metrics.md).", valueName: "host:port"))
+    var metrics: String?
+
     @OptionGroup var options: EngineOptions
 
     func makeConfiguration() throws -> LoadGenerator.Configuration {
@@ -153,8 +156,16 @@ struct Load: ParsableCommand {
         if options.processes > 1 {
             return try runProcesses(configuration, progressEvery: progressEvery, json: json, thresholds: thresholds)
         }
-        let generator = try start(LoadGenerator(configuration: configuration))
-        FileHandleOutput.standardError(banner(configuration))
+        let generator = LoadGenerator(configuration: configuration)
+        let endpoint = try metrics.map { text in
+            try MetricsEndpoint(text) { endpoint in
+                let snapshot = generator.snapshot
+                endpoint.load(snapshot.report, open: snapshot.open, configured: configuration.connections)
+            }
+        }
+        defer { endpoint?.stop() }
+        _ = try start(generator)
+        FileHandleOutput.standardError(banner(configuration) + (endpoint.map { "  " + $0.bannerText + "\n" } ?? ""))
         let started = monotonicNanoseconds()
         var last = LoadProgress()
         var lastTime = started
@@ -270,8 +281,18 @@ struct Load: ParsableCommand {
             part.truncateConnectionsLog = false
             return WorkerAssignment(part, progressIntervalNanoseconds: progressEvery)
         }
+        // The workers' latest snapshots, merged about once a second for --metrics.
+        let merged = Locked<(report: LoadWorkerReport, open: Int)>((LoadWorkerReport(backend: configuration.backend), 0))
+        let endpoint = try metrics.map { text in
+            try MetricsEndpoint(text) { endpoint in
+                let (report, open) = merged.withLock { $0 }
+                endpoint.load(report, open: open, configured: configuration.connections)
+            }
+        }
+        defer { endpoint?.stop() }
+        var nextMerge = monotonicNanoseconds()
         let workers: WorkerProcesses<LoadWorkerSnapshot> = try startedWorkers("load", assignments)
-        FileHandleOutput.standardError(banner(configuration))
+        FileHandleOutput.standardError(banner(configuration) + (endpoint.map { "  " + $0.bannerText + "\n" } ?? ""))
 
         let started = monotonicNanoseconds()
         // The workers end by themselves; past this, they are stopped.
@@ -296,6 +317,13 @@ struct Load: ParsableCommand {
             }
             workers.pump(timeoutNanoseconds: 100_000_000)
             let now = monotonicNanoseconds()
+            if endpoint != nil, now >= nextMerge {
+                nextMerge = now + 1_000_000_000
+                let latest = workers.latest.compactMap { $0 }
+                if let report = LoadWorkerReport.merged(latest.map(\.report)) {
+                    merged.withLock { $0 = (report, latest.reduce(0) { $0 + $1.open }) }
+                }
+            }
             guard progressEvery > 0, now >= nextLine else { continue }
             nextLine = now + progressEvery
             let current = LoadProgress(workers.latest.compactMap { $0 })

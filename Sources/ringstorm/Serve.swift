@@ -55,6 +55,9 @@ struct Serve: ParsableCommand {
     @Option(help: "io_uring: wait up to this long for a batch of completions per io_uring_enter, e.g. 50us (0: return at the first; needs kernel 6.12).")
     var batchWait: String = "50us"
 
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics while the server runs (port 0: the kernel picks one; see Docs/metrics.md).", valueName: "host:port"))
+    var metrics: String?
+
     @OptionGroup var engineOptions: EngineOptions
     private var backend: Backend { engineOptions.backend }
     private var threads: Int { engineOptions.threads }
@@ -114,10 +117,14 @@ struct Serve: ParsableCommand {
         } catch {
             throw UsageError(Self.text(of: error))
         }
+        let endpoint = channel != nil ? nil : try metrics.map { text in
+            try MetricsEndpoint(text) { $0.server(server.progress) }
+        }
+        defer { endpoint?.stop() }
         if let channel {
             channel.ready(server.address.description)
         } else {
-            FileHandleOutput.standardError(banner(address: server.address, times.duration) + "\n")
+            FileHandleOutput.standardError(banner(address: server.address, times.duration) + (endpoint.map { "; " + $0.bannerText } ?? "") + "\n")
         }
 
         let started = monotonicNanoseconds()
@@ -232,8 +239,11 @@ struct Serve: ParsableCommand {
         configuration.listen = reservation.address
         configuration.reusePort = true
         let assignment = WorkerAssignment(configuration, progressIntervalNanoseconds: times.report, durationNanoseconds: times.duration)
+        let summed = Locked(ServerSnapshot(backend: backend))
+        let endpoint = try metrics.map { text in try MetricsEndpoint(text) { $0.server(summed.withLock { $0 }) } }
+        defer { endpoint?.stop() }
         let workers: WorkerProcesses<ServerSnapshot> = try startedWorkers("serve", Array(repeating: assignment, count: processes))
-        FileHandleOutput.standardError(banner(address: reservation.address, times.duration) + "\n")
+        FileHandleOutput.standardError(banner(address: reservation.address, times.duration) + (endpoint.map { "; " + $0.bannerText } ?? "") + "\n")
 
         let started = monotonicNanoseconds()
         let deadline = times.duration.map { started + $0 }
@@ -248,6 +258,10 @@ struct Serve: ParsableCommand {
             if let f = workers.failure { failure = f; break }
             if workers.allEnded { break }
             workers.pump(timeoutNanoseconds: 100_000_000)
+            if endpoint != nil {
+                let current = workers.latest.compactMap { $0 }.reduce(ServerSnapshot(backend: backend), +)
+                summed.withLock { $0 = current }
+            }
             guard times.report > 0, monotonicNanoseconds() >= nextLine else { continue }
             let current = workers.latest.compactMap { $0 }.reduce(ServerSnapshot(backend: backend), +)
             let at = monotonicNanoseconds()
