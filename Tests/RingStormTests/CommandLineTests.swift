@@ -363,3 +363,82 @@ private func waitUntilBlocking(seconds: Double, _ condition: () -> Bool) throws 
         #expect(last?.connections.established == 2)
     }
 }
+
+/// `--metrics HOST:PORT`: scraped during a run, checked against the run's report (issue 10).
+@Suite(.serialized) struct MetricsEndpointTests {
+    /// GET /metrics from `address` (`HOST:PORT`): the body.
+    func scrape(_ address: String, path: String = "/metrics") throws -> (status: String, body: String) {
+        let target = try SocketAddress(parsing: address)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        guard target.withSockAddr({ connect(fd, $0, $1) }) == 0 else { throw ServerTestError("cannot connect to \(address)") }
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: \(address)\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var response: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            response += buffer[0..<n]
+        }
+        let text = String(decoding: response, as: UTF8.self)
+        let status = text.components(separatedBy: "\r\n").first ?? ""
+        let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
+        return (status, body)
+    }
+
+    func value(_ body: String, _ metric: String) -> Double? {
+        body.split(separator: "\n").first { $0.hasPrefix(metric + " ") }.flatMap { Double($0.split(separator: " ").last!) }
+    }
+
+    func metricsAddress(_ banner: String) -> String? {
+        guard let range = banner.range(of: #"metrics on http://127\.0\.0\.1:\d+"#, options: .regularExpression) else { return nil }
+        return String(banner[range].dropFirst("metrics on http://".count))
+    }
+
+    @Test(.enabled(if: ringstormBinary != nil)) func scrapedDuringARunAndMatchingTheReport() async throws {
+        try await onThread {
+            let server = try ServerChild(["--metrics", "127.0.0.1:0"], protocol: .echo)
+            defer { server.terminate() }
+            let json = FileManager.default.temporaryDirectory.appendingPathComponent("ringstorm-metrics-\(UUID()).json").path
+            defer { unlink(json) }
+            let load = try RingstormChild(["load", "--target", "127.0.0.1:\(server.port)", "--protocol", "echo", "-c", "3", "-d", "2s",
+                                           "--interval", "10ms", "--report-interval", "0", "--metrics", "127.0.0.1:0", "--json", json])
+            var address: String?
+            let deadline = monotonicNanoseconds() + 10_000_000_000
+            while address == nil && monotonicNanoseconds() < deadline {
+                address = metricsAddress(load.errors)
+                usleep(20_000)
+            }
+            let loadMetrics = try #require(address)
+            // After the workers published (about once a second), during the run.
+            usleep(1_300_000)
+            let scraped = try scrape(loadMetrics)
+            #expect(scraped.status == "HTTP/1.1 200 OK")
+            #expect(scraped.body.contains("# TYPE ringstorm_load_requests_answered_total counter"))
+            #expect(value(scraped.body, "ringstorm_load_connections_established_total") == 3)
+            #expect(value(scraped.body, "ringstorm_load_connections_open") == 3)
+            let answeredDuring = value(scraped.body, "ringstorm_load_requests_answered_total") ?? 0
+            #expect(answeredDuring > 0)
+            #expect(scraped.body.contains(#"ringstorm_load_latency_seconds{kind="request",quantile="0.99"}"#)
+                || scraped.body.contains(#"ringstorm_load_latency_seconds{quantile="0.99",kind="request"}"#))
+            #expect(try scrape(loadMetrics, path: "/").status == "HTTP/1.1 404 Not Found")
+            let (status, _, errors) = load.waitForExit(seconds: 20)
+            #expect(status == 0, "\(errors)")
+            let report = try LoadReport(json: Data(contentsOf: URL(fileURLWithPath: json)))
+            #expect(report.connections.established == 3)
+            #expect(Double(report.requests.answered) >= answeredDuring)
+            #expect(Double(report.connections.attempted) == value(scraped.body, "ringstorm_load_connections_attempted_total"))
+        }
+    }
+
+    @Test(.enabled(if: ringstormBinary != nil)) func aMetricsAddressInUseIsBadInput() async throws {
+        try await onThread {
+            let server = try ServerChild([], protocol: .echo)
+            defer { server.terminate() }
+            let run = try runRingstorm(["load", "--target", "127.0.0.1:\(server.port)", "-d", "30s", "--metrics", "127.0.0.1:\(server.port)"])
+            #expect(run.status == 2)
+            #expect(run.errors.contains("--metrics 127.0.0.1:\(server.port): cannot listen: EADDRINUSE"), "\(run.errors)")
+        }
+    }
+}
