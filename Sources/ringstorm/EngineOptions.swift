@@ -13,7 +13,7 @@ struct EngineOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Worker processes, each with its own engines (serve: SO_REUSEPORT listeners on one port; load: connections and --connect-rate split among them); reports merged exactly. One process holds at most RLIMIT_NOFILE descriptors.")
     var processes: Int = 1
 
-    @Option(help: "Live progress line every INTERVAL, e.g. 1s (0: none).")
+    @Option(parsing: .unconditional, help: "Live progress line every INTERVAL, e.g. 1s (0: none).")
     var reportInterval: String = "1s"
 
     @Option(help: "Write the final report as JSON to FILE (- for standard output; schema in Docs/report.md); checked before the run, replaced atomically at its end.")

@@ -36,10 +36,10 @@ struct Load: ParsableCommand {
     @Option(help: "Wire protocol: ringstorm (REGISTER, then REQUEST/RESPONSE) or echo (raw bytes).")
     var `protocol`: LoadGenerator.WireProtocol = .ringstorm
 
-    @Option(help: "Echo only: bytes sent first and awaited back before requests (the echo 'registration'), e.g. 75.")
+    @Option(parsing: .unconditional, help: "Echo only: bytes sent first and awaited back before requests (the echo 'registration'), e.g. 75.")
     var firstMessage: String = "0"
 
-    @Option(help: "Open loop: each connection sends one request every INTERVAL, e.g. 1s, 500ms.")
+    @Option(parsing: .unconditional, help: "Open loop: each connection sends one request every INTERVAL, e.g. 1s, 500ms.")
     var interval: String?
 
     @Flag(help: "Closed loop: the next request when a response arrives (the default without --interval).")
@@ -48,13 +48,13 @@ struct Load: ParsableCommand {
     @Option(parsing: .unconditional, help: "Closed loop: requests in flight per connection (default 1).")
     var pipeline: Int?
 
-    @Option(help: "Request payload (ringstorm) or message (echo) size, e.g. 64, 4k.")
+    @Option(parsing: .unconditional, help: "Request payload (ringstorm) or message (echo) size, e.g. 64, 4k.")
     var messageSize: String = "64"
 
-    @Option(help: "Give up on a connect after this long (connect_timeout).")
+    @Option(parsing: .unconditional, help: "Give up on a connect after this long (connect_timeout).")
     var connectTimeout: String = "5s"
 
-    @Option(help: "A request or registration unanswered this long ends the connection (response_timeout).")
+    @Option(parsing: .unconditional, help: "A request or registration unanswered this long ends the connection (response_timeout).")
     var requestTimeout: String = "5s"
 
     @Flag(help: "Reconnect after a failure, backing off exponentially.")
@@ -78,7 +78,7 @@ struct Load: ParsableCommand {
     @Flag(help: "Connect and send nothing, like telnet: no registration, no requests; count what the server does (FIN: closed, RST: reset) in phase idle.")
     var silent = false
 
-    @Option(help: "ringstorm: bytes of the REGISTER frame, padded with registration data the server ignores, e.g. 75 (default 13: the bare frame).")
+    @Option(parsing: .unconditional, help: "ringstorm: bytes of the REGISTER frame, padded with registration data the server ignores, e.g. 75 (default 13: the bare frame).")
     var registrationSize: String = "13"
 
     @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics while the run goes on (port 0: the kernel picks one; see Docs/metrics.md).", valueName: "host:port"))

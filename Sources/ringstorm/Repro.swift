@@ -49,25 +49,25 @@ struct ReproCommand: ParsableCommand {
     @Option(help: "Engine backend for the server and the clients: uring or epoll.")
     var backend: Backend = .uring
 
-    @Option(help: "A registering client sends a request every INTERVAL.")
+    @Option(parsing: .unconditional, help: "A registering client sends a request every INTERVAL.")
     var interval: String = "1s"
 
-    @Option(help: "A registration or request unanswered this long counts as response_timeout (and the client reconnects).")
+    @Option(parsing: .unconditional, help: "A registration or request unanswered this long counts as response_timeout (and the client reconnects).")
     var requestTimeout: String = "2s"
 
-    @Option(help: "The server closes a connection that has not registered within this (0: never).")
+    @Option(parsing: .unconditional, help: "The server closes a connection that has not registered within this (0: never).")
     var registerTimeout: String = "5s"
 
-    @Option(help: "Bytes of each REGISTER, padded with registration data the server ignores.")
+    @Option(parsing: .unconditional, help: "Bytes of each REGISTER, padded with registration data the server ignores.")
     var registrationSize: String = "75"
 
-    @Option(help: "When the silent clients connect, after the registering ones (default 1s, or a quarter of --duration when that is shorter).")
+    @Option(parsing: .unconditional, help: "When the silent clients connect, after the registering ones (default 1s, or a quarter of --duration when that is shorter).")
     var silentDelay: String?
 
     @Option(help: "Write both sides' reports and the explanation as JSON to FILE (- for standard output); checked before the run, replaced atomically at its end.")
     var json: String?
 
-    @Option(help: "Live line every INTERVAL on stderr (0: none).")
+    @Option(parsing: .unconditional, help: "Live line every INTERVAL on stderr (0: none).")
     var reportInterval: String = "1s"
 
     func makeConfiguration() throws -> Repro.Configuration {

@@ -31,13 +31,13 @@ struct Serve: ParsableCommand {
     @Option(help: "Address to listen on, HOST:PORT ([V6]:PORT for IPv6).")
     var listen: String = "127.0.0.1:7200"
 
-    @Option(help: "Close a connection that has not sent REGISTER within this (ringstorm; 0: never).")
+    @Option(parsing: .unconditional, help: "Close a connection that has not sent REGISTER within this (ringstorm; 0: never).")
     var registerTimeout: String = "5s"
 
-    @Option(help: "Close a connection that has sent nothing for this long (ringstorm: once registered; 0: never).")
+    @Option(parsing: .unconditional, help: "Close a connection that has sent nothing for this long (ringstorm: once registered; 0: never).")
     var idleTimeout: String = "60s"
 
-    @Option(help: "Largest frame accepted, e.g. 64KiB (ringstorm); larger gets ERROR frame_too_large.")
+    @Option(parsing: .unconditional, help: "Largest frame accepted, e.g. 64KiB (ringstorm); larger gets ERROR frame_too_large.")
     var maxFrameSize: String = "64KiB"
 
     @Option(parsing: .unconditional, help: "Lower the process's descriptor limit (soft RLIMIT_NOFILE) to N before starting.")
@@ -52,7 +52,7 @@ struct Serve: ParsableCommand {
     @Option(parsing: .unconditional, help: "The listen(2) backlog: connections the kernel completes and queues before accept (capped by net.core.somaxconn).")
     var backlog: Int = 4096
 
-    @Option(help: "io_uring: wait up to this long for a batch of completions per io_uring_enter, e.g. 50us (0: return at the first; needs kernel 6.12).")
+    @Option(parsing: .unconditional, help: "io_uring: wait up to this long for a batch of completions per io_uring_enter, e.g. 50us (0: return at the first; needs kernel 6.12).")
     var batchWait: String = "50us"
 
     @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics while the server runs (port 0: the kernel picks one; see Docs/metrics.md).", valueName: "host:port"))

@@ -49,6 +49,9 @@ import RingStormEngine
             try refused(["load", "--duration", "-1s"], ["--duration"])
             try refused(["serve", "--max-fds", "-3"], ["--max-fds must be at least 1, not -3"])
             try refused(["repro", "--clients", "-4"], ["--clients must be at least 1, not -4"])
+            try refused(["load", "--interval", "-1s"], ["--interval", "cannot be negative"])
+            try refused(["serve", "--idle-timeout", "-5s"], ["--idle-timeout", "cannot be negative"])
+            try refused(["load", "--message-size", "-4"], ["--message-size", "cannot be negative"])
         }
     }
 
