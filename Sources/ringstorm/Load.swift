@@ -15,9 +15,9 @@ struct Load: ParsableCommand {
 
         Examples:
           ringstorm load --target 127.0.0.1:7200 -c 1000 -d 10s
-          ringstorm load --target 127.0.0.1:7200 -c 500 --interval 1s --reconnect -d 30s --json /tmp/load.json
-          ringstorm load --target 127.0.0.1:7200 -d 5s --threshold reset==0 --threshold 'answered>=99.9%' --threshold p99<50ms
-          ringstorm load --target 127.0.0.1:7300 --protocol echo -c 100 -d 5s --json - | jq .requests
+          ringstorm load -c 500 --interval 1s --reconnect -d 30s --json load.json
+          ringstorm load -d 5s --threshold reset==0 --threshold 'p99<50ms'
+          ringstorm load --protocol echo -c 100 -d 5s --json - | jq .requests
         """
     )
 

@@ -21,7 +21,7 @@ struct ReproCommand: ParsableCommand {
         Examples:
           ringstorm repro
           ringstorm repro --on-emfile pause -d 5s
-          ringstorm repro --clients 100 --silent 20 --max-fds 48 -d 3s --json /tmp/repro.json
+          ringstorm repro --clients 100 --silent 20 --max-fds 48 -d 3s --json r.json
         """
     )
 

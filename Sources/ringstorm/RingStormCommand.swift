@@ -15,7 +15,8 @@ struct RingStormCommand: ParsableCommand {
 
         Examples:
           ringstorm serve --listen 127.0.0.1:7200 -d 30s
-          ringstorm load --target 127.0.0.1:7200 -c 1000 -d 10s --threshold 'answered>=99.9%'
+          ringstorm load --target 127.0.0.1:7200 -c 1000 -d 10s
+          ringstorm load -d 10s --threshold 'answered>=99.9%'
           ringstorm repro -d 5s
         """,
         version: ringstormVersion,

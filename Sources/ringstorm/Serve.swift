@@ -20,8 +20,9 @@ struct Serve: ParsableCommand {
 
         Examples:
           ringstorm serve --listen 127.0.0.1:7200
-          ringstorm serve --listen 127.0.0.1:7300 --protocol echo -t 2 -d 30s --json /tmp/server.json
-          ringstorm serve --listen 127.0.0.1:7200 --max-fds 64 --on-emfile shed -d 10s
+          ringstorm serve --listen 127.0.0.1:7300 --protocol echo -t 2 -d 30s
+          ringstorm serve --max-fds 64 --on-emfile shed -d 10s --json server.json
+          ringstorm serve --metrics 127.0.0.1:9200
         """
     )
 
