@@ -135,14 +135,14 @@ struct ReproCommand: ParsableCommand {
         let p = run.progress
         var line = String(format: "[%5.1fs] server: ", run.elapsedSeconds)
         if let s = p.server {
-            line += "open \(s.openConnections)  accepted \(ReportFormat.count(s.report.accepted))  shed \(ReportFormat.count(s.report.shed))"
+            line += "open \(ReportFormat.count(s.openConnections))  accepted \(ReportFormat.count(s.report.accepted))  shed \(ReportFormat.count(s.report.shed))"
             let failures = s.acceptErrorCount
             if failures > 0 { line += "  accept errors \(ReportFormat.count(failures))" }
         } else {
             line += "-"
         }
-        line += " | registering: open \(p.registering.open)  " + failuresText(p.registering)
-        if let silent = p.silent { line += " | silent: open \(silent.open)  " + failuresText(silent) }
+        line += " | registering: open \(ReportFormat.count(p.registering.open))  " + failuresText(p.registering)
+        if let silent = p.silent { line += " | silent: open \(ReportFormat.count(silent.open))  " + failuresText(silent) }
         return line + "\n"
     }
 
