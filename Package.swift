@@ -15,6 +15,8 @@ let package = Package(
         // `--metrics HOST:PORT`: swift-metrics' API with the Prometheus backend (the CLI only).
         .package(url: "https://github.com/apple/swift-metrics", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        // Diagnostics (banners, live lines) through swift-log, `--log-level`.
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
     ],
     targets: [
         // The C shim: only what Swift cannot import from liburing by itself.
@@ -42,6 +44,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "RingStormEngineTests", dependencies: ["RingStormEngine"]),

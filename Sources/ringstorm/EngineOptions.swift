@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import RingStormEngine
 
 /// The options `serve` and `load` both take: how the engines run (backend, threads, worker processes)
@@ -15,6 +16,9 @@ struct EngineOptions: ParsableArguments {
 
     @Option(parsing: .unconditional, help: "Live progress line every INTERVAL, e.g. 1s (0: none).")
     var reportInterval: String = "1s"
+
+    @Option(help: "How much goes to standard error besides the report and errors: info (banner, live lines), notice (banner), warning (nothing but errors).")
+    var logLevel: Logger.Level = .info
 
     @Option(help: "Write the final report as JSON to FILE (- for standard output; schema in Docs/report.md); checked before the run, replaced atomically at its end.")
     var json: String?

@@ -142,6 +142,7 @@ struct Load: ParsableCommand {
 
     func run() throws {
         TerminationSignals.block()
+        Diagnostics.setLevel(options.logLevel)
         if let worker = try inheritedWorker(LoadGenerator.Configuration.self) {
             return try work(worker.assignment, channel: worker.channel)
         }
@@ -165,7 +166,7 @@ struct Load: ParsableCommand {
         }
         defer { endpoint?.stop() }
         _ = try start(generator)
-        FileHandleOutput.standardError(banner(configuration) + (endpoint.map { "  " + $0.bannerText + "\n" } ?? ""))
+        Diagnostics.notice(banner(configuration) + (endpoint.map { "  " + $0.bannerText + "\n" } ?? ""))
         let started = monotonicNanoseconds()
         var last = LoadProgress()
         var lastTime = started
@@ -180,7 +181,7 @@ struct Load: ParsableCommand {
             guard progressEvery > 0, now >= nextLine else { continue }
             nextLine += progressEvery
             let current = generator.progress
-            FileHandleOutput.standardError(String(format: "[%6.1fs] ", Double(now - started) / 1e9)
+            Diagnostics.info(String(format: "[%6.1fs] ", Double(now - started) / 1e9)
                 + current.line(since: last, seconds: Double(now - lastTime) / 1e9) + "\n")
             last = current
             lastTime = now
@@ -210,7 +211,7 @@ struct Load: ParsableCommand {
         }
         let verdict = LoadVerdict(report: report, configuration: configuration, thresholds: thresholds)
         for result in verdict.results where result.passed {
-            FileHandleOutput.standardError("threshold \(result.threshold.expression) ok: was \(result.actual)\n")
+            Diagnostics.info("threshold \(result.threshold.expression) ok: was \(result.actual)\n")
         }
         lines += verdict.lines
         if !lines.isEmpty { throw RunFailure(lines) }
@@ -292,7 +293,7 @@ struct Load: ParsableCommand {
         defer { endpoint?.stop() }
         var nextMerge = monotonicNanoseconds()
         let workers: WorkerProcesses<LoadWorkerSnapshot> = try startedWorkers("load", assignments)
-        FileHandleOutput.standardError(banner(configuration) + (endpoint.map { "  " + $0.bannerText + "\n" } ?? ""))
+        Diagnostics.notice(banner(configuration) + (endpoint.map { "  " + $0.bannerText + "\n" } ?? ""))
 
         let started = monotonicNanoseconds()
         // The workers end by themselves; past this, they are stopped.
@@ -327,7 +328,7 @@ struct Load: ParsableCommand {
             guard progressEvery > 0, now >= nextLine else { continue }
             nextLine = now + progressEvery
             let current = LoadProgress(workers.latest.compactMap { $0 })
-            FileHandleOutput.standardError(String(format: "[%6.1fs] ", Double(now - started) / 1e9)
+            Diagnostics.info(String(format: "[%6.1fs] ", Double(now - started) / 1e9)
                 + current.line(since: last, seconds: Double(now - lastTime) / 1e9) + "\n")
             last = current
             lastTime = now

@@ -63,7 +63,7 @@ final class OutputFile {
         fd = created
         renameTarget = target
         _ = fcntl(created, F_SETFD, FD_CLOEXEC)
-        temporaryPath = String(cString: bytes)
+        temporaryPath = String(decoding: bytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     deinit { discard() }

@@ -1,6 +1,7 @@
 import Foundation
 import ArgumentParser
 import Glibc
+import Logging
 import RingStorm
 import RingStormEngine
 
@@ -70,6 +71,9 @@ struct ReproCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Live line every INTERVAL on stderr (0: none).")
     var reportInterval: String = "1s"
 
+    @Option(help: "How much goes to standard error besides the report and errors: info (banner, live lines), notice (banner), warning (nothing but errors).")
+    var logLevel: Logger.Level = .info
+
     func makeConfiguration() throws -> Repro.Configuration {
         var c = Repro.Configuration()
         c.policy = policy
@@ -93,6 +97,7 @@ struct ReproCommand: ParsableCommand {
 
     func run() throws {
         TerminationSignals.block()
+        Diagnostics.setLevel(logLevel)
         let configuration = try makeConfiguration()
         let every = try nanoseconds(reportInterval, "--report-interval")
         // Checked before the run: a bad path fails now, not after it.
@@ -103,7 +108,7 @@ struct ReproCommand: ParsableCommand {
         } catch {
             throw UsageError(error.description)
         }
-        FileHandleOutput.standardError("ringstorm repro: server on \(run.address) (--max-fds \(configuration.maxFDs), --on-emfile \(configuration.policy), "
+        Diagnostics.notice("ringstorm repro: server on \(run.address) (--max-fds \(configuration.maxFDs), --on-emfile \(configuration.policy), "
             + "\(configuration.backend)); \(configuration.clients) registering clients now, \(configuration.silent) silent ones after "
             + "\(DurationParsing.format(nanoseconds: configuration.silentDelayNanoseconds)); "
             + "\(DurationParsing.format(nanoseconds: configuration.durationNanoseconds)); Ctrl-C to stop early\n")
@@ -113,7 +118,7 @@ struct ReproCommand: ParsableCommand {
             run.poll(timeoutNanoseconds: 100_000_000)
             guard every > 0, monotonicNanoseconds() >= nextLine else { continue }
             nextLine += every
-            FileHandleOutput.standardError(liveLine(run))
+            Diagnostics.info(liveLine(run))
         }
         let report: ReproReport
         do {

@@ -100,6 +100,7 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         TerminationSignals.block()
+        Diagnostics.setLevel(engineOptions.logLevel)
         var times = try parsedDurations()
         let worker = try inheritedWorker(RingStormServer.Configuration.self)
         // Checked before the server starts: a bad path fails now, not after the run.
@@ -125,7 +126,7 @@ struct Serve: ParsableCommand {
         if let channel {
             channel.ready(server.address.description)
         } else {
-            FileHandleOutput.standardError(banner(address: server.address, times.duration) + (endpoint.map { "; " + $0.bannerText } ?? "") + "\n")
+            Diagnostics.notice(banner(address: server.address, times.duration) + (endpoint.map { "; " + $0.bannerText } ?? "") + "\n")
         }
 
         let started = monotonicNanoseconds()
@@ -148,7 +149,7 @@ struct Serve: ParsableCommand {
             guard times.report > 0 else { continue }
             let now = monotonicNanoseconds()
             let current = server.progress
-            FileHandleOutput.standardError(liveLine(current, last, seconds: Double(now - lastTime) / 1e9,
+            Diagnostics.info(liveLine(current, last, seconds: Double(now - lastTime) / 1e9,
                                                     elapsed: Double(now - started) / 1e9))
             last = current
             lastTime = now
@@ -244,7 +245,7 @@ struct Serve: ParsableCommand {
         let endpoint = try metrics.map { text in try MetricsEndpoint(text) { $0.server(summed.withLock { $0 }) } }
         defer { endpoint?.stop() }
         let workers: WorkerProcesses<ServerSnapshot> = try startedWorkers("serve", Array(repeating: assignment, count: processes))
-        FileHandleOutput.standardError(banner(address: reservation.address, times.duration) + (endpoint.map { "; " + $0.bannerText } ?? "") + "\n")
+        Diagnostics.notice(banner(address: reservation.address, times.duration) + (endpoint.map { "; " + $0.bannerText } ?? "") + "\n")
 
         let started = monotonicNanoseconds()
         let deadline = times.duration.map { started + $0 }
@@ -267,7 +268,7 @@ struct Serve: ParsableCommand {
             let current = workers.latest.compactMap { $0 }.reduce(ServerSnapshot(backend: backend), +)
             let at = monotonicNanoseconds()
             nextLine = at + times.report
-            FileHandleOutput.standardError(liveLine(current, last, seconds: Double(at - lastTime) / 1e9,
+            Diagnostics.info(liveLine(current, last, seconds: Double(at - lastTime) / 1e9,
                                                     elapsed: Double(at - started) / 1e9))
             last = current
             lastTime = at

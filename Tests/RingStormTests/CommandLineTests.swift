@@ -108,6 +108,20 @@ import RingStormEngine
         }
     }
 
+    @Test(.enabled(if: ringstormBinary != nil)) func logLevelChoosesWhatGoesToStandardError() async throws {
+        try await onThread {
+            let quiet = try runRingstorm(["serve", "--listen", "127.0.0.1:0", "-d", "500ms", "--report-interval", "100ms", "--log-level", "warning"])
+            #expect(quiet.status == 0)
+            #expect(quiet.errors.isEmpty, "\(quiet.errors)")
+            #expect(quiet.output.contains("server       "))
+            let banner = try runRingstorm(["serve", "--listen", "127.0.0.1:0", "-d", "500ms", "--report-interval", "100ms", "--log-level", "notice"])
+            #expect(banner.errors.hasPrefix("ringstorm serve: ringstorm on 127.0.0.1:"))
+            #expect(!banner.errors.contains("accepted/s"))
+            let all = try runRingstorm(["serve", "--listen", "127.0.0.1:0", "-d", "500ms", "--report-interval", "100ms"])
+            #expect(all.errors.contains("accepted/s"))
+        }
+    }
+
     @Test func shortFlagsParse() throws {
         let load = try Load.parse(["-c", "7", "-d", "3s", "-t", "2"])
         let c = try load.makeConfiguration()
