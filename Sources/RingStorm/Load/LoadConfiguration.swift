@@ -30,7 +30,7 @@ extension LoadGenerator {
         /// Where to connect.
         public var target: SocketAddress
         /// Clients, each with at most one connection at a time.
-        public var connections: Int = 1
+        public var connections: Int = 100
         /// Connections started per second (reconnects included), in total over all threads (and worker
         /// processes: see `WorkSplit`); 0: all at once.
         public var connectRate: Double = 0
