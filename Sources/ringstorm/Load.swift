@@ -200,7 +200,8 @@ struct Load: ParsableCommand {
     /// and throws the run's failures: the JSON not written, thresholds crossed, nothing established.
     private func finish(_ report: LoadReport, text: String, configuration: LoadGenerator.Configuration, json: OutputFile?,
                         thresholds: [Threshold], failures: [String] = []) throws {
-        if json?.isStandardOutput == true {
+        // Standard output carrying machine output (the JSON, the connection log) takes nothing else.
+        if json?.isStandardOutput == true || connectionsLog == "-" {
             FileHandleOutput.standardError(text)
         } else {
             FileHandleOutput.standardOutput(text)
