@@ -133,6 +133,9 @@ struct Load: ParsableCommand {
         c.backend = options.backend
         c.threads = options.threads
         c.connectionsLogPath = connectionsLog
+        if connectionsLog == "-" && options.processes > 1 {
+            throw UsageError("--connections-log - (standard output) works with one process; with --processes name a file, which the workers share")
+        }
         if connectionsLog == "-" && options.json == "-" {
             throw UsageError("--connections-log - and --json - both write to standard output; send one of them to a file")
         }

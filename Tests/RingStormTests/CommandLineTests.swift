@@ -36,6 +36,7 @@ import RingStormEngine
             try refused(["load", "--connections-log", "/no-such-folder-ringstorm/c.log", "-d", "30s"],
                         ["--connections-log /no-such-folder-ringstorm/c.log", "ENOENT"])
             try refused(["load", "--connections-log", "-", "--json", "-"], ["standard output"])
+            try refused(["load", "--connections-log", "-", "--processes", "2"], ["--connections-log -", "--processes", "name a file"])
         }
     }
 
