@@ -272,7 +272,7 @@ public struct LoadVerdict: Sendable, Hashable {
            report.latency.register.count == 0 {
             let other = c.wireProtocol == .ringstorm ? "echo" : "ringstorm"
             return "connections were established but no response parsed (\(ReportFormat.count(protocolErrors)) protocol errors): "
-                + "does the server speak --protocol \(c.wireProtocol)? A \(other) server would explain it"
+                + "does the server speak --protocol \(c.wireProtocol)? \(other == "echo" ? "An" : "A") \(other) server would explain it"
         }
         return nil
     }
