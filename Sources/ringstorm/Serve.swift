@@ -28,6 +28,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Close a connection that has sent nothing for this long (ringstorm: once registered; 0: never).")
     var idleTimeout: String = "60s"
 
+    @Option(help: "An orderly close whose queued answers cannot drain within this (a client that does not read) is reset instead, counted as drain_timeouts (0: wait forever).")
+    var closeTimeout: String = "10s"
+
     @Option(help: "Largest frame accepted, e.g. 64KiB (ringstorm); larger gets ERROR frame_too_large.")
     var maxFrameSize: String = "64KiB"
 
@@ -59,6 +62,13 @@ struct Serve: ParsableCommand {
         _ = try parsedDurations()
         _ = try parsedFrameSize()
         _ = try parsedBatchWait()
+        _ = try parsedCloseTimeout()
+    }
+
+    private func parsedCloseTimeout() throws -> Int64 {
+        let ns = try nanoseconds(closeTimeout, "--close-timeout")
+        guard ns >= 0 else { throw ValidationError("--close-timeout must be 0 or more, not \(closeTimeout)") }
+        return ns
     }
 
     private func parsedDurations() throws -> (register: Int64, idle: Int64, report: Int64, duration: Int64?) {
@@ -150,6 +160,7 @@ struct Serve: ParsableCommand {
         configuration.maxFDs = maxFds
         configuration.onEMFILE = onEmfile
         configuration.engine.batchWaitMicroseconds = try parsedBatchWait()
+        configuration.engine.closeTimeoutNanoseconds = try parsedCloseTimeout()
         if times.report > 0 { configuration.reportInterval = .nanoseconds(times.report) }
         return configuration
     }

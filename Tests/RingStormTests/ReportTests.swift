@@ -189,7 +189,7 @@ struct ReportTests {
         #expect(root["backend"] as? String == "uring")
         #expect(root["duration_s"] as? Double == 11)
         #expect(keys(root["connections"]) == ["attempted", "established", "peak_open"])
-        #expect(keys(root["requests"]) == ["sent", "answered"])
+        #expect(keys(root["requests"]) == ["sent", "answered", "held_back", "peak_unsent_bytes"])
         let outcomes = try #require(root["outcomes"] as? [String: Any])
         #expect(Set(outcomes.keys) == ["connect", "register", "request", "idle"])
         for phase in outcomes.values { #expect(keys(phase) == Self.phaseKeys) }
@@ -235,7 +235,7 @@ struct ReportTests {
         let root = try jsonObject(try report.json())
         #expect(Set(root.keys) == [
             "backend", "duration_s", "accepted", "accept_errors", "shed", "peak_open", "registered", "register_timeouts",
-            "idle_closed", "closed_by_peer", "reset_by_peer", "protocol_errors", "requests", "syscalls",
+            "idle_closed", "closed_by_peer", "reset_by_peer", "protocol_errors", "drain_timeouts", "requests", "syscalls",
         ])
         #expect(root["accept_errors"] as? [String: Int] == ["EMFILE": 1, "ECONNABORTED": 1])
         #expect(keys(root["syscalls"]) == ["total", "per_request"])

@@ -56,19 +56,47 @@ public struct LoadReport: Codable, Sendable, Equatable {
     }
 
     public struct Requests: Codable, Sendable, Equatable {
-        /// Requests (or echo messages) sent.
+        /// Requests (or echo messages) sent: handed to the engine for a connection whose unsent bytes
+        /// were below the generator's send bound (`Configuration.maxUnsentBytesPerConnection`), so each
+        /// one is either in the kernel or in a send queue of bounded size on its way there. A request
+        /// the bound held back is not sent (see `heldBack`).
         public var sent: Int
         /// Requests answered by a matching response (or echo messages fully echoed).
         public var answered: Int
+        /// Requests the generator did not produce because the connection's unsent bytes had reached the
+        /// send bound (a server that does not read): the generator was held back, nothing was sent.
+        public var heldBack: Int
+        /// The most unsent bytes one connection had (queued in the engine, not yet taken by the kernel)
+        /// just after a request was added: at most the send bound plus one request. A merge keeps the
+        /// largest.
+        public var peakUnsentBytes: Int
 
-        public init(sent: Int = 0, answered: Int = 0) {
+        public init(sent: Int = 0, answered: Int = 0, heldBack: Int = 0, peakUnsentBytes: Int = 0) {
             self.sent = sent
             self.answered = answered
+            self.heldBack = heldBack
+            self.peakUnsentBytes = peakUnsentBytes
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case sent, answered
+            case heldBack = "held_back"
+            case peakUnsentBytes = "peak_unsent_bytes"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            sent = try c.decode(Int.self, forKey: .sent)
+            answered = try c.decode(Int.self, forKey: .answered)
+            heldBack = try c.decodeIfPresent(Int.self, forKey: .heldBack) ?? 0
+            peakUnsentBytes = try c.decodeIfPresent(Int.self, forKey: .peakUnsentBytes) ?? 0
         }
 
         public mutating func merge(_ other: Requests) {
             sent += other.sent
             answered += other.answered
+            heldBack += other.heldBack
+            peakUnsentBytes = max(peakUnsentBytes, other.peakUnsentBytes)
         }
     }
 

@@ -31,6 +31,10 @@ public struct ServerReport: Sendable, Equatable {
     public var resetByPeer = 0
     /// Connections closed for a protocol violation (sent ERROR with the violation's code; `ringstorm`).
     public var protocolErrors = 0
+    /// Orderly closes (idle, register timeout, violation, the client's FIN) whose queued answers could
+    /// not drain within the close deadline (`--close-timeout`: a client that does not read), so the
+    /// connection was reset instead: the engines' `drain_timeout` send outcome.
+    public var drainTimeouts = 0
     /// What the kernel's system-wide network counters did during the run (set by whoever started it;
     /// absent in a worker's partial report).
     public var kernel: KernelCounters?
@@ -103,6 +107,7 @@ extension ServerReport: Codable {
         case closedByPeer = "closed_by_peer"
         case resetByPeer = "reset_by_peer"
         case protocolErrors = "protocol_errors"
+        case drainTimeouts = "drain_timeouts"
         case requests
         case syscalls
         case bytesEchoed = "bytes_echoed"
@@ -113,7 +118,8 @@ extension ServerReport: Codable {
     static var counters: [(WritableKeyPath<ServerReport, Int>, CodingKeys)] {
         [(\.accepted, .accepted), (\.shed, .shed), (\.peakOpen, .peakOpen), (\.registered, .registered),
          (\.registerTimeouts, .registerTimeouts), (\.idleClosed, .idleClosed), (\.closedByPeer, .closedByPeer),
-         (\.resetByPeer, .resetByPeer), (\.protocolErrors, .protocolErrors), (\.requests, .requests)]
+         (\.resetByPeer, .resetByPeer), (\.protocolErrors, .protocolErrors), (\.requests, .requests),
+         (\.drainTimeouts, .drainTimeouts)]
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -132,7 +138,8 @@ extension ServerReport: Codable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(backend: try c.decode(String.self, forKey: .backend),
                   durationSeconds: try c.decode(Double.self, forKey: .durationSeconds))
-        for (field, key) in Self.counters { self[keyPath: field] = try c.decode(Int.self, forKey: key) }
+        // Counters added later (`drain_timeouts`) read as 0 from an older report.
+        for (field, key) in Self.counters { self[keyPath: field] = try c.decodeIfPresent(Int.self, forKey: key) ?? 0 }
         acceptErrors = try c.decode([String: Int].self, forKey: .acceptErrors)
         syscalls = try c.decode(SyscallSummary.self, forKey: .syscalls).total
         bytesEchoed = try c.decodeIfPresent(Int.self, forKey: .bytesEchoed)

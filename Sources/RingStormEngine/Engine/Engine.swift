@@ -74,7 +74,11 @@ public final class Engine<Driver: EngineDriver>: NetworkEngine {
     public func pendingBytes(_ connection: ConnectionID) -> Int { core.pendingBytes(connection) }
 
     public func close(_ connection: ConnectionID, mode: CloseMode) {
-        if let mode = core.closeRequested(connection, mode: mode) { driver.beginClose(connection.slot, mode: mode) }
+        if let mode = core.closeRequested(connection, mode: mode) {
+            driver.beginClose(connection.slot, mode: mode)
+        } else if core.isCurrent(connection) && core.connections[Int(connection.slot)].lifecycle == .draining {
+            driver.pauseReceiving(connection)  // draining: not read any more (io_uring cancels the receive)
+        }
     }
 
     public func schedule(afterNanoseconds delay: Int64, token: UInt64) {
@@ -83,7 +87,12 @@ public final class Engine<Driver: EngineDriver>: NetworkEngine {
 
     @discardableResult
     public func poll(timeoutNanoseconds: Int64?, _ handler: (Event) -> Void) throws(EngineError) -> Int {
-        try driver.poll(timeoutNanoseconds: timeoutNanoseconds, handler)
+        // Close deadlines, for both drivers: an orderly close that could not drain is aborted here, and
+        // the driver's close goes out with this poll.
+        if core.hasDrainDeadlines {
+            core.expireDrains(now: monotonicNanoseconds(), { slot in driver.beginClose(slot, mode: .abortive) }, handler)
+        }
+        return try driver.poll(timeoutNanoseconds: timeoutNanoseconds, handler)
     }
 
     public var statistics: EngineStatistics { core.statistics }
