@@ -227,11 +227,22 @@ struct Serve: ParsableCommand {
         var lastTime = started
         var nextLine = started + times.report
         var failure: WorkerFailure?
+        var failedSoFar = 0
         while true {
             let now = monotonicNanoseconds()
             if let deadline, now >= deadline { break }
             if TerminationSignals.wait(nanoseconds: 0) != nil { break }
-            if let f = workers.failure { failure = f; break }
+            // A worker that dies is reported and the others keep serving: their listeners share the port
+            // (SO_REUSEPORT), so the kernel hands new connections to the survivors.
+            let failed = workers.failedWorkers
+            if failed.count > failedSoFar {
+                failure = failure ?? workers.failure
+                for f in failed[failedSoFar...] {
+                    let left = workers.workers.filter { $0.status == nil }.count
+                    FileHandleOutput.standardError("ringstorm serve: \(f.text); \(left) of \(processes) workers still serving\n")
+                }
+                failedSoFar = failed.count
+            }
             if workers.allEnded { break }
             workers.pump(timeoutNanoseconds: 100_000_000)
             guard times.report > 0, monotonicNanoseconds() >= nextLine else { continue }
@@ -246,16 +257,22 @@ struct Serve: ParsableCommand {
         workers.stop()
         failure = failure ?? workers.failure
         withExtendedLifetime(reservation) {}
-        let finals = workers.finals
+        // A worker that died counts with its last progress report.
+        let finals = workers.mergeable
         guard var report = ServerReport.merged(finals.map(\.report)) else {
             throw UsageError(failure?.description ?? "no worker process sent a report")
         }
         report.kernel = KernelCounters.read() - kernelAtStart
+        report.failedWorkers = workers.failedWorkers
+        report.complete = report.failedWorkers.isEmpty && failure == nil
         var notes: [String] = []
         for note in finals.flatMap(\.engine.notes) where !notes.contains(note) { notes.append(note) }
         var text = finalText(report, notes: notes)
         text += "processes    \(processes), merged exactly (counts summed)\n"
-        if let failure { text += "incomplete   \(finals.count) of \(processes) worker reports: \(failure)\n" }
+        if !report.complete {
+            text += "incomplete   \(workers.finals.count) of \(processes) final worker reports\n"
+            for failed in report.failedWorkers { text += "failed       \(failed.text)\n" }
+        }
         FileHandleOutput.standardOutput(text)
         try writeJSON(report)
         if let failure { throw UsageError(failure.description) }

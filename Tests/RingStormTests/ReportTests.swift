@@ -185,7 +185,10 @@ struct ReportTests {
     func loadReportKeys() throws {
         let report = sampleWorkerReport(seed: 1).report
         let root = try jsonObject(try report.json())
-        #expect(Set(root.keys) == ["backend", "duration_s", "connections", "requests", "outcomes", "latency_us", "syscalls"])
+        #expect(Set(root.keys) == ["backend", "duration_s", "connections", "requests", "outcomes", "latency_us", "syscalls",
+                                   "complete", "failed_workers"])
+        #expect(root["complete"] as? Bool == true)
+        #expect((root["failed_workers"] as? [Any])?.isEmpty == true)
         #expect(root["backend"] as? String == "uring")
         #expect(root["duration_s"] as? Double == 11)
         #expect(keys(root["connections"]) == ["attempted", "established", "peak_open"])
@@ -235,7 +238,7 @@ struct ReportTests {
         let root = try jsonObject(try report.json())
         #expect(Set(root.keys) == [
             "backend", "duration_s", "accepted", "accept_errors", "shed", "peak_open", "registered", "register_timeouts",
-            "idle_closed", "closed_by_peer", "reset_by_peer", "protocol_errors", "drain_timeouts", "requests", "syscalls",
+            "idle_closed", "closed_by_peer", "reset_by_peer", "protocol_errors", "drain_timeouts", "requests", "syscalls", "complete", "failed_workers",
         ])
         #expect(root["accept_errors"] as? [String: Int] == ["EMFILE": 1, "ECONNABORTED": 1])
         #expect(keys(root["syscalls"]) == ["total", "per_request"])

@@ -128,6 +128,11 @@ public struct LoadReport: Codable, Sendable, Equatable {
     /// ERROR frames the server sent, by code name (`register_timeout`, `frame_too_large`, ...): the
     /// server's own reason behind `protocol_error` outcomes. Absent when there were none.
     public var serverErrors: [String: Int]?
+    /// Whether every worker process reported to the end (always true for one process). False when one
+    /// died: the counts then include what it reported before (`failedWorkers`), not its whole run.
+    public var complete = true
+    /// The worker processes that failed, and how (empty when complete).
+    public var failedWorkers: [FailedWorker] = []
 
     public init(backend: String, durationSeconds: Double, connections: Connections = .init(), requests: Requests = .init(),
                 outcomes: PhaseOutcomes = .init(), latency: Latencies = .init(), syscalls: SyscallSummary = .init(total: 0, perRequest: 0)) {
@@ -148,6 +153,24 @@ public struct LoadReport: Codable, Sendable, Equatable {
         case syscalls
         case kernel
         case serverErrors = "server_errors"
+        case complete
+        case failedWorkers = "failed_workers"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        backend = try c.decode(String.self, forKey: .backend)
+        durationSeconds = try c.decode(Double.self, forKey: .durationSeconds)
+        connections = try c.decode(Connections.self, forKey: .connections)
+        requests = try c.decode(Requests.self, forKey: .requests)
+        outcomes = try c.decode(PhaseOutcomes.self, forKey: .outcomes)
+        latency = try c.decode(Latencies.self, forKey: .latency)
+        syscalls = try c.decode(SyscallSummary.self, forKey: .syscalls)
+        kernel = try c.decodeIfPresent(KernelCounters.self, forKey: .kernel)
+        serverErrors = try c.decodeIfPresent([String: Int].self, forKey: .serverErrors)
+        // Reports written before these fields existed read as complete.
+        complete = try c.decodeIfPresent(Bool.self, forKey: .complete) ?? true
+        failedWorkers = try c.decodeIfPresent([FailedWorker].self, forKey: .failedWorkers) ?? []
     }
 
     /// The JSON document, keys sorted.

@@ -44,6 +44,11 @@ public struct ServerReport: Sendable, Equatable {
     public var syscalls = 0
     /// Bytes received and sent back (`echo`; nil for `ringstorm`).
     public var bytesEchoed: Int?
+    /// Whether every worker process reported to the end (always true for one process). False when one
+    /// died: the counts then include what it reported before (`failedWorkers`), not its whole run.
+    public var complete = true
+    /// The worker processes that failed, and how (empty when complete).
+    public var failedWorkers: [FailedWorker] = []
 
     public init(backend: String, durationSeconds: Double = 0) {
         self.backend = backend
@@ -72,6 +77,8 @@ public struct ServerReport: Sendable, Equatable {
         for (name, n) in other.acceptErrors { acceptErrors[name, default: 0] += n }
         syscalls += other.syscalls
         if let bytes = other.bytesEchoed { bytesEchoed = (bytesEchoed ?? 0) + bytes }
+        complete = complete && other.complete
+        failedWorkers += other.failedWorkers
     }
 
     public static func + (a: ServerReport, b: ServerReport) -> ServerReport {
@@ -112,6 +119,8 @@ extension ServerReport: Codable {
         case syscalls
         case bytesEchoed = "bytes_echoed"
         case kernel
+        case complete
+        case failedWorkers = "failed_workers"
     }
 
     /// The plain counts, each with its key: the one list that `merge` sums and the JSON writes and reads.
@@ -132,6 +141,8 @@ extension ServerReport: Codable {
         try c.encode(syscallSummary, forKey: .syscalls)
         try c.encodeIfPresent(bytesEchoed, forKey: .bytesEchoed)
         try c.encodeIfPresent(kernel, forKey: .kernel)
+        try c.encode(complete, forKey: .complete)
+        try c.encode(failedWorkers, forKey: .failedWorkers)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -144,5 +155,7 @@ extension ServerReport: Codable {
         syscalls = try c.decode(SyscallSummary.self, forKey: .syscalls).total
         bytesEchoed = try c.decodeIfPresent(Int.self, forKey: .bytesEchoed)
         kernel = try c.decodeIfPresent(KernelCounters.self, forKey: .kernel)
+        complete = try c.decodeIfPresent(Bool.self, forKey: .complete) ?? true
+        failedWorkers = try c.decodeIfPresent([FailedWorker].self, forKey: .failedWorkers) ?? []
     }
 }

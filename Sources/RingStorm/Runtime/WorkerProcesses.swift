@@ -226,6 +226,27 @@ package final class WorkerProcesses<Status: Decodable> {
         return nil
     }
 
+    /// Every worker that failed so far (ended without a final report, ended with a status other than 0,
+    /// or sent something unreadable), each with which of its reports `mergeable` holds for it.
+    public var failedWorkers: [FailedWorker] {
+        workers.compactMap { w -> FailedWorker? in
+            let how: String
+            if let garbled = w.garbled {
+                how = garbled
+            } else {
+                guard let status = w.status, !(status.succeeded && w.final != nil) else { return nil }
+                how = status.description + (status.succeeded ? " without sending its report" : "")
+            }
+            let merged: FailedWorker.Merged = w.final != nil ? .final : (w.latest != nil ? .lastProgress : .none)
+            let last = w.lastErrorLine.map { $0.hasPrefix("ringstorm: ") ? String($0.dropFirst("ringstorm: ".count)) : $0 }
+            return FailedWorker(worker: w.index + 1, pid: w.process.pid, how: how, lastError: last, merged: merged)
+        }
+    }
+
+    /// Each worker's final report, or for one that died before sending it, its last progress report:
+    /// everything that is known of the run (workers that sent nothing are missing).
+    public var mergeable: [Status] { workers.compactMap { $0.final ?? $0.latest } }
+
     private func name(_ w: Worker) -> String { "worker \(w.index + 1) of \(workers.count) (pid \(w.process.pid))" }
 
     /// Waits until every worker has sent `ready` (returns their texts), one failed, or the timeout passed.
