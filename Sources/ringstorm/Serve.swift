@@ -28,6 +28,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Close a connection that has sent nothing for this long (ringstorm: once registered; 0: never).")
     var idleTimeout: String = "60s"
 
+    @Flag(help: "With --processes: start a new worker in place of one that dies (at most 3 per process over the run).")
+    var respawn = false
+
     @Option(help: "An orderly close whose queued answers cannot drain within this (a client that does not read) is reset instead, counted as drain_timeouts (0: wait forever).")
     var closeTimeout: String = "10s"
 
@@ -64,6 +67,9 @@ struct Serve: ParsableCommand {
         _ = try parsedBatchWait()
         _ = try parsedCloseTimeout()
     }
+
+    /// Respawns over a run, so a worker that dies at once is not restarted without end.
+    static func maximumRespawns(_ processes: Int) -> Int { 3 * processes }
 
     private func parsedCloseTimeout() throws -> Int64 {
         let ns = try nanoseconds(closeTimeout, "--close-timeout")
@@ -228,6 +234,7 @@ struct Serve: ParsableCommand {
         var nextLine = started + times.report
         var failure: WorkerFailure?
         var failedSoFar = 0
+        var respawned = 0
         while true {
             let now = monotonicNanoseconds()
             if let deadline, now >= deadline { break }
@@ -238,15 +245,27 @@ struct Serve: ParsableCommand {
             if failed.count > failedSoFar {
                 failure = failure ?? workers.failure
                 for f in failed[failedSoFar...] {
-                    let left = workers.workers.filter { $0.status == nil }.count
-                    FileHandleOutput.standardError("ringstorm serve: \(f.text); \(left) of \(processes) workers still serving\n")
+                    var line = "ringstorm serve: \(f.text)"
+                    let place = f.worker - 1
+                    if respawn && respawned < Self.maximumRespawns(processes) && workers.workers[place].process.pid == f.pid
+                        && workers.workers[place].status != nil {
+                        do {
+                            let new = try workers.respawn(place)
+                            respawned += 1
+                            line += "; respawned as pid \(new.process.pid)"
+                        } catch {
+                            line += "; cannot respawn it: \(error)"
+                        }
+                    }
+                    let serving = workers.workers.filter { $0.status == nil }.count
+                    FileHandleOutput.standardError(line + "; \(serving) of \(processes) workers serving\n")
                 }
-                failedSoFar = failed.count
+                failedSoFar = workers.failedWorkers.count
             }
             if workers.allEnded { break }
             workers.pump(timeoutNanoseconds: 100_000_000)
             guard times.report > 0, monotonicNanoseconds() >= nextLine else { continue }
-            let current = workers.latest.compactMap { $0 }.reduce(ServerSnapshot(backend: backend), +)
+            let current = workers.mergeable.reduce(ServerSnapshot(backend: backend), +)
             let at = monotonicNanoseconds()
             nextLine = at + times.report
             FileHandleOutput.standardError(liveLine(current, last, seconds: Double(at - lastTime) / 1e9,

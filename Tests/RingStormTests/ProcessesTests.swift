@@ -181,7 +181,7 @@ struct ProcessesTests {
         let (status, output, errors) = try await onThread { child.waitForExit(seconds: 10) }
         #expect(status != 0)
         #expect(errors.contains("worker 2 (pid \(workers[1])) was killed by SIGKILL"), "\(errors)")
-        #expect(errors.contains("1 of 2 workers still serving"), "\(errors)")
+        #expect(errors.contains("; 1 of 2 workers serving"), "\(errors)")
         #expect(output.contains("failed       worker 2 (pid \(workers[1])) was killed by SIGKILL"), "\(output)")
         let report = try ServerReport(json: Data(contentsOf: URL(fileURLWithPath: json)))
         #expect(!report.complete)
@@ -190,6 +190,46 @@ struct ProcessesTests {
         #expect(report.failedWorkers.first?.merged == .lastProgress)
         #expect(report.accepted == 20)
         #expect(report.registered == 20)
+    }
+
+    /// `serve --processes 2 --respawn`: a worker that dies is replaced, the replacement serves, and the
+    /// report says which worker died and which pid replaced it.
+    @Test func respawnReplacesADeadWorker() async throws {
+        let json = FileManager.default.temporaryDirectory.appendingPathComponent("ringstorm-serve-\(UUID()).json").path
+        defer { unlink(json) }
+        let child = try RingstormChild(["serve", "--processes", "2", "--respawn", "--listen", "127.0.0.1:0", "--backend", "epoll",
+                                        "--duration", "3s", "--report-interval", "200ms", "--json", json])
+        defer { child.terminate() }
+        let port = try child.waitForPort()
+        let workers = child.childPIDs
+        try #require(workers.count == 2)
+        usleep(500_000)
+        kill(workers[1], SIGKILL)
+        var replacement: pid_t?
+        let deadline = monotonicNanoseconds() + 3_000_000_000
+        while replacement == nil && monotonicNanoseconds() < deadline {
+            usleep(50_000)
+            replacement = child.childPIDs.first { !workers.contains($0) }
+        }
+        try #require(replacement != nil, "no worker replaced \(workers[1]): \(child.errors)")
+        usleep(500_000)  // the replacement listens
+        var c = LoadGenerator.Configuration(target: SocketAddress(ipv4Value: 0x7F00_0001, port: port))
+        c.backend = .epoll
+        c.connections = 20
+        c.durationNanoseconds = 500_000_000
+        c.pacing = .openLoop(intervalNanoseconds: 50_000_000)
+        c.drainNanoseconds = 300_000_000
+        let load = try await LoadGenerator(configuration: c).run()
+        #expect(load.connections.established == 20)
+        let (status, _, errors) = try await onThread { child.waitForExit(seconds: 10) }
+        #expect(status != 0)
+        #expect(errors.contains("worker 2 (pid \(workers[1])) was killed by SIGKILL"), "\(errors)")
+        #expect(errors.contains("respawned as pid \(replacement!)"), "\(errors)")
+        let report = try ServerReport(json: Data(contentsOf: URL(fileURLWithPath: json)))
+        #expect(!report.complete)
+        #expect(report.failedWorkers.count == 1)
+        #expect(report.failedWorkers.first?.respawnedAs == replacement)
+        #expect(report.accepted == 20)
     }
 
     /// Issue 12, item 4: a load worker that dies counts with its last progress report (the totals do

@@ -12,6 +12,8 @@ public struct FailedWorker: Codable, Sendable, Equatable {
     /// What of its counts the report includes: `final` (its final report came), `last_progress` (the
     /// last progress report it sent before it died: its counts up to about a second before), or `none`.
     public var merged: Merged
+    /// The pid of the worker started in its place (`serve --respawn`), if one was.
+    public var respawnedAs: Int32?
 
     public enum Merged: String, Codable, Sendable {
         case final
@@ -19,18 +21,20 @@ public struct FailedWorker: Codable, Sendable, Equatable {
         case none
     }
 
-    public init(worker: Int, pid: Int32, how: String, lastError: String? = nil, merged: Merged) {
+    public init(worker: Int, pid: Int32, how: String, lastError: String? = nil, merged: Merged, respawnedAs: Int32? = nil) {
         self.worker = worker
         self.pid = pid
         self.how = how
         self.lastError = lastError
         self.merged = merged
+        self.respawnedAs = respawnedAs
     }
 
     enum CodingKeys: String, CodingKey {
         case worker, pid, how
         case lastError = "last_error"
         case merged
+        case respawnedAs = "respawned_as"
     }
 
     /// `worker 2 (pid 1234) was killed by SIGKILL (Killed); its last progress report is merged`.
@@ -42,6 +46,7 @@ public struct FailedWorker: Codable, Sendable, Equatable {
         case .lastProgress: text += "; its last progress report is merged"
         case .none: text += "; it sent no report, none of its counts are included"
         }
+        if let respawnedAs { text += "; respawned as pid \(respawnedAs)" }
         return text
     }
 }
