@@ -153,3 +153,40 @@ extension HostilePeerTests {
         print("[\(backend)] deaf server: sent \(report.requests.sent), held back \(report.requests.heldBack), peak unsent \(report.requests.peakUnsentBytes) B")
     }
 }
+
+/// Issue 12, item 6 (part): the generator's own loop lag is in the report, and a warning says when it
+/// could distort the results.
+@Suite struct GeneratorHealthTests {
+    @Test func lateTicksAreCountedAndWarnedAbout() throws {
+        var g = LoadReport.Generator()
+        g.recordTick(due: 1_000_000_000, now: 1_000_500_000)  // 0.5 ms: on time
+        #expect(g.ticks == 1 && g.lateTicks == 0 && g.maxLagMicroseconds == 500)
+        #expect(g.warning == nil)
+        var h = LoadReport.Generator()
+        h.recordTick(due: 2_000_000_000, now: 6_200_000_000)  // 4.2 s late: stalled
+        g.merge(h)
+        #expect(g.ticks == 2 && g.lateTicks == 1 && g.maxLagMicroseconds == 4_200_000)
+        #expect(g.warning?.hasPrefix("the load generator's own loop ran up to 4.200 s late (1 of 2 ticks over 10 ms late)") == true, "\(g.warning ?? "")")
+        var report = LoadReport(backend: "uring", durationSeconds: 10)
+        report.generator = g
+        #expect(report.text.contains("warning      the load generator's own loop ran up to 4.200 s late"))
+        let back = try LoadReport(json: report.json())
+        #expect(back.generator == g)
+    }
+
+    /// A normal run's ticks are on time (the tick is the worker loop's own timer).
+    @Test(arguments: Backend.allCases)
+    func aQuietRunHasNoLag(backend: Backend) throws {
+        let server = try RingStormServer(configuration: .testing(backend))
+        defer { server.stop(); _ = server.wait() }
+        var c = LoadGenerator.Configuration(target: server.address)
+        c.backend = backend
+        c.connections = 5
+        c.pacing = .openLoop(intervalNanoseconds: 10_000_000)
+        c.durationNanoseconds = 500_000_000
+        let report = try LoadGenerator(configuration: c).runBlocking()
+        #expect(report.generator.ticks > 10, "\(report.generator)")
+        #expect(report.generator.maxLagMicroseconds < 1_000_000, "\(report.generator)")
+        #expect(report.requests.answered > 0)
+    }
+}

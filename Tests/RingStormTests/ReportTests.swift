@@ -186,7 +186,8 @@ struct ReportTests {
         let report = sampleWorkerReport(seed: 1).report
         let root = try jsonObject(try report.json())
         #expect(Set(root.keys) == ["backend", "duration_s", "connections", "requests", "outcomes", "latency_us", "syscalls",
-                                   "complete", "failed_workers"])
+                                   "complete", "failed_workers", "generator"])
+        #expect(keys(root["generator"]) == ["ticks", "late_ticks", "max_lag_us"])
         #expect(root["complete"] as? Bool == true)
         #expect((root["failed_workers"] as? [Any])?.isEmpty == true)
         #expect(root["backend"] as? String == "uring")

@@ -133,6 +133,8 @@ public struct LoadReport: Codable, Sendable, Equatable {
     public var complete = true
     /// The worker processes that failed, and how (empty when complete).
     public var failedWorkers: [FailedWorker] = []
+    /// How late the generator's own loop ran (see `Generator`).
+    public var generator = Generator()
 
     public init(backend: String, durationSeconds: Double, connections: Connections = .init(), requests: Requests = .init(),
                 outcomes: PhaseOutcomes = .init(), latency: Latencies = .init(), syscalls: SyscallSummary = .init(total: 0, perRequest: 0)) {
@@ -155,6 +157,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         case serverErrors = "server_errors"
         case complete
         case failedWorkers = "failed_workers"
+        case generator
     }
 
     public init(from decoder: any Decoder) throws {
@@ -171,6 +174,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         // Reports written before these fields existed read as complete.
         complete = try c.decodeIfPresent(Bool.self, forKey: .complete) ?? true
         failedWorkers = try c.decodeIfPresent([FailedWorker].self, forKey: .failedWorkers) ?? []
+        generator = try c.decodeIfPresent(Generator.self, forKey: .generator) ?? Generator()
     }
 
     /// The JSON document, keys sorted.
@@ -219,6 +223,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     public var serverErrors: [String: Int] = [:]
     /// Reports merged into this one (1 for a worker's own).
     public var workers = 1
+    /// How late the worker loops ran.
+    public var generator = LoadReport.Generator()
 
     public init(backend: String, durationSeconds: Double = 0) {
         self.backend = backend
@@ -241,6 +247,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         syscalls += other.syscalls
         for (code, n) in other.serverErrors { serverErrors[code, default: 0] += n }
         workers += other.workers
+        generator.merge(other.generator)
     }
 
     public static func + (a: LoadWorkerReport, b: LoadWorkerReport) -> LoadWorkerReport {
@@ -262,6 +269,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
                                 outcomes: outcomes, latency: latency.summaries,
                                 syscalls: SyscallSummary(total: syscalls, requests: requests.answered))
         report.serverErrors = serverErrors.isEmpty ? nil : serverErrors
+        report.generator = generator
         return report
     }
 
@@ -272,6 +280,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         case latency = "latency_us"
         case syscalls, workers
         case serverErrors = "server_errors"
+        case generator
     }
 
     /// Compact JSON on one line (no newline inside), for a pipe from worker to parent.

@@ -49,6 +49,7 @@ extension LoadReport {
             lines.append(label("") + "the server's ERROR frames: " + serverErrors.keys.sorted()
                 .map { "\($0) \(ReportFormat.count(serverErrors[$0]!))" }.joined(separator: ", "))
         }
+        if let warning = generator.warning { lines.append(label("warning") + warning) }
         lines.append(label("syscalls") + ReportFormat.count(syscalls.total)
             + (requests.answered > 0 ? " (" + ReportFormat.decimal(syscalls.perRequest, places: 2) + " per request)" : ""))
         lines += kernelLines(kernel)
