@@ -242,7 +242,7 @@ struct ProcessesTests {
         let json = FileManager.default.temporaryDirectory.appendingPathComponent("ringstorm-load-\(UUID()).json").path
         defer { unlink(json) }
         let child = try RingstormChild(["load", "--target", server.address.description, "--processes", "2", "--connections", "40",
-                                        "--duration", "5s", "--interval", "50ms", "--backend", "epoll", "--report-interval", "200ms",
+                                        "--duration", "20s", "--interval", "50ms", "--backend", "epoll", "--report-interval", "200ms",
                                         "--json", json])
         defer { child.terminate() }
         try await waitUntil(seconds: 5) { server.progress.report.registered == 40 }
