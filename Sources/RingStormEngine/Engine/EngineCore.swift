@@ -27,6 +27,8 @@ public final class EngineCore {
     /// compacted when it outgrows the slots, so it holds at most about twice `maxConnections`.
     private var drainDeadlines: [DrainDeadline] = []
     private var drainHead = 0
+    /// Set while `expireDrains` walks the list: a handler that starts another drain then only appends.
+    private var expiringDrains = false
 
     package init(backend: Backend, configuration: EngineConfiguration) {
         self.configuration = configuration
@@ -240,7 +242,7 @@ public final class EngineCore {
         connections[i].read = .stopped
         let timeout = configuration.closeTimeoutNanoseconds
         guard timeout > 0 else { return }
-        if drainDeadlines.count - drainHead >= 2 * max(configuration.maxConnections, 1) { compactDrainDeadlines() }
+        if !expiringDrains && drainDeadlines.count - drainHead >= 2 * max(configuration.maxConnections, 1) { compactDrainDeadlines() }
         drainDeadlines.append(DrainDeadline(slot: id.slot, generation: id.generation, deadline: monotonicNanoseconds() + timeout))
     }
 
@@ -266,6 +268,8 @@ public final class EngineCore {
     /// send's outcome), handed to `abort` (the driver's abortive close) and returned as `.sendFailed`
     /// events for the caller, who asked for the close and will next see `.closed`.
     package func expireDrains(now: Int64, _ abort: (UInt32) -> Void, _ handler: (Event) -> Void) {
+        expiringDrains = true
+        defer { expiringDrains = false }
         while drainHead < drainDeadlines.count {
             let entry = drainDeadlines[drainHead]
             if isDraining(entry) {
