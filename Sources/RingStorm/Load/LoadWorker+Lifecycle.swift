@@ -20,22 +20,9 @@ extension LoadWorker {
         clients[c].oldest = 0
         clients[c].answered = 0
         wireStates[c] = wire.newConnection()
-        // The connect deadline runs from when the connect was due (`now`, the tick's time), as its latency
-        // does: a connect this loop reaches late (behind a burst of slow connects, a port search near
-        // exhaustion) gets no extra time, so no connect is counted slower than the timeout without being a
-        // `connect_timeout`. How late the loop ran is in the report (`generator`).
-        var timeout = config.connectTimeoutNanoseconds
-        if timeout > 0 {
-            timeout -= monotonicNanoseconds() - now
-            if timeout <= 0 {
-                clients[c].stage = .connecting
-                fail(c, phase: .connect, .connectTimeout, mode: nil)
-                return
-            }
-        }
         let id: ConnectionID
         do {
-            id = try engine.connect(to: config.target, from: source(of: c), timeoutNanoseconds: timeout)
+            id = try engine.connect(to: config.target, from: source(of: c), timeoutNanoseconds: config.connectTimeoutNanoseconds)
         } catch {
             // The socket could not even be made (EMFILE, ENFILE, ...): a connect outcome like any other.
             clients[c].stage = .connecting
