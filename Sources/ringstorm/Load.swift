@@ -338,15 +338,21 @@ struct Load: ParsableCommand {
             lastTime = now
         }
         failure = failure ?? workers.failure
-        let finals = workers.finals
-        guard let merged = LoadWorkerReport.merged(finals.map(\.report)) else {
+        // A worker that died counts with its last progress report: what it did up to then is not lost.
+        let reports = workers.mergeable
+        guard let merged = LoadWorkerReport.merged(reports.map(\.report)) else {
             throw RunFailure(failure?.description ?? "no worker process sent a report")
         }
         var report = merged.report
         report.kernel = KernelCounters.read() - kernelAtStart
+        report.failedWorkers = workers.failedWorkers
+        report.complete = report.failedWorkers.isEmpty && failure == nil
         var text = report.text + "\n"
         text += "processes    \(options.processes), merged exactly (counts summed, histograms added)\n"
-        if let failure { text += "incomplete   \(finals.count) of \(options.processes) worker reports: \(failure)\n" }
+        if !report.complete {
+            text += "incomplete   \(workers.finals.count) of \(options.processes) final worker reports\n"
+            for failed in report.failedWorkers { text += "failed       \(failed.text)\n" }
+        }
         try finish(report, text: text, configuration: configuration, json: json, thresholds: thresholds,
                    failures: failure.map { [$0.description] } ?? [])
     }

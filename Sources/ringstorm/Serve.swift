@@ -38,6 +38,12 @@ struct Serve: ParsableCommand {
     @Option(parsing: .unconditional, help: "Close a connection that has sent nothing for this long (ringstorm: once registered; 0: never).")
     var idleTimeout: String = "60s"
 
+    @Flag(help: "With --processes: start a new worker in place of one that dies (at most 3 per process over the run).")
+    var respawn = false
+
+    @Option(parsing: .unconditional, help: "An orderly close whose queued answers cannot drain within this (a client that does not read) is reset instead, counted as drain_timeouts (0: wait forever).")
+    var closeTimeout: String = "10s"
+
     @Option(parsing: .unconditional, help: "Largest frame accepted, e.g. 64KiB (ringstorm); larger gets ERROR frame_too_large.")
     var maxFrameSize: String = "64KiB"
 
@@ -79,6 +85,16 @@ struct Serve: ParsableCommand {
         }
         _ = try parsedFrameSize()
         _ = try parsedBatchWait()
+        _ = try parsedCloseTimeout()
+    }
+
+    /// Respawns over a run, so a worker that dies at once is not restarted without end.
+    static func maximumRespawns(_ processes: Int) -> Int { 3 * processes }
+
+    private func parsedCloseTimeout() throws -> Int64 {
+        let ns = try nanoseconds(closeTimeout, "--close-timeout")
+        guard ns >= 0 else { throw ValidationError("--close-timeout must be 0 or more, not \(closeTimeout)") }
+        return ns
     }
 
     private func parsedDurations() throws -> (register: Int64, idle: Int64, report: Int64, duration: Int64?) {
@@ -192,6 +208,7 @@ struct Serve: ParsableCommand {
         configuration.onEMFILE = onEmfile
         configuration.backlog = Int32(backlog)
         configuration.engine.batchWaitMicroseconds = try parsedBatchWait()
+        configuration.engine.closeTimeoutNanoseconds = try parsedCloseTimeout()
         if times.report > 0 { configuration.reportInterval = .nanoseconds(times.report) }
         return configuration
     }
@@ -253,19 +270,43 @@ struct Serve: ParsableCommand {
         var lastTime = started
         var nextLine = started + times.report
         var failure: WorkerFailure?
+        var failedSoFar = 0
+        var respawned = 0
         while true {
             let now = monotonicNanoseconds()
             if let deadline, now >= deadline { break }
             if TerminationSignals.wait(nanoseconds: 0) != nil { break }
-            if let f = workers.failure { failure = f; break }
+            // A worker that dies is reported and the others keep serving: their listeners share the port
+            // (SO_REUSEPORT), so the kernel hands new connections to the survivors.
+            let failed = workers.failedWorkers
+            if failed.count > failedSoFar {
+                failure = failure ?? workers.failure
+                for f in failed[failedSoFar...] {
+                    var line = "ringstorm serve: \(f.text)"
+                    let place = f.worker - 1
+                    if respawn && respawned < Self.maximumRespawns(processes) && workers.workers[place].process.pid == f.pid
+                        && workers.workers[place].status != nil {
+                        do {
+                            let new = try workers.respawn(place)
+                            respawned += 1
+                            line += "; respawned as pid \(new.process.pid)"
+                        } catch {
+                            line += "; cannot respawn it: \(error)"
+                        }
+                    }
+                    let serving = workers.workers.filter { $0.status == nil }.count
+                    FileHandleOutput.standardError(line + "; \(serving) of \(processes) workers serving\n")
+                }
+                failedSoFar = workers.failedWorkers.count
+            }
             if workers.allEnded { break }
             workers.pump(timeoutNanoseconds: 100_000_000)
             if endpoint != nil {
-                let current = workers.latest.compactMap { $0 }.reduce(ServerSnapshot(backend: backend), +)
+                let current = workers.mergeable.reduce(ServerSnapshot(backend: backend), +)
                 summed.withLock { $0 = current }
             }
             guard times.report > 0, monotonicNanoseconds() >= nextLine else { continue }
-            let current = workers.latest.compactMap { $0 }.reduce(ServerSnapshot(backend: backend), +)
+            let current = workers.mergeable.reduce(ServerSnapshot(backend: backend), +)
             let at = monotonicNanoseconds()
             nextLine = at + times.report
             Diagnostics.info(liveLine(current, last, seconds: Double(at - lastTime) / 1e9,
@@ -276,16 +317,22 @@ struct Serve: ParsableCommand {
         workers.stop()
         failure = failure ?? workers.failure
         withExtendedLifetime(reservation) {}
-        let finals = workers.finals
+        // A worker that died counts with its last progress report.
+        let finals = workers.mergeable
         guard var report = ServerReport.merged(finals.map(\.report)) else {
             throw RunFailure(failure?.description ?? "no worker process sent a report")
         }
         report.kernel = KernelCounters.read() - kernelAtStart
+        report.failedWorkers = workers.failedWorkers
+        report.complete = report.failedWorkers.isEmpty && failure == nil
         var notes: [String] = []
         for note in finals.flatMap(\.engine.notes) where !notes.contains(note) { notes.append(note) }
         var text = finalText(report, notes: notes)
         text += "processes    \(processes), merged exactly (counts summed)\n"
-        if let failure { text += "incomplete   \(finals.count) of \(processes) worker reports: \(failure)\n" }
+        if !report.complete {
+            text += "incomplete   \(workers.finals.count) of \(processes) final worker reports\n"
+            for failed in report.failedWorkers { text += "failed       \(failed.text)\n" }
+        }
         try finish(report, text: text, json: json, failures: failure.map { [$0.description] } ?? [])
     }
 

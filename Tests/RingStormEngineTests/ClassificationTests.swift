@@ -47,6 +47,7 @@ struct ClassificationTests {
             .success: "ok", .closedByPeer: "closed", .resetByPeer: "reset", .brokenPipe: "broken_pipe",
             .refused: "refused", .timedOut: "timed_out", .addressNotAvailable: "addr_not_available",
             .tooManyOpenFiles: "EMFILE", .fileTableFull: "ENFILE", .noBuffers: "ENOBUFS", .cancelled: "cancelled",
+            .drainTimeout: "drain_timeout",
         ]
         for (outcome, name) in names {
             #expect(outcome.name == name)

@@ -50,6 +50,23 @@ extension EngineTests {
             #expect(engine.statistics.outcomes.count(.connect, .timedOut) == 1)
         }
 
+        /// Issue 12: the deadline runs from the `connect` call, not from when the loop gets round to
+        /// polling. A loop 0.5 s late for a 0.3 s deadline sees the timeout at its first poll (io_uring:
+        /// an absolute link timeout; epoll: the deadline taken before the syscalls), not 0.3 s after.
+        @Test(arguments: Backend.allCases)
+        func connectDeadlineHoldsWhenTheLoopIsLate(_ backend: Backend) throws {
+            let engine = try makeEngine(backend, configuration: testConfiguration())
+            let full = try FullListener()
+            let start = monotonicNanoseconds()
+            let id = try engine.connect(to: full.address, from: nil, timeoutNanoseconds: 300_000_000)
+            usleep(500_000)  // the loop is late
+            let outcome = try Self.connectOutcome(engine, id)
+            let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+            #expect(outcome == .timedOut)
+            #expect(elapsed < 0.75, "timed out after \(elapsed) s: the 0.3 s deadline started late")
+            #expect(engine.statistics.outcomes.count(.connect, .timedOut) == 1)
+        }
+
         /// A closed connection's slot stays taken until its `.closed` has been handed out: a connection
         /// opened in between gets another slot, so the `.closed` can never be taken for the newcomer's.
         /// (Found in review: epoll freed the slot at once and the server freed its new occupant.)

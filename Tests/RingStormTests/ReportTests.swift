@@ -185,11 +185,15 @@ struct ReportTests {
     func loadReportKeys() throws {
         let report = sampleWorkerReport(seed: 1).report
         let root = try jsonObject(try report.json())
-        #expect(Set(root.keys) == ["backend", "duration_s", "connections", "requests", "outcomes", "latency_us", "syscalls"])
+        #expect(Set(root.keys) == ["backend", "duration_s", "connections", "requests", "outcomes", "latency_us", "syscalls",
+                                   "complete", "failed_workers", "generator"])
+        #expect(keys(root["generator"]) == ["ticks", "late_ticks", "max_lag_us"])
+        #expect(root["complete"] as? Bool == true)
+        #expect((root["failed_workers"] as? [Any])?.isEmpty == true)
         #expect(root["backend"] as? String == "uring")
         #expect(root["duration_s"] as? Double == 11)
         #expect(keys(root["connections"]) == ["attempted", "established", "peak_open"])
-        #expect(keys(root["requests"]) == ["sent", "answered"])
+        #expect(keys(root["requests"]) == ["sent", "answered", "held_back", "peak_unsent_bytes"])
         let outcomes = try #require(root["outcomes"] as? [String: Any])
         #expect(Set(outcomes.keys) == ["connect", "register", "request", "idle"])
         for phase in outcomes.values { #expect(keys(phase) == Self.phaseKeys) }
@@ -235,7 +239,7 @@ struct ReportTests {
         let root = try jsonObject(try report.json())
         #expect(Set(root.keys) == [
             "backend", "duration_s", "accepted", "accept_errors", "shed", "peak_open", "registered", "register_timeouts",
-            "idle_closed", "closed_by_peer", "reset_by_peer", "protocol_errors", "requests", "syscalls",
+            "idle_closed", "closed_by_peer", "reset_by_peer", "protocol_errors", "drain_timeouts", "requests", "syscalls", "complete", "failed_workers",
         ])
         #expect(root["accept_errors"] as? [String: Int] == ["EMFILE": 1, "ECONNABORTED": 1])
         #expect(keys(root["syscalls"]) == ["total", "per_request"])

@@ -77,6 +77,11 @@ extension LoadGenerator {
         /// Whether opening `connectionsLogPath` truncates it (worker processes append to the file their
         /// parent truncated).
         public var truncateConnectionsLog = true
+        /// The send-side bound: a connection with this many unsent bytes (queued in the engine, not
+        /// yet taken by the kernel) produces no further request until they drain; each request not
+        /// produced counts as `requests.held_back`. A connection's send queue therefore holds at most
+        /// this plus one request. 0: no bound.
+        public var maxUnsentBytesPerConnection: Int = 256 * 1024
         /// After the deadline, how long to wait for our own closes to finish.
         public var drainNanoseconds: Int64 = 1_000_000_000
         /// Engine settings (slots are sized from `connections` regardless).

@@ -77,9 +77,17 @@ extension LoadWorker {
     func sendRequest(_ c: Int, intended: Int64) {
         let inFlight = Int(clients[c].inFlight)
         guard inFlight < maxInFlight else { return }
+        let unsent = engine.pendingBytes(clients[c].connection)
+        if config.maxUnsentBytesPerConnection > 0 && unsent >= config.maxUnsentBytesPerConnection {
+            // The server is not taking what was sent: hold back rather than queue without end.
+            report.requests.heldBack += 1
+            return
+        }
         sendTimes[c * maxInFlight + (Int(clients[c].oldest) + inFlight) % maxInFlight] = intended
         clients[c].inFlight += 1
-        engine.send(clients[c].connection, wire.request(sequence: clients[c].sequence, timestamp: intended, &wireStates[c]))
+        let request = wire.request(sequence: clients[c].sequence, timestamp: intended, &wireStates[c])
+        if unsent + request.count > report.requests.peakUnsentBytes { report.requests.peakUnsentBytes = unsent + request.count }
+        engine.send(clients[c].connection, request)
         clients[c].sequence &+= 1
         report.requests.sent += 1
     }

@@ -181,6 +181,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
             received(c, event.bytes)
         case .timer:
             if event.token == tickToken {
+                report.generator.recordTick(due: tickAt, now: monotonicNanoseconds())
                 tickAt = .max
                 tick()
             }

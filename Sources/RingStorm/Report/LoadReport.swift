@@ -56,19 +56,47 @@ public struct LoadReport: Codable, Sendable, Equatable {
     }
 
     public struct Requests: Codable, Sendable, Equatable {
-        /// Requests (or echo messages) sent.
+        /// Requests (or echo messages) sent: handed to the engine for a connection whose unsent bytes
+        /// were below the generator's send bound (`Configuration.maxUnsentBytesPerConnection`), so each
+        /// one is either in the kernel or in a send queue of bounded size on its way there. A request
+        /// the bound held back is not sent (see `heldBack`).
         public var sent: Int
         /// Requests answered by a matching response (or echo messages fully echoed).
         public var answered: Int
+        /// Requests the generator did not produce because the connection's unsent bytes had reached the
+        /// send bound (a server that does not read): the generator was held back, nothing was sent.
+        public var heldBack: Int
+        /// The most unsent bytes one connection had (queued in the engine, not yet taken by the kernel)
+        /// just after a request was added: at most the send bound plus one request. A merge keeps the
+        /// largest.
+        public var peakUnsentBytes: Int
 
-        public init(sent: Int = 0, answered: Int = 0) {
+        public init(sent: Int = 0, answered: Int = 0, heldBack: Int = 0, peakUnsentBytes: Int = 0) {
             self.sent = sent
             self.answered = answered
+            self.heldBack = heldBack
+            self.peakUnsentBytes = peakUnsentBytes
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case sent, answered
+            case heldBack = "held_back"
+            case peakUnsentBytes = "peak_unsent_bytes"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            sent = try c.decode(Int.self, forKey: .sent)
+            answered = try c.decode(Int.self, forKey: .answered)
+            heldBack = try c.decodeIfPresent(Int.self, forKey: .heldBack) ?? 0
+            peakUnsentBytes = try c.decodeIfPresent(Int.self, forKey: .peakUnsentBytes) ?? 0
         }
 
         public mutating func merge(_ other: Requests) {
             sent += other.sent
             answered += other.answered
+            heldBack += other.heldBack
+            peakUnsentBytes = max(peakUnsentBytes, other.peakUnsentBytes)
         }
     }
 
@@ -100,6 +128,13 @@ public struct LoadReport: Codable, Sendable, Equatable {
     /// ERROR frames the server sent, by code name (`register_timeout`, `frame_too_large`, ...): the
     /// server's own reason behind `protocol_error` outcomes. Absent when there were none.
     public var serverErrors: [String: Int]?
+    /// Whether every worker process reported to the end (always true for one process). False when one
+    /// died: the counts then include what it reported before (`failedWorkers`), not its whole run.
+    public var complete = true
+    /// The worker processes that failed, and how (empty when complete).
+    public var failedWorkers: [FailedWorker] = []
+    /// How late the generator's own loop ran (see `Generator`).
+    public var generator = Generator()
 
     public init(backend: String, durationSeconds: Double, connections: Connections = .init(), requests: Requests = .init(),
                 outcomes: PhaseOutcomes = .init(), latency: Latencies = .init(), syscalls: SyscallSummary = .init(total: 0, perRequest: 0)) {
@@ -120,6 +155,26 @@ public struct LoadReport: Codable, Sendable, Equatable {
         case syscalls
         case kernel
         case serverErrors = "server_errors"
+        case complete
+        case failedWorkers = "failed_workers"
+        case generator
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        backend = try c.decode(String.self, forKey: .backend)
+        durationSeconds = try c.decode(Double.self, forKey: .durationSeconds)
+        connections = try c.decode(Connections.self, forKey: .connections)
+        requests = try c.decode(Requests.self, forKey: .requests)
+        outcomes = try c.decode(PhaseOutcomes.self, forKey: .outcomes)
+        latency = try c.decode(Latencies.self, forKey: .latency)
+        syscalls = try c.decode(SyscallSummary.self, forKey: .syscalls)
+        kernel = try c.decodeIfPresent(KernelCounters.self, forKey: .kernel)
+        serverErrors = try c.decodeIfPresent([String: Int].self, forKey: .serverErrors)
+        // Reports written before these fields existed read as complete.
+        complete = try c.decodeIfPresent(Bool.self, forKey: .complete) ?? true
+        failedWorkers = try c.decodeIfPresent([FailedWorker].self, forKey: .failedWorkers) ?? []
+        generator = try c.decodeIfPresent(Generator.self, forKey: .generator) ?? Generator()
     }
 
     /// The JSON document, keys sorted.
@@ -168,6 +223,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     public var serverErrors: [String: Int] = [:]
     /// Reports merged into this one (1 for a worker's own).
     public var workers = 1
+    /// How late the worker loops ran.
+    public var generator = LoadReport.Generator()
 
     public init(backend: String, durationSeconds: Double = 0) {
         self.backend = backend
@@ -190,6 +247,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         syscalls += other.syscalls
         for (code, n) in other.serverErrors { serverErrors[code, default: 0] += n }
         workers += other.workers
+        generator.merge(other.generator)
     }
 
     public static func + (a: LoadWorkerReport, b: LoadWorkerReport) -> LoadWorkerReport {
@@ -211,6 +269,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
                                 outcomes: outcomes, latency: latency.summaries,
                                 syscalls: SyscallSummary(total: syscalls, requests: requests.answered))
         report.serverErrors = serverErrors.isEmpty ? nil : serverErrors
+        report.generator = generator
         return report
     }
 
@@ -221,6 +280,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         case latency = "latency_us"
         case syscalls, workers
         case serverErrors = "server_errors"
+        case generator
     }
 
     /// Compact JSON on one line (no newline inside), for a pipe from worker to parent.

@@ -25,6 +25,7 @@ extension LoadReport {
         if durationSeconds > 0 && requests.answered > 0 {
             requestLine += "  (" + ReportFormat.count(Int((Double(requests.answered) / durationSeconds).rounded())) + "/s)"
         }
+        if requests.heldBack > 0 { requestLine += "  held back " + ReportFormat.count(requests.heldBack) }
         lines.append(label("requests") + requestLine)
 
         let rows: [(String, LatencySummary)] = [
@@ -48,6 +49,7 @@ extension LoadReport {
             lines.append(label("") + "the server's ERROR frames: " + serverErrors.keys.sorted()
                 .map { "\($0) \(ReportFormat.count(serverErrors[$0]!))" }.joined(separator: ", "))
         }
+        if let warning = generator.warning { lines.append(label("warning") + warning) }
         lines.append(label("syscalls") + ReportFormat.count(syscalls.total)
             + (requests.answered > 0 ? " (" + ReportFormat.decimal(syscalls.perRequest, places: 2) + " per request)" : ""))
         lines += kernelLines(kernel)
@@ -84,12 +86,15 @@ extension ServerReport {
             lines.append(label("registered") + ReportFormat.count(registered)
                 + "  register timeouts " + ReportFormat.count(registerTimeouts))
         }
-        lines.append(label("closed") + [
+        var closedLine = [
             "by peer " + ReportFormat.count(closedByPeer),
             "reset by peer " + ReportFormat.count(resetByPeer),
             "idle " + ReportFormat.count(idleClosed),
             "protocol errors " + ReportFormat.count(protocolErrors),
-        ].joined(separator: "  "))
+        ].joined(separator: "  ")
+        // Closes that had to be reset because the client never read what was queued.
+        if drainTimeouts > 0 { closedLine += "  drain timeouts " + ReportFormat.count(drainTimeouts) }
+        lines.append(label("closed") + closedLine)
         var requestLine = ReportFormat.count(requests)
         if durationSeconds > 0 && requests > 0 {
             requestLine += "  (" + ReportFormat.count(Int((Double(requests) / durationSeconds).rounded())) + "/s)"

@@ -31,6 +31,10 @@ public struct ServerReport: Sendable, Equatable {
     public var resetByPeer = 0
     /// Connections closed for a protocol violation (sent ERROR with the violation's code; `ringstorm`).
     public var protocolErrors = 0
+    /// Orderly closes (idle, register timeout, violation, the client's FIN) whose queued answers could
+    /// not drain within the close deadline (`--close-timeout`: a client that does not read), so the
+    /// connection was reset instead: the engines' `drain_timeout` send outcome.
+    public var drainTimeouts = 0
     /// What the kernel's system-wide network counters did during the run (set by whoever started it;
     /// absent in a worker's partial report).
     public var kernel: KernelCounters?
@@ -40,6 +44,11 @@ public struct ServerReport: Sendable, Equatable {
     public var syscalls = 0
     /// Bytes received and sent back (`echo`; nil for `ringstorm`).
     public var bytesEchoed: Int?
+    /// Whether every worker process reported to the end (always true for one process). False when one
+    /// died: the counts then include what it reported before (`failedWorkers`), not its whole run.
+    public var complete = true
+    /// The worker processes that failed, and how (empty when complete).
+    public var failedWorkers: [FailedWorker] = []
 
     public init(backend: String, durationSeconds: Double = 0) {
         self.backend = backend
@@ -68,6 +77,8 @@ public struct ServerReport: Sendable, Equatable {
         for (name, n) in other.acceptErrors { acceptErrors[name, default: 0] += n }
         syscalls += other.syscalls
         if let bytes = other.bytesEchoed { bytesEchoed = (bytesEchoed ?? 0) + bytes }
+        complete = complete && other.complete
+        failedWorkers += other.failedWorkers
     }
 
     public static func + (a: ServerReport, b: ServerReport) -> ServerReport {
@@ -103,17 +114,21 @@ extension ServerReport: Codable {
         case closedByPeer = "closed_by_peer"
         case resetByPeer = "reset_by_peer"
         case protocolErrors = "protocol_errors"
+        case drainTimeouts = "drain_timeouts"
         case requests
         case syscalls
         case bytesEchoed = "bytes_echoed"
         case kernel
+        case complete
+        case failedWorkers = "failed_workers"
     }
 
     /// The plain counts, each with its key: the one list that `merge` sums and the JSON writes and reads.
     static var counters: [(WritableKeyPath<ServerReport, Int>, CodingKeys)] {
         [(\.accepted, .accepted), (\.shed, .shed), (\.peakOpen, .peakOpen), (\.registered, .registered),
          (\.registerTimeouts, .registerTimeouts), (\.idleClosed, .idleClosed), (\.closedByPeer, .closedByPeer),
-         (\.resetByPeer, .resetByPeer), (\.protocolErrors, .protocolErrors), (\.requests, .requests)]
+         (\.resetByPeer, .resetByPeer), (\.protocolErrors, .protocolErrors), (\.requests, .requests),
+         (\.drainTimeouts, .drainTimeouts)]
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -126,16 +141,21 @@ extension ServerReport: Codable {
         try c.encode(syscallSummary, forKey: .syscalls)
         try c.encodeIfPresent(bytesEchoed, forKey: .bytesEchoed)
         try c.encodeIfPresent(kernel, forKey: .kernel)
+        try c.encode(complete, forKey: .complete)
+        try c.encode(failedWorkers, forKey: .failedWorkers)
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(backend: try c.decode(String.self, forKey: .backend),
                   durationSeconds: try c.decode(Double.self, forKey: .durationSeconds))
-        for (field, key) in Self.counters { self[keyPath: field] = try c.decode(Int.self, forKey: key) }
+        // Counters added later (`drain_timeouts`) read as 0 from an older report.
+        for (field, key) in Self.counters { self[keyPath: field] = try c.decodeIfPresent(Int.self, forKey: key) ?? 0 }
         acceptErrors = try c.decode([String: Int].self, forKey: .acceptErrors)
         syscalls = try c.decode(SyscallSummary.self, forKey: .syscalls).total
         bytesEchoed = try c.decodeIfPresent(Int.self, forKey: .bytesEchoed)
         kernel = try c.decodeIfPresent(KernelCounters.self, forKey: .kernel)
+        complete = try c.decodeIfPresent(Bool.self, forKey: .complete) ?? true
+        failedWorkers = try c.decodeIfPresent([FailedWorker].self, forKey: .failedWorkers) ?? []
     }
 }

@@ -107,6 +107,7 @@ extension EngineConfiguration: Codable {
     private enum CodingKeys: String, CodingKey {
         case maxConnections, submissionQueueEntries, completionQueueEntries, receiveBufferCount, receiveBufferSize
         case maxPendingBytesPerConnection, deferTaskRun, batchWaitMicroseconds, batchSize, noDelay
+        case closeTimeoutNanoseconds
     }
 
     public init(from decoder: any Decoder) throws {
@@ -122,6 +123,7 @@ extension EngineConfiguration: Codable {
         batchWaitMicroseconds = try c.decode(UInt32.self, forKey: .batchWaitMicroseconds)
         batchSize = try c.decode(UInt32.self, forKey: .batchSize)
         noDelay = try c.decode(Bool.self, forKey: .noDelay)
+        closeTimeoutNanoseconds = try c.decodeIfPresent(Int64.self, forKey: .closeTimeoutNanoseconds) ?? closeTimeoutNanoseconds
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -136,5 +138,6 @@ extension EngineConfiguration: Codable {
         try c.encode(batchWaitMicroseconds, forKey: .batchWaitMicroseconds)
         try c.encode(batchSize, forKey: .batchSize)
         try c.encode(noDelay, forKey: .noDelay)
+        try c.encode(closeTimeoutNanoseconds, forKey: .closeTimeoutNanoseconds)
     }
 }

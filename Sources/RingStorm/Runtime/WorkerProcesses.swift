@@ -80,6 +80,8 @@ package final class WorkerProcesses<Status: Decodable> {
         public internal(set) var final: Status?
         /// The last line the worker wrote to its standard error (its error message, if it failed).
         public internal(set) var lastErrorLine: String?
+        /// The pid of the worker started in its place (`respawn`), if one was.
+        public internal(set) var replacedBy: pid_t?
         var garbled: String?
 
         init(index: Int, process: ChildProcess, channel: LineReader, errors: LineReader) {
@@ -92,7 +94,14 @@ package final class WorkerProcesses<Status: Decodable> {
         public var status: ExitStatus? { process.status }
     }
 
-    public let workers: [Worker]
+    /// The workers running (or last run) in each place; a respawned worker's predecessor is in `retired`.
+    public private(set) var workers: [Worker]
+    /// Workers that failed and were replaced by `respawn`: their reports still count.
+    public private(set) var retired: [Worker] = []
+    private let executable: String
+    private let arguments: [[String]]
+    /// Each place's assignment, written to a new file for a respawned worker (empty: no assignment).
+    private var assignments: [any Encodable] = []
     /// The descriptor number the channel has in the child.
     public static var channelDescriptor: Int32 { 3 }
 
@@ -106,6 +115,7 @@ package final class WorkerProcesses<Status: Decodable> {
         for assignment in assignments { files.append(try WorkerLaunch.memoryFile(assignment)) }
         try self.init(executable: executable, arguments: Array(repeating: arguments, count: assignments.count),
                       assignmentFiles: files)
+        self.assignments = assignments
     }
 
     /// Starts one child per argument list (each list without argv[0]), with its report channel on
@@ -116,35 +126,58 @@ package final class WorkerProcesses<Status: Decodable> {
         var started: [Worker] = []
         do throws(ChildProcessError) {
             for (index, args) in arguments.enumerated() {
-                let channel = try Self.pipe()
-                let errors: (read: Int32, write: Int32)
-                do { errors = try Self.pipe() } catch {
-                    SystemCall.close(channel.read); SystemCall.close(channel.write)
-                    throw error
-                }
-                defer { SystemCall.close(channel.write); SystemCall.close(errors.write) }
-                let process: ChildProcess
-                do {
-                    var descriptors = [Self.channelDescriptor: channel.write, 2: errors.write]
-                    var environment: [String: String] = [:]
-                    if index < assignmentFiles.count {
-                        descriptors[WorkerLaunch.assignmentDescriptor] = assignmentFiles[index]
-                        environment[WorkerLaunch.environmentName] = String(WorkerLaunch.assignmentDescriptor)
-                    }
-                    process = try ChildProcess.spawn(executable: executable, arguments: args, descriptors: descriptors,
-                                                     environment: environment)
-                } catch {
-                    SystemCall.close(channel.read); SystemCall.close(errors.read)
-                    throw error
-                }
-                started.append(Worker(index: index, process: process, channel: LineReader(fd: channel.read),
-                                      errors: LineReader(fd: errors.read)))
+                started.append(try Self.spawn(index: index, executable: executable, arguments: args,
+                                              assignmentFile: index < assignmentFiles.count ? assignmentFiles[index] : nil))
             }
         } catch {
             for w in started { w.process.send(SIGKILL); w.process.wait() }
             throw error
         }
         workers = started
+        self.executable = executable
+        self.arguments = arguments
+    }
+
+    /// One worker: its channel on descriptor 3, its standard error on a pipe, its assignment if given.
+    private static func spawn(index: Int, executable: String, arguments args: [String], assignmentFile: Int32?) throws(ChildProcessError) -> Worker {
+        let channel = try Self.pipe()
+        let errors: (read: Int32, write: Int32)
+        do { errors = try Self.pipe() } catch {
+            SystemCall.close(channel.read); SystemCall.close(channel.write)
+            throw error
+        }
+        defer { SystemCall.close(channel.write); SystemCall.close(errors.write) }
+        let process: ChildProcess
+        do {
+            var descriptors = [Self.channelDescriptor: channel.write, 2: errors.write]
+            var environment: [String: String] = [:]
+            if let assignmentFile {
+                descriptors[WorkerLaunch.assignmentDescriptor] = assignmentFile
+                environment[WorkerLaunch.environmentName] = String(WorkerLaunch.assignmentDescriptor)
+            }
+            process = try ChildProcess.spawn(executable: executable, arguments: args, descriptors: descriptors,
+                                             environment: environment)
+        } catch {
+            SystemCall.close(channel.read); SystemCall.close(errors.read)
+            throw error
+        }
+        return Worker(index: index, process: process, channel: LineReader(fd: channel.read), errors: LineReader(fd: errors.read))
+    }
+
+    /// Starts a new worker in place `index`, whose worker has ended, with the same arguments and
+    /// assignment. The old one moves to `retired` (its reports still count); the new one is returned.
+    @discardableResult
+    public func respawn(_ index: Int) throws(ChildProcessError) -> Worker {
+        let old = workers[index]
+        precondition(old.status != nil, "respawn of a worker that is still running")
+        var file: Int32? = nil
+        if index < assignments.count { file = try WorkerLaunch.memoryFile(assignments[index]) }
+        defer { if let file { SystemCall.close(file) } }
+        let new = try Self.spawn(index: index, executable: executable, arguments: arguments[index], assignmentFile: file)
+        old.replacedBy = new.process.pid
+        retired.append(old)
+        workers[index] = new
+        return new
     }
 
     private static func pipe() throws(ChildProcessError) -> (read: Int32, write: Int32) {
@@ -212,7 +245,7 @@ package final class WorkerProcesses<Status: Decodable> {
     /// The first worker that failed: ended without a final report, ended with a status other than 0, or
     /// sent something unreadable. The text names the worker, its pid, how it ended and its last words.
     public var failure: WorkerFailure? {
-        for w in workers {
+        for w in retired + workers {
             if let garbled = w.garbled { return WorkerFailure(name(w) + " " + garbled) }
             guard let status = w.status else { continue }
             if status.succeeded && w.final != nil { continue }
@@ -225,6 +258,28 @@ package final class WorkerProcesses<Status: Decodable> {
         }
         return nil
     }
+
+    /// Every worker that failed so far (ended without a final report, ended with a status other than 0,
+    /// or sent something unreadable), each with which of its reports `mergeable` holds for it.
+    public var failedWorkers: [FailedWorker] {
+        (retired + workers).compactMap { w -> FailedWorker? in
+            let how: String
+            if let garbled = w.garbled {
+                how = garbled
+            } else {
+                guard let status = w.status, !(status.succeeded && w.final != nil) else { return nil }
+                how = status.description + (status.succeeded ? " without sending its report" : "")
+            }
+            let merged: FailedWorker.Merged = w.final != nil ? .final : (w.latest != nil ? .lastProgress : .none)
+            let last = w.lastErrorLine.map { $0.hasPrefix("ringstorm: ") ? String($0.dropFirst("ringstorm: ".count)) : $0 }
+            return FailedWorker(worker: w.index + 1, pid: w.process.pid, how: how, lastError: last, merged: merged,
+                                respawnedAs: w.replacedBy)
+        }
+    }
+
+    /// Each worker's final report, or for one that died before sending it, its last progress report:
+    /// everything that is known of the run (workers that sent nothing are missing).
+    public var mergeable: [Status] { (retired + workers).compactMap { $0.final ?? $0.latest } }
 
     private func name(_ w: Worker) -> String { "worker \(w.index + 1) of \(workers.count) (pid \(w.process.pid))" }
 

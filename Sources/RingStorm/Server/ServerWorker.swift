@@ -61,6 +61,7 @@ final class ServerWorker<Engine: NetworkEngine, Proto: ServerProtocol>: Listenin
         var s = ServerSnapshot(backend: engine.backend)
         s.report = counts.pointee
         s.report.syscalls = statistics.syscalls.total
+        s.report.drainTimeouts = statistics.drainTimeouts
         Proto.complete(&s.report, statistics: statistics)
         s.engine = statistics
         s.openConnections = engine.openConnections

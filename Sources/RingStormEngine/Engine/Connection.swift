@@ -29,7 +29,8 @@ package struct Connection {
         self.outbound = outbound
     }
 
-    /// Open to the caller: events are delivered and bytes are read (also while draining).
+    /// Open to the caller: events are delivered (also while draining; a draining connection is no
+    /// longer read, `ReadState.stopped`).
     @inline(__always)
     package var isOpen: Bool { lifecycle == .open || lifecycle == .draining }
 }
@@ -48,7 +49,7 @@ package enum Lifecycle: UInt8 {
     /// Accepted or connected.
     case open
     /// Open, and `close(.orderly)` was asked with bytes still queued: closes once they are sent (or a
-    /// send fails). Takes no new sends.
+    /// send fails, or the close deadline passes: then abortively). Takes no new sends; not read.
     case draining
     /// io_uring: the pending operations are being cancelled; the descriptor is closed through the ring
     /// once the last of their completions is in.
@@ -66,6 +67,9 @@ package enum ReadState: UInt8 {
     case backpressured
     /// FIN, RST or an error: nothing more is read. Absorbs backpressure (no read left to pause).
     case ended
+    /// The caller closed (an orderly close draining its queue): nothing more is read, on either
+    /// backend, so a peer that keeps sending costs no reads and no buffers. Absorbs backpressure.
+    case stopped
 }
 
 /// The send direction.

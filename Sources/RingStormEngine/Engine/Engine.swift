@@ -16,8 +16,10 @@ public protocol EngineDriver: AnyObject {
     /// Accepts again on a listener the core has just unpaused.
     func resumeAccepting(_ listener: ListenerID, waitForConnection: Bool)
 
-    /// Starts the connect of a connection the core has just opened.
-    func connect(_ id: ConnectionID, to destination: SocketAddress, timeoutNanoseconds: Int64) throws(Errno)
+    /// Starts the connect of a connection the core has just opened. `deadline` (monotonic nanoseconds;
+    /// 0: none, the kernel's own) is absolute, from the moment `connect` was called: time spent in the
+    /// socket and bind calls and in a loop that polls late counts against it.
+    func connect(_ id: ConnectionID, to destination: SocketAddress, deadline: Int64) throws(Errno)
 
     /// Sends at once what the kernel takes now, if this driver writes through; returns what is left to
     /// queue (all of `bytes` when it does not), nil when nothing is.
@@ -61,8 +63,11 @@ public final class Engine<Driver: EngineDriver>: NetworkEngine {
     public func shedOne(_ listener: ListenerID) -> Bool { core.shedOne(listener) }
 
     public func connect(to destination: SocketAddress, from source: SocketAddress?, timeoutNanoseconds: Int64) throws(Errno) -> ConnectionID {
+        // The deadline runs from now: a slow socket/bind (a port search near exhaustion) or a late poll
+        // does not stretch it.
+        let deadline = timeoutNanoseconds > 0 ? monotonicNanoseconds() + timeoutNanoseconds : 0
         let id = try core.openClient(to: destination, from: source)
-        try driver.connect(id, to: destination, timeoutNanoseconds: timeoutNanoseconds)
+        try driver.connect(id, to: destination, deadline: deadline)
         return id
     }
 
@@ -74,7 +79,11 @@ public final class Engine<Driver: EngineDriver>: NetworkEngine {
     public func pendingBytes(_ connection: ConnectionID) -> Int { core.pendingBytes(connection) }
 
     public func close(_ connection: ConnectionID, mode: CloseMode) {
-        if let mode = core.closeRequested(connection, mode: mode) { driver.beginClose(connection.slot, mode: mode) }
+        if let mode = core.closeRequested(connection, mode: mode) {
+            driver.beginClose(connection.slot, mode: mode)
+        } else if core.isCurrent(connection) && core.connections[Int(connection.slot)].lifecycle == .draining {
+            driver.pauseReceiving(connection)  // draining: not read any more (io_uring cancels the receive)
+        }
     }
 
     public func schedule(afterNanoseconds delay: Int64, token: UInt64) {
@@ -83,7 +92,12 @@ public final class Engine<Driver: EngineDriver>: NetworkEngine {
 
     @discardableResult
     public func poll(timeoutNanoseconds: Int64?, _ handler: (Event) -> Void) throws(EngineError) -> Int {
-        try driver.poll(timeoutNanoseconds: timeoutNanoseconds, handler)
+        // Close deadlines, for both drivers: an orderly close that could not drain is aborted here, and
+        // the driver's close goes out with this poll.
+        if core.hasDrainDeadlines {
+            core.expireDrains(now: monotonicNanoseconds(), { slot in driver.beginClose(slot, mode: .abortive) }, handler)
+        }
+        return try driver.poll(timeoutNanoseconds: timeoutNanoseconds, handler)
     }
 
     public var statistics: EngineStatistics { core.statistics }

@@ -21,6 +21,14 @@ public final class EngineCore {
     /// (a handler called during the flush may queue more), so neither allocates.
     private var dirty: [UInt32] = []
     private var dirtySpare: [UInt32] = []
+    /// Draining connections by close deadline. Every close gets the same timeout, so appending keeps
+    /// the list in deadline order and the sweep looks only at the front (`drainHead`): no timer per
+    /// connection. An entry whose connection finished draining is skipped when reached; the list is
+    /// compacted when it outgrows the slots, so it holds at most about twice `maxConnections`.
+    private var drainDeadlines: [DrainDeadline] = []
+    private var drainHead = 0
+    /// Set while `expireDrains` walks the list: a handler that starts another drain then only appends.
+    private var expiringDrains = false
 
     package init(backend: Backend, configuration: EngineConfiguration) {
         self.configuration = configuration
@@ -220,10 +228,65 @@ public final class EngineCore {
         case .connecting: return .abortive
         case .open, .draining:
             if mode == .orderly && !connections[i].outbound.isEmpty && connections[i].send != .failed {
-                connections[i].lifecycle = .draining
+                if connections[i].lifecycle == .open { startDraining(id) }
                 return nil
             }
             return mode
+        }
+    }
+
+    /// Open → draining: no more reads, and the close deadline starts.
+    private func startDraining(_ id: ConnectionID) {
+        let i = Int(id.slot)
+        connections[i].lifecycle = .draining
+        connections[i].read = .stopped
+        let timeout = configuration.closeTimeoutNanoseconds
+        guard timeout > 0 else { return }
+        if !expiringDrains && drainDeadlines.count - drainHead >= 2 * max(configuration.maxConnections, 1) { compactDrainDeadlines() }
+        drainDeadlines.append(DrainDeadline(slot: id.slot, generation: id.generation, deadline: monotonicNanoseconds() + timeout))
+    }
+
+    /// Drops the entries already passed and those of connections no longer draining.
+    private func compactDrainDeadlines() {
+        var kept: [DrainDeadline] = []
+        kept.reserveCapacity(drainDeadlines.count - drainHead)
+        for entry in drainDeadlines[drainHead...] where isDraining(entry) { kept.append(entry) }
+        drainDeadlines = kept
+        drainHead = 0
+    }
+
+    @inline(__always)
+    private func isDraining(_ entry: DrainDeadline) -> Bool {
+        generations[Int(entry.slot)] == entry.generation && connections[Int(entry.slot)].lifecycle == .draining
+    }
+
+    /// Whether a close deadline may be due (a cheap test for every poll).
+    @inline(__always)
+    package var hasDrainDeadlines: Bool { drainHead < drainDeadlines.count }
+
+    /// Every draining connection whose close deadline passed by `now`: counted as `drainTimeout` (the
+    /// send's outcome), handed to `abort` (the driver's abortive close) and returned as `.sendFailed`
+    /// events for the caller, who asked for the close and will next see `.closed`.
+    package func expireDrains(now: Int64, _ abort: (UInt32) -> Void, _ handler: (Event) -> Void) {
+        expiringDrains = true
+        defer { expiringDrains = false }
+        while drainHead < drainDeadlines.count {
+            let entry = drainDeadlines[drainHead]
+            if isDraining(entry) {
+                guard entry.deadline <= now else { break }
+                counters.record(.send, .drainTimeout)
+                stats.drainTimeouts += 1
+                abort(entry.slot)
+                handler(Event(.sendFailed, ConnectionID(slot: entry.slot, generation: entry.generation), .drainTimeout))
+            }
+            drainHead += 1
+        }
+        if drainHead == drainDeadlines.count {
+            drainDeadlines.removeAll(keepingCapacity: true)
+            drainHead = 0
+        } else if drainHead > 1024 && drainHead * 2 > drainDeadlines.count {
+            drainDeadlines.removeFirst(drainHead)
+            drainHead = 0
         }
     }
 
@@ -252,7 +315,10 @@ public final class EngineCore {
 
     /// How long a poll may block: until the next timer or the caller's timeout, whichever is sooner.
     package func waitNanoseconds(callerTimeout: Int64?) -> Int64? {
-        timers.waitNanoseconds(now: monotonicNanoseconds(), callerTimeout: callerTimeout)
+        let now = monotonicNanoseconds()
+        let wait = timers.waitNanoseconds(now: now, callerTimeout: callerTimeout)
+        guard hasDrainDeadlines else { return wait }
+        return min(wait ?? .max, max(0, drainDeadlines[drainHead].deadline - now))
     }
 
     /// Hands every timer due by `now` to `handler`; returns how many fired.
@@ -270,4 +336,11 @@ public final class EngineCore {
         counters.fill(&s)
         return s
     }
+}
+
+/// One draining connection's close deadline (monotonic nanoseconds).
+struct DrainDeadline {
+    let slot: UInt32
+    let generation: UInt32
+    let deadline: Int64
 }

@@ -85,6 +85,10 @@ public struct EngineConfiguration: Sendable {
     public var receiveBufferSize: Int = 4096
     /// A connection with more unsent bytes than this stops being read until they drain.
     public var maxPendingBytesPerConnection: Int = 1 << 20
+    /// How long an orderly close may wait for the queued bytes to drain (a peer that does not read
+    /// never lets them). Past it the close becomes abortive (RST), the unsent bytes are dropped and the
+    /// send counts `Outcome.drainTimeout`. 0: no deadline (the close may wait forever).
+    public var closeTimeoutNanoseconds: Int64 = 10_000_000_000
     /// Try `SINGLE_ISSUER | DEFER_TASKRUN` first (falls back to `COOP_TASKRUN` where refused).
     public var deferTaskRun: Bool = true
     /// io_uring: when waiting, collect up to `batchSize` completions for at most `batchWaitMicroseconds`
@@ -195,6 +199,8 @@ public struct EngineStatistics: Sendable, Equatable {
     public var backpressurePauses = 0
     /// Accepted sockets closed at once because every slot was taken.
     public var slotExhaustions = 0
+    /// Orderly closes that could not drain within the close deadline and were aborted.
+    public var drainTimeouts = 0
     /// Setup notes, e.g. "DEFER_TASKRUN refused; using COOP_TASKRUN".
     public var notes: [String] = []
 
@@ -215,6 +221,7 @@ public struct EngineStatistics: Sendable, Equatable {
         s.bufferExhaustions += b.bufferExhaustions
         s.backpressurePauses += b.backpressurePauses
         s.slotExhaustions += b.slotExhaustions
+        s.drainTimeouts += b.drainTimeouts
         for note in b.notes where !s.notes.contains(note) { s.notes.append(note) }
         return s
     }

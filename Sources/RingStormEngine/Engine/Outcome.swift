@@ -26,6 +26,10 @@ public enum Outcome: Hashable, Sendable, CustomStringConvertible {
     case noBuffers
     /// The operation was cancelled (by a close): ECANCELED.
     case cancelled
+    /// An orderly close could not send what was queued within the close deadline
+    /// (`EngineConfiguration.closeTimeoutNanoseconds`: a peer that does not read), so the connection
+    /// was aborted (RST) and the unsent bytes dropped. Counted once, as the send's outcome. No errno.
+    case drainTimeout
     /// Any other errno, kept by number.
     case other(Errno)
 
@@ -59,16 +63,17 @@ public enum Outcome: Hashable, Sendable, CustomStringConvertible {
         case .fileTableFull: "ENFILE"
         case .noBuffers: "ENOBUFS"
         case .cancelled: "cancelled"
+        case .drainTimeout: "drain_timeout"
         case .other(let e): e.name
         }
     }
 
     public var description: String { name }
 
-    /// The errno behind a failure, if there is one (`closedByPeer` and `success` have none).
+    /// The errno behind a failure, if there is one (`closedByPeer`, `drainTimeout` and `success` have none).
     public var errno: Errno? {
         switch self {
-        case .success, .closedByPeer: nil
+        case .success, .closedByPeer, .drainTimeout: nil
         case .resetByPeer: .connectionReset
         case .brokenPipe: .brokenPipe
         case .refused: .connectionRefused
@@ -96,7 +101,7 @@ public enum Outcome: Hashable, Sendable, CustomStringConvertible {
     /// counts after them, so a row is `counterWidth` cells wide.
     package static let namedCases: [Outcome] = [
         .success, .closedByPeer, .resetByPeer, .brokenPipe, .refused, .timedOut, .addressNotAvailable,
-        .tooManyOpenFiles, .fileTableFull, .noBuffers, .cancelled,
+        .tooManyOpenFiles, .fileTableFull, .noBuffers, .cancelled, .drainTimeout,
     ]
 
     /// Cells per operation kind in the flat counters: every named case, then `.other`.
@@ -118,7 +123,8 @@ public enum Outcome: Hashable, Sendable, CustomStringConvertible {
         case .fileTableFull: 8
         case .noBuffers: 9
         case .cancelled: 10
-        case .other: 11
+        case .drainTimeout: 11
+        case .other: 12
         }
     }
 

@@ -92,7 +92,7 @@ public final class EpollDriver: EngineDriver {
         readyToAccept.append(listener.index)
     }
 
-    public func connect(_ id: ConnectionID, to destination: SocketAddress, timeoutNanoseconds: Int64) throws(Errno) {
+    public func connect(_ id: ConnectionID, to destination: SocketAddress, deadline: Int64) throws(Errno) {
         let fd = connections[Int(id.slot)].fd
         if case .failure(let e) = register(fd, tag: UserData(.receive, slot: id.slot, generation: id.generation), events: Self.connectionEvents) {
             counters.close(fd)
@@ -104,8 +104,8 @@ public final class EpollDriver: EngineDriver {
             // Connected at once: report it at the next poll, as the io_uring backend would.
             finishConnect(id, error: nil, deferredOnly: true)
         case .failure(.inProgress):
-            if timeoutNanoseconds > 0 {
-                connectDeadlines.schedule(at: monotonicNanoseconds() + timeoutNanoseconds, token: UserData(.connect, slot: id.slot, generation: id.generation).rawValue)
+            if deadline > 0 {
+                connectDeadlines.schedule(at: deadline, token: UserData(.connect, slot: id.slot, generation: id.generation).rawValue)
             }
         case .failure(let e):
             finishConnect(id, error: e, deferredOnly: true)

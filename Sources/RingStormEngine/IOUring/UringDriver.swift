@@ -227,11 +227,11 @@ public final class UringDriver: EngineDriver {
         if !core.listeners[listener.index].armed { armAccept(listener.index, pollFirst: waitForConnection) }
     }
 
-    public func connect(_ id: ConnectionID, to destination: SocketAddress, timeoutNanoseconds: Int64) throws(Errno) {
+    public func connect(_ id: ConnectionID, to destination: SocketAddress, deadline: Int64) throws(Errno) {
         let i = Int(id.slot)
         // A connect and its linked timeout must be submitted together: split across two submissions
         // the link is lost, the connect runs without a deadline and the timeout fails with EINVAL.
-        if timeoutNanoseconds > 0 { reserveSQEs(2) }
+        if deadline > 0 { reserveSQEs(2) }
         connections[i].operationsInFlight += 1
         destination.withSockAddr { sa, len in
             UnsafeMutableRawPointer(connectAddresses + i).copyMemory(from: sa, byteCount: Int(len))
@@ -241,11 +241,13 @@ public final class UringDriver: EngineDriver {
             io_uring_prep_connect(sqe, connections[i].fd, sa, destination.length)
         }
         io_uring_sqe_set_data64(sqe, UserData(.connect, slot: id.slot, generation: id.generation).rawValue)
-        if timeoutNanoseconds > 0 {
+        if deadline > 0 {
             sqe.pointee.flags |= curing_iosqe_io_link
-            connectTimeouts[i] = __kernel_timespec(tv_sec: timeoutNanoseconds / 1_000_000_000, tv_nsec: timeoutNanoseconds % 1_000_000_000)
+            // Absolute (CLOCK_MONOTONIC, as `monotonicNanoseconds`): the deadline holds however late the
+            // SQE is submitted.
+            connectTimeouts[i] = __kernel_timespec(tv_sec: deadline / 1_000_000_000, tv_nsec: deadline % 1_000_000_000)
             let timeout = nextSQE()
-            io_uring_prep_link_timeout(timeout, connectTimeouts + i, 0)
+            io_uring_prep_link_timeout(timeout, connectTimeouts + i, UInt32(IORING_TIMEOUT_ABS))
             io_uring_sqe_set_data64(timeout, UserData(.linkTimeout, slot: id.slot, generation: id.generation).rawValue)
         }
     }
