@@ -21,11 +21,44 @@ struct Load: ParsableCommand {
     @Option(help: "How long to run, e.g. 10s, 2m.")
     var duration: String = "10s"
 
-    @Option(help: "Wire protocol: ringstorm (REGISTER, then REQUEST/RESPONSE) or echo (raw bytes).")
+    @Option(help: "Wire protocol: ringstorm (REGISTER, then REQUEST/RESPONSE), echo (bytes echoed) or raw (your own: --message and a response framing; Docs/protocols.md).")
     var `protocol`: LoadGenerator.WireProtocol = .ringstorm
 
-    @Option(help: "Echo only: bytes sent first and awaited back before requests (the echo 'registration'), e.g. 75.")
-    var firstMessage: String = "0"
+    @Option(help: "Echo: bytes sent first and awaited back before requests (the echo 'registration'), e.g. 75. Raw: the registration itself, TEXT with escapes (\\r\\n, \\xHH) and placeholders ({client}, {seq}, {time_us}) or @FILE.")
+    var firstMessage: String?
+
+    @Option(help: "Raw: each request, TEXT with escapes (\\r\\n, \\t, \\0, \\\\, \\xHH) and placeholders ({client}, {seq}, {time_us}) or @FILE.")
+    var message: String?
+
+    @Option(help: "Raw: every response is exactly N bytes.")
+    var responseSize: String?
+
+    @Option(help: "Raw: a response ends with these bytes (escapes allowed), e.g. '\\r\\n'.")
+    var responseDelimiter: String?
+
+    @Option(help: "Raw: a response starts with a length field WIDTH bytes wide (1, 2, 4 or 8).")
+    var responseLengthPrefix: Int?
+
+    @Option(help: "Raw: the length field's byte order, big or little.")
+    var responseLengthEndian: String = "big"
+
+    @Option(help: "Raw: bytes before the length field in the response header.")
+    var responseLengthOffset: Int = 0
+
+    @Flag(help: "Raw: the length counts the whole response (header included), not only the bytes after the field.")
+    var responseLengthIncludesHeader = false
+
+    @Option(help: "Raw: the first message's answer is exactly N bytes (default: framed like every response).")
+    var firstResponseSize: String?
+
+    @Option(help: "Raw: the first message's answer ends with these bytes.")
+    var firstResponseDelimiter: String?
+
+    @Option(help: "Raw: the first message's answer starts with a length field WIDTH bytes wide (with the --response-length-endian/offset/includes-header of responses).")
+    var firstResponseLengthPrefix: Int?
+
+    @Option(help: "Raw: the largest response accepted (larger: protocol_error), e.g. 64k.")
+    var maxResponseSize: String = "1m"
 
     @Option(help: "Open loop: each connection sends one request every INTERVAL, e.g. 1s, 500ms.")
     var interval: String?
@@ -71,7 +104,15 @@ struct Load: ParsableCommand {
         c.connectRate = connectRate
         c.durationNanoseconds = try nanoseconds(duration, "--duration")
         c.wireProtocol = `protocol`
-        c.firstMessageSize = try bytes(firstMessage, "--first-message")
+        if `protocol` == .raw {
+            c.raw = try rawOptions()
+        } else {
+            c.firstMessageSize = try bytes(firstMessage ?? "0", "--first-message")
+            guard message == nil && responseSize == nil && responseDelimiter == nil && responseLengthPrefix == nil
+                && firstResponseSize == nil && firstResponseDelimiter == nil && firstResponseLengthPrefix == nil else {
+                throw UsageError(LoadError.rawOptionsNotFor(`protocol`).commandLineText)
+            }
+        }
         if silent {
             guard interval == nil && !closedLoop else { throw UsageError("--silent clients send nothing; drop --interval/--closed-loop") }
             c.pacing = .silent
@@ -105,6 +146,46 @@ struct Load: ParsableCommand {
         c.connectionsLogPath = connectionsLog
         c.registrationSize = try bytes(registrationSize, "--registration-size")
         return c
+    }
+
+    /// `--protocol raw`'s messages and framings.
+    func rawOptions() throws -> RawOptions {
+        var raw = RawOptions()
+        if let firstMessage { raw.firstMessage = try rawBytes(firstMessage, "--first-message") }
+        if let message { raw.message = try rawBytes(message, "--message") }
+        raw.maxResponseSize = try bytes(maxResponseSize, "--max-response-size")
+        let endian = responseLengthEndian.lowercased()
+        guard endian == "big" || endian == "little" else {
+            throw UsageError("--response-length-endian '\(responseLengthEndian)': write big or little")
+        }
+        func framing(size: String?, delimiter: String?, prefix: Int?, first: Bool) throws -> RawFraming? {
+            let given = [size != nil, delimiter != nil, prefix != nil].filter { $0 }.count
+            guard given <= 1 else { throw UsageError(LoadError.rawFramingConflict(first: first).commandLineText) }
+            let name = first ? "--first-response" : "--response"
+            if let size { return .size(try bytes(size, name + "-size")) }
+            if let delimiter { return .delimiter(try rawBytes(delimiter, name + "-delimiter", files: false)) }
+            if let prefix {
+                return .lengthPrefix(RawLengthPrefix(width: prefix, bigEndian: endian == "big", offset: responseLengthOffset,
+                                                     includesHeader: responseLengthIncludesHeader))
+            }
+            return nil
+        }
+        raw.response = try framing(size: responseSize, delimiter: responseDelimiter, prefix: responseLengthPrefix, first: false)
+        raw.firstResponse = try framing(size: firstResponseSize, delimiter: firstResponseDelimiter,
+                                        prefix: firstResponseLengthPrefix, first: true)
+        return raw
+    }
+
+    /// Text with escapes, or `@FILE` for its bytes.
+    func rawBytes(_ text: String, _ option: String, files: Bool = true) throws -> [UInt8] {
+        if files && text.hasPrefix("@") {
+            let path = String(text.dropFirst())
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw UsageError("\(option) @\(path): cannot read the file; name a readable file (write \\x40 for a literal @)")
+            }
+            return [UInt8](data)
+        }
+        do { return try RawBytes.parse(text) } catch { throw UsageError("\(option) '\(text)': \(error)") }
     }
 
     func run() throws {
@@ -301,7 +382,26 @@ extension LoadError {
         case .registrationSize(let n, let minimum, let maximum):
             return "--registration-size \(n) must be between \(minimum) (a bare REGISTER) and \(maximum) bytes"
         case .registrationSizeNotFor:
-            return "--registration-size is for --protocol ringstorm; echo clients send --first-message BYTES"
+            return "--registration-size is for --protocol ringstorm; echo clients send --first-message BYTES, raw clients --first-message TEXT"
+        case .rawMessageMissing: return "--protocol raw needs --message TEXT|@FILE: the bytes of each request"
+        case .rawFirstMessageEmpty: return "--first-message is empty; give the registration's bytes or drop the option"
+        case .rawResponseFramingMissing:
+            return "--protocol raw needs to know where a response ends: --response-size N, --response-delimiter BYTES or --response-length-prefix WIDTH"
+        case .rawFramingConflict(let first):
+            let p = first ? "--first-response" : "--response"
+            return "\(p)-size, \(p)-delimiter and \(p)-length-prefix exclude each other; pick one"
+        case .rawResponseSize(let n, let maximum, let first):
+            return "--\(first ? "first-" : "")response-size \(n) must be between 1 and --max-response-size \(maximum)"
+        case .rawDelimiterEmpty(let first): return "--\(first ? "first-" : "")response-delimiter cannot be empty"
+        case .rawLengthPrefixWidth(let n, let first):
+            return "--\(first ? "first-" : "")response-length-prefix must be 1, 2, 4 or 8 (bytes), not \(n)"
+        case .rawLengthPrefixOffset(let n, let maximum, _):
+            return "--response-length-offset must be between 0 and \(maximum) (the field must fit --max-response-size), not \(n)"
+        case .rawMaxResponseSize(let n): return "--max-response-size must be at least 1 byte, not \(n)"
+        case .rawFirstResponseWithoutFirstMessage:
+            return "--first-response-size/-delimiter/-length-prefix frame the answer to --first-message; give --first-message too"
+        case .rawOptionsNotFor(let p):
+            return "--message and the --response-*/--first-response-* framings are for --protocol raw, not \(p)"
         case .descriptors(let s):
             let limits = "(RLIMIT_NOFILE \(count(s.limit)) minus \(s.margin) kept back)"
             if s.processes == 1 {

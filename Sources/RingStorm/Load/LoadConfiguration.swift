@@ -8,6 +8,8 @@ extension LoadGenerator {
         case ringstorm
         /// Raw bytes: fixed-size messages, answered when as many bytes have come back.
         case echo
+        /// The user's own protocol: messages from templates, responses found by a framing (`RawOptions`).
+        case raw
     }
 
     /// When a connection sends its next request.
@@ -79,6 +81,8 @@ extension LoadGenerator {
         public var truncateConnectionsLog = true
         /// After the deadline, how long to wait for our own closes to finish.
         public var drainNanoseconds: Int64 = 1_000_000_000
+        /// `raw` only: the messages and the response framing.
+        public var raw = RawOptions()
         /// Engine settings (slots are sized from `connections` regardless).
         public var engine = EngineConfiguration()
 

@@ -89,7 +89,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         firstClient = config.firstClient
         clientCount = config.connections
         clients = FlatArray(repeating: ClientState(), count: clientCount)
-        wireStates = FlatArray(repeating: wire.newConnection(), count: clientCount)
+        wireStates = FlatArray(repeating: wire.newConnection(client: 0), count: clientCount)
         slotClient = FlatArray(repeating: -1, count: config.engine.maxConnections + 1)
         maxInFlight = config.maxInFlight
         sendTimes = FlatArray(repeating: 0, count: clientCount * maxInFlight)

@@ -28,8 +28,9 @@ protocol ClientProtocol: AnyObject {
     /// `register`).
     static func sendsFirstMessage(_ configuration: LoadGenerator.Configuration) -> Bool
 
-    /// The state of a connection that has just connected.
-    func newConnection() -> Connection
+    /// The state of a connection of client number `client` (global, as in `firstMessage`) that has just
+    /// connected.
+    func newConnection(client: Int) -> Connection
 
     /// The first message of client number `client` (global among all workers and processes, so it can
     /// fill per-client placeholders). Valid until the next call on this instance.
@@ -82,6 +83,7 @@ extension LoadGenerator.WireProtocol {
         switch self {
         case .ringstorm: body.run(RingStormClientProtocol.self)
         case .echo: body.run(EchoClientProtocol.self)
+        case .raw: body.run(RawClientProtocol.self)
         }
     }
 
