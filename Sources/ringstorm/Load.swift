@@ -9,7 +9,7 @@ struct Load: ParsableCommand {
         abstract: "Open many connections to a server, send requests, and report every connection's fate by phase and outcome."
     )
 
-    @Option(help: "Server to connect to, HOST:PORT.")
+    @Option(help: "Server to connect to, HOST:PORT (numeric), or for --protocol http also http://HOST:PORT/PATH.")
     var target: String = "127.0.0.1:7200"
 
     @Option(help: "Clients, each holding at most one connection.")
@@ -21,7 +21,7 @@ struct Load: ParsableCommand {
     @Option(help: "How long to run, e.g. 10s, 2m.")
     var duration: String = "10s"
 
-    @Option(help: "Wire protocol: ringstorm (REGISTER, then REQUEST/RESPONSE), echo (bytes echoed) or raw (your own: --message and a response framing; Docs/protocols.md).")
+    @Option(help: "Wire protocol: ringstorm (REGISTER, then REQUEST/RESPONSE), echo (bytes echoed), raw (your own: --message and a response framing) or http (HTTP/1.1 keep-alive); see Docs/protocols.md.")
     var `protocol`: LoadGenerator.WireProtocol = .ringstorm
 
     @Option(help: "Echo: bytes sent first and awaited back before requests (the echo 'registration'), e.g. 75. Raw: the registration itself, TEXT with escapes (\\r\\n, \\xHH) and placeholders ({client}, {seq}, {time_us}) or @FILE.")
@@ -57,7 +57,19 @@ struct Load: ParsableCommand {
     @Option(help: "Raw: the first message's answer starts with a length field WIDTH bytes wide (with the --response-length-endian/offset/includes-header of responses).")
     var firstResponseLengthPrefix: Int?
 
-    @Option(help: "Raw: the largest response accepted (larger: protocol_error), e.g. 64k.")
+    @Option(help: "HTTP: the request method.")
+    var method: String?
+
+    @Option(help: "HTTP: the request path (default / or the path of an http:// --target).")
+    var path: String?
+
+    @Option(help: "HTTP: a request header 'Name: value' (repeatable).")
+    var header: [String] = []
+
+    @Option(help: "HTTP: the request body, TEXT with escapes or @FILE (sent with its Content-Length).")
+    var body: String?
+
+    @Option(help: "Raw and HTTP: the largest response (HTTP: response body) accepted (larger: protocol_error), e.g. 64k.")
     var maxResponseSize: String = "1m"
 
     @Option(help: "Open loop: each connection sends one request every INTERVAL, e.g. 1s, 500ms.")
@@ -99,11 +111,23 @@ struct Load: ParsableCommand {
     @OptionGroup var options: EngineOptions
 
     func makeConfiguration() throws -> LoadGenerator.Configuration {
-        var c = LoadGenerator.Configuration(target: try AddressArgument.parse(target, option: "--target"))
+        let (address, urlPath) = try parseTarget()
+        var c = LoadGenerator.Configuration(target: address)
         c.connections = connections
         c.connectRate = connectRate
         c.durationNanoseconds = try nanoseconds(duration, "--duration")
         c.wireProtocol = `protocol`
+        if `protocol` == .http {
+            var http = HTTPOptions()
+            if let method { http.method = method }
+            if let path = path ?? urlPath { http.path = path }
+            http.headers = header
+            if let body { http.body = try rawBytes(body, "--body") }
+            http.maxBodySize = try bytes(maxResponseSize, "--max-response-size")
+            c.http = http
+        } else if method != nil || path != nil || !header.isEmpty || body != nil {
+            throw UsageError(LoadError.httpOptionsNotFor(`protocol`).commandLineText)
+        }
         if `protocol` == .raw {
             c.raw = try rawOptions()
         } else {
@@ -146,6 +170,26 @@ struct Load: ParsableCommand {
         c.connectionsLogPath = connectionsLog
         c.registrationSize = try bytes(registrationSize, "--registration-size")
         return c
+    }
+
+    /// `--target`: `HOST:PORT`, or `http://HOST[:PORT][/PATH]` (numeric hosts only: no name is resolved).
+    func parseTarget() throws -> (SocketAddress, String?) {
+        guard target.lowercased().hasPrefix("http://") || target.lowercased().hasPrefix("https://") else {
+            return (try AddressArgument.parse(target, option: "--target"), nil)
+        }
+        guard target.lowercased().hasPrefix("http://") else { throw UsageError("--target \(target): https is not spoken; use http://") }
+        guard `protocol` == .http else { throw UsageError("--target \(target): an http:// target needs --protocol http") }
+        let rest = target.dropFirst("http://".count)
+        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+        var hostPort = String(rest[..<slash])
+        let path = slash < rest.endIndex ? String(rest[slash...]) : "/"
+        let hasPort = hostPort.hasPrefix("[") ? hostPort.contains("]:") : hostPort.contains(":")
+        if !hasPort { hostPort += ":80" }
+        do { return (try SocketAddress(parsing: hostPort), path) } catch {
+            let host = hostPort.hasPrefix("[") ? hostPort : String(hostPort.split(separator: ":").first ?? "")
+            throw UsageError("--target \(target): '\(host)' is not a numeric address; names are not resolved, "
+                + "write e.g. http://127.0.0.1:8080/ (\(error))")
+        }
     }
 
     /// `--protocol raw`'s messages and framings.
@@ -402,6 +446,12 @@ extension LoadError {
             return "--first-response-size/-delimiter/-length-prefix frame the answer to --first-message; give --first-message too"
         case .rawOptionsNotFor(let p):
             return "--message and the --response-*/--first-response-* framings are for --protocol raw, not \(p)"
+        case .httpMethod(let m): return "--method '\(m)' is not an HTTP method token; write e.g. GET or POST"
+        case .httpPath(let p): return "--path '\(p)' must start with / and hold no spaces or control bytes (percent-encode them)"
+        case .httpHeader(let h): return "--header '\(h)' must be 'Name: value' on one line"
+        case .httpHeaderSetByLoad(let h): return "--header '\(h)': the load generator frames the body itself (Content-Length from --body); drop it"
+        case .httpLimits(let h, let b): return "the HTTP limits must be at least 64 header bytes and 0 body bytes, not \(h) and \(b)"
+        case .httpOptionsNotFor(let p): return "--method, --path, --header and --body are for --protocol http, not \(p)"
         case .descriptors(let s):
             let limits = "(RLIMIT_NOFILE \(count(s.limit)) minus \(s.margin) kept back)"
             if s.processes == 1 {

@@ -53,6 +53,17 @@ public enum LoadError: Error, CustomStringConvertible, Sendable, Equatable {
     case rawFirstResponseWithoutFirstMessage
     /// Raw messages or framings set for another protocol.
     case rawOptionsNotFor(LoadGenerator.WireProtocol)
+    /// An HTTP method that is not a token.
+    case httpMethod(String)
+    /// An HTTP path that does not start with `/` or holds spaces or control bytes.
+    case httpPath(String)
+    /// A header that is not `Name: value` on one line.
+    case httpHeader(String)
+    /// `Content-Length` or `Transfer-Encoding` given: the load generator frames the body itself.
+    case httpHeaderSetByLoad(String)
+    case httpLimits(header: Int, body: Int)
+    /// HTTP request values set for another protocol.
+    case httpOptionsNotFor(LoadGenerator.WireProtocol)
     /// More connections per process than descriptors.
     case descriptors(DescriptorShortage)
     /// More connections per source address than local ports.
@@ -127,6 +138,12 @@ public enum LoadError: Error, CustomStringConvertible, Sendable, Equatable {
         case .rawMaxResponseSize(let n): "the largest raw response must be at least 1 byte, not \(n)"
         case .rawFirstResponseWithoutFirstMessage: "a framing for the first answer needs a first message"
         case .rawOptionsNotFor(let p): "raw messages and framings are not for the \(p) protocol"
+        case .httpMethod(let m): "HTTP method '\(m)' is not a token (e.g. GET, POST)"
+        case .httpPath(let p): "HTTP path '\(p)' must start with / and hold no spaces or control bytes"
+        case .httpHeader(let h): "HTTP header '\(h)' is not 'Name: value' on one line"
+        case .httpHeaderSetByLoad(let h): "HTTP header '\(h)' is set by the load generator from the body"
+        case .httpLimits(let h, let b): "HTTP limits must be at least 64 header bytes and 0 body bytes, not \(h) and \(b)"
+        case .httpOptionsNotFor(let p): "HTTP request values are not for the \(p) protocol"
         case .descriptors(let s):
             "\(s.connections) connections over \(s.processes) processes need \(s.perProcess) descriptors per process but one may open \(s.usable)"
         case .ports(let s):

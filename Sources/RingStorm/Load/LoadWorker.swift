@@ -218,6 +218,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         let got = wire.received(bytes, &wireStates[c], expecting: expecting)
         if got.firstMessageAnswered { registered(c, now: now) }
         for _ in 0..<got.responses { answerOldest(c, now: now) }
+        if got.http.total > 0 { report.http.merge(got.http) }
         if let failure = got.failure {
             if let reason = failure.serverReason { report.serverErrors[reason, default: 0] += 1 }
             fail(c, phase: failure.phase ?? phase(of: c), .protocolError, mode: .abortive)

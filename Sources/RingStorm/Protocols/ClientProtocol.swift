@@ -64,6 +64,8 @@ struct ClientReceived {
     var firstMessageAnswered = false
     /// Requests answered, oldest first.
     var responses = 0
+    /// HTTP: the answered requests' status classes (zero for other protocols).
+    var http = HTTPStatusCounts()
     /// The bytes broke the protocol: the connection ends with `protocol_error`.
     var failure: ClientProtocolFailure?
 }
@@ -84,6 +86,7 @@ extension LoadGenerator.WireProtocol {
         case .ringstorm: body.run(RingStormClientProtocol.self)
         case .echo: body.run(EchoClientProtocol.self)
         case .raw: body.run(RawClientProtocol.self)
+        case .http: body.run(HTTPClientProtocol.self)
         }
     }
 

@@ -100,6 +100,9 @@ public struct LoadReport: Codable, Sendable, Equatable {
     /// ERROR frames the server sent, by code name (`register_timeout`, `frame_too_large`, ...): the
     /// server's own reason behind `protocol_error` outcomes. Absent when there were none.
     public var serverErrors: [String: Int]?
+    /// `--protocol http`: final responses by status class (a non-2xx is an answer, not a success).
+    /// Absent for other protocols.
+    public var http: HTTPStatusCounts?
 
     public init(backend: String, durationSeconds: Double, connections: Connections = .init(), requests: Requests = .init(),
                 outcomes: PhaseOutcomes = .init(), latency: Latencies = .init(), syscalls: SyscallSummary = .init(total: 0, perRequest: 0)) {
@@ -120,6 +123,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         case syscalls
         case kernel
         case serverErrors = "server_errors"
+        case http
     }
 
     /// The JSON document, keys sorted.
@@ -166,6 +170,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     public var syscalls = 0
     /// ERROR frames received from the server, by code name.
     public var serverErrors: [String: Int] = [:]
+    /// HTTP responses by status class.
+    public var http = HTTPStatusCounts()
     /// Reports merged into this one (1 for a worker's own).
     public var workers = 1
 
@@ -189,6 +195,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         latency.merge(other.latency)
         syscalls += other.syscalls
         for (code, n) in other.serverErrors { serverErrors[code, default: 0] += n }
+        http.merge(other.http)
         workers += other.workers
     }
 
@@ -211,6 +218,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
                                 outcomes: outcomes, latency: latency.summaries,
                                 syscalls: SyscallSummary(total: syscalls, requests: requests.answered))
         report.serverErrors = serverErrors.isEmpty ? nil : serverErrors
+        report.http = http.total > 0 ? http : nil
         return report
     }
 
@@ -221,6 +229,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         case latency = "latency_us"
         case syscalls, workers
         case serverErrors = "server_errors"
+        case http
     }
 
     /// Compact JSON on one line (no newline inside), for a pipe from worker to parent.
