@@ -16,7 +16,7 @@ struct Serve: ParsableCommand {
         """
     )
 
-    @Option(help: "Wire protocol: ringstorm (frames; see Docs/protocol.md) or echo (raw bytes echoed back).")
+    @Option(help: "Wire protocol: ringstorm (frames; see Docs/protocol.md), echo (raw bytes echoed back) or http (every request answered 200, keep-alive; see Docs/protocols.md).")
     var `protocol`: ServerProtocolKind = .ringstorm
 
     @Option(help: "Address to listen on, HOST:PORT ([V6]:PORT for IPv6).")
@@ -28,8 +28,11 @@ struct Serve: ParsableCommand {
     @Option(help: "Close a connection that has sent nothing for this long (ringstorm: once registered; 0: never).")
     var idleTimeout: String = "60s"
 
-    @Option(help: "Largest frame accepted, e.g. 64KiB (ringstorm); larger gets ERROR frame_too_large.")
+    @Option(help: "Largest frame accepted, e.g. 64KiB (ringstorm); larger gets ERROR frame_too_large. http: the largest request line and headers; larger gets 431.")
     var maxFrameSize: String = "64KiB"
+
+    @Option(help: "http: body bytes of every 200 answer, e.g. 0, 1k.")
+    var responseSize: String?
 
     @Option(help: "Lower the process's descriptor limit (soft RLIMIT_NOFILE) to N before starting.")
     var maxFds: Int?
@@ -147,6 +150,10 @@ struct Serve: ParsableCommand {
         configuration.registerTimeout = .nanoseconds(times.register)
         configuration.idleTimeout = .nanoseconds(times.idle)
         configuration.maxFrameSize = try parsedFrameSize()
+        if let responseSize {
+            guard `protocol` == .http else { throw ValidationError("--response-size is for --protocol http (the body of each 200 answer)") }
+            configuration.responseSize = try bytes(responseSize, "--response-size")
+        }
         configuration.maxFDs = maxFds
         configuration.onEMFILE = onEmfile
         configuration.engine.batchWaitMicroseconds = try parsedBatchWait()
