@@ -421,8 +421,9 @@ extension LoadError {
                 : "--message-size must be at least \(minimum) bytes for the \(p) protocol, not \(n)"
         case .messageSizeTooLarge(let n, let frame, let most):
             return "--message-size \(n) does not fit a \(frame)-byte frame; the most is \(most)"
-        case .firstMessageNotFor:
-            return "--first-message is for --protocol echo; ringstorm clients send REGISTER first (pad it with --registration-size)"
+        case .firstMessageNotFor(let p):
+            if p == .http { return "--first-message is not for --protocol http (HTTP has no registration); --protocol raw sends one of your own" }
+            return "--first-message is for --protocol echo and raw; ringstorm clients send REGISTER first (pad it with --registration-size)"
         case .registrationSize(let n, let minimum, let maximum):
             return "--registration-size \(n) must be between \(minimum) (a bare REGISTER) and \(maximum) bytes"
         case .registrationSizeNotFor:

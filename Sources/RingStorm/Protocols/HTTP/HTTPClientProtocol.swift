@@ -23,7 +23,8 @@ final class HTTPClientProtocol: ClientProtocol {
     deinit { message.deallocate() }
 
     static func validate(_ c: LoadGenerator.Configuration) throws(LoadError) {
-        guard c.firstMessageSize == 0, c.registrationSize == WireFormat.registerFrameSize else { throw .registrationSizeNotFor(.http) }
+        guard c.firstMessageSize == 0 else { throw .firstMessageNotFor(.http) }
+        guard c.registrationSize == WireFormat.registerFrameSize else { throw .registrationSizeNotFor(.http) }
         let h = c.http
         guard !h.method.isEmpty, h.method.utf8.allSatisfy(HTTPParser.isTokenByte) else { throw .httpMethod(h.method) }
         guard h.path.hasPrefix("/") || h.path == "*", !h.path.utf8.contains(where: { $0 <= 32 || $0 == 127 }) else { throw .httpPath(h.path) }
