@@ -19,6 +19,7 @@ extension LoadWorker {
         clients[c].inFlight = 0
         clients[c].oldest = 0
         clients[c].answered = 0
+        clients[c].peerCloses = false
         wireStates[c] = wire.newConnection(client: firstClient + c)
         let id: ConnectionID
         do {

@@ -76,7 +76,7 @@ extension LoadWorker {
     @inline(__always)
     func sendRequest(_ c: Int, intended: Int64) {
         let inFlight = Int(clients[c].inFlight)
-        guard inFlight < maxInFlight else { return }
+        guard inFlight < maxInFlight, !clients[c].peerCloses else { return }
         sendTimes[c * maxInFlight + (Int(clients[c].oldest) + inFlight) % maxInFlight] = intended
         clients[c].inFlight += 1
         engine.send(clients[c].connection, wire.request(sequence: clients[c].sequence, timestamp: intended, &wireStates[c]))

@@ -217,6 +217,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
                                           oldestSequence: clients[c].sequence &- UInt64(inFlight))
         let got = wire.received(bytes, &wireStates[c], expecting: expecting)
         if got.firstMessageAnswered { registered(c, now: now) }
+        if got.peerCloses { clients[c].peerCloses = true }
         for _ in 0..<got.responses { answerOldest(c, now: now) }
         if got.http.total > 0 { report.http.merge(got.http) }
         if let failure = got.failure {

@@ -64,6 +64,9 @@ struct ClientReceived {
     var firstMessageAnswered = false
     /// Requests answered, oldest first.
     var responses = 0
+    /// The server said it closes the connection after these responses (HTTP `Connection: close`): no
+    /// more requests go out on it; its close, when it comes, is classified as any other.
+    var peerCloses = false
     /// HTTP: the answered requests' status classes (zero for other protocols).
     var http = HTTPStatusCounts()
     /// The bytes broke the protocol: the connection ends with `protocol_error`.

@@ -64,8 +64,9 @@ final class HTTPClientProtocol: ClientProtocol {
             case .malformed, .headersTooLarge, .unframed:
                 result.failure = ClientProtocolFailure(phase: .request)
                 return result
-            case .message(let next, let status, _):
+            case .message(let next, let status, let close):
                 result.responses += 1
+                if close { result.peerCloses = true }
                 result.http.record(status: status)
                 i = next
             }
