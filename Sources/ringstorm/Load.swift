@@ -187,8 +187,11 @@ struct Load: ParsableCommand {
         if !hasPort { hostPort += ":80" }
         do { return (try SocketAddress(parsing: hostPort), path) } catch {
             let host = hostPort.hasPrefix("[") ? hostPort : String(hostPort.split(separator: ":").first ?? "")
-            throw UsageError("--target \(target): '\(host)' is not a numeric address; names are not resolved, "
-                + "write e.g. http://127.0.0.1:8080/ (\(error))")
+            guard hostPort.hasPrefix("[") || !host.contains(where: \.isLetter) else {
+                throw UsageError("--target \(target): '\(host)' is not a numeric address; names are not resolved, "
+                    + "write e.g. http://127.0.0.1:8080/")
+            }
+            throw UsageError("--target \(target): \(error); write e.g. http://127.0.0.1:8080/")
         }
     }
 
