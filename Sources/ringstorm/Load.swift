@@ -63,7 +63,7 @@ struct Load: ParsableCommand {
     @Option(help: "HTTP: the request path (default / or the path of an http:// --target).")
     var path: String?
 
-    @Option(help: "HTTP: a request header 'Name: value' (repeatable).")
+    @Option(help: "HTTP: a request header 'Name: value' (repeatable), or @FILE with one header per line.")
     var header: [String] = []
 
     @Option(help: "HTTP: the request body, TEXT with escapes or @FILE (sent with its Content-Length).")
@@ -121,7 +121,13 @@ struct Load: ParsableCommand {
             var http = HTTPOptions()
             if let method { http.method = method }
             if let path = path ?? urlPath { http.path = path }
-            http.headers = header
+            http.headers = try header.flatMap { h -> [String] in
+                guard h.hasPrefix("@") else { return [h] }
+                // A file of headers, one per line.
+                let text = String(decoding: try rawBytes(h, "--header"), as: UTF8.self)
+                return text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+                    .map { String($0).trimmingCharacters(in: CharacterSet(charactersIn: "\r")) }.filter { !$0.isEmpty }
+            }
             if let body { http.body = try rawBytes(body, "--body") }
             http.maxBodySize = try bytes(maxResponseSize, "--max-response-size")
             c.http = http

@@ -57,6 +57,11 @@ import RingStormEngine
                                    "--method", "POST", "--body", "a\\nb"])
         #expect(c.target == SocketAddress(ipv4Value: 0x7F00_0001, port: 8080))
         #expect(c.http.path == "/status?x=1" && c.http.method == "POST" && c.http.headers == ["X-A: b"] && c.http.body == [97, 10, 98])
+        let headers = FileManager.default.temporaryDirectory.appendingPathComponent("ringstorm-headers-\(UUID())").path
+        defer { unlink(headers) }
+        FileManager.default.createFile(atPath: headers, contents: Data("Accept: */*\r\nX-B: 2\n\n".utf8))
+        c = try configuration(["--protocol", "http", "--header", "X-A: 1", "--header", "@" + headers])
+        #expect(c.http.headers == ["X-A: 1", "Accept: */*", "X-B: 2"])
         c = try configuration(["--protocol", "http", "--target", "http://127.0.0.1"])
         #expect(c.target.port == 80 && c.http.path == "/")
         c = try configuration(["--protocol", "http", "--target", "127.0.0.1:81", "--path", "/p"])
