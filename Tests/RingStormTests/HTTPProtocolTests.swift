@@ -41,7 +41,8 @@ import RingStormEngine
         ("HTTP/1.1 404 Not Found\r\nCONTENT-LENGTH:  3 \r\nConnection: keep-alive\r\n\r\nabc", 404, false),
         ("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: Close\r\n\r\n", 503, true),
         ("HTTP/1.1 204 No Content\r\nServer: x\r\n\r\n", 204, false),
-        ("HTTP/1.0 301 Moved\nLocation: /x\nContent-Length: 2\n\nab", 301, false),
+        ("HTTP/1.0 301 Moved\nLocation: /x\nContent-Length: 2\n\nab", 301, true),
+        ("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\na", 200, false),
         ("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", 200, false),
     ]
 
@@ -88,10 +89,12 @@ import RingStormEngine
         let one = "GET /a?b=c HTTP/1.1\r\nHost: x\r\n\r\n"
             + "POST /p HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody"
             + "PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
-            + "GET / HTTP/1.0\r\nConnection: close\r\n\r\n"
+            + "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+            + "GET / HTTP/1.1\r\nConnection: close\r\n\r\n"
+            + "GET / HTTP/1.0\r\n\r\n"
         for seed in 0..<100 {
             let got = parse(parser, Array(one.utf8), seed: UInt64(seed), maxPiece: seed % 3 == 0 ? 1 : 20)
-            #expect(got.end == .needMore && got.messages.map(\.1) == [false, false, false, true])
+            #expect(got.end == .needMore && got.messages.map(\.1) == [false, false, false, false, true, true])
         }
         #expect(parse(parser, Array("GARBAGE\r\n\r\n".utf8), seed: 1).end == .malformed)
         #expect(parse(parser, Array("GET / HTTP/1.1\r\nContent-Length: 101\r\n\r\n".utf8), seed: 1).end == .unframed)

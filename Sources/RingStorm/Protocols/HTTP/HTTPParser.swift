@@ -27,6 +27,10 @@ public struct HTTPParseState: Sendable, Equatable {
     var contentLength: Int64 = -1
     var chunked = false
     var close = false
+    /// HTTP/1.0 (closes unless `Connection: keep-alive`), and whether that was said.
+    var http10 = false
+    var keepAlive = false
+    var keepAliveMatched = 0
     /// Body or chunk bytes still to come.
     var remaining: Int64 = 0
     var chunkDigits = 0
@@ -149,6 +153,7 @@ public struct HTTPParser: Sendable {
                     if s.candidates & 4 != 0 && s.nameLength == Self.connection.count { s.header = 3 }
                     s.stage = .headerValue
                     s.tokenMatched = 0
+                    s.keepAliveMatched = 0
                     s.sawDigit = false
                     s.sawCR = false
                     if s.header == 1 {
@@ -178,7 +183,9 @@ public struct HTTPParser: Sendable {
                         return .malformed
                     }
                 case 2: token(b, Self.chunkedToken, &s) { $0.chunked = true }
-                case 3: token(b, Self.closeToken, &s) { $0.close = true }
+                case 3:
+                    token(b, Self.closeToken, &s) { $0.close = true }
+                    keepAliveToken(b, &s)
                 default: break
                 }
             case .headersEndLF:
@@ -260,6 +267,7 @@ public struct HTTPParser: Sendable {
                 guard b == Self.httpPrefix[at] else { return .malformed }
             } else if at == 7 {
                 guard b == UInt8(ascii: "0") || b == UInt8(ascii: "1") else { return .malformed }
+                s.http10 = b == UInt8(ascii: "0")
             } else {
                 return .malformed
             }
@@ -296,6 +304,21 @@ public struct HTTPParser: Sendable {
             s.tokenMatched = word[0] == l ? 1 : 0
         }
     }
+
+    /// `keep-alive` in a Connection value (its letters do not repeat its first).
+    @inline(__always)
+    func keepAliveToken(_ b: UInt8, _ s: inout HTTPParseState) {
+        let word = Self.keepAliveWord
+        let l = Self.lower(b)
+        if s.keepAliveMatched < word.count && word[s.keepAliveMatched] == l {
+            s.keepAliveMatched += 1
+            if s.keepAliveMatched == word.count { s.keepAlive = true }
+        } else {
+            s.keepAliveMatched = word[0] == l ? 1 : 0
+        }
+    }
+
+    static let keepAliveWord = Array("keep-alive".utf8)
 
     @inline(__always)
     static func hex(_ b: UInt8) -> Int? {
@@ -347,7 +370,8 @@ public struct HTTPParser: Sendable {
 
     @inline(__always)
     func finish(_ s: inout HTTPParseState, next: Int) -> Step {
-        let step = Step.message(next: next, status: s.status, close: s.close)
+        // HTTP/1.0 closes after the message unless it said keep-alive.
+        let step = Step.message(next: next, status: s.status, close: s.close || (s.http10 && !s.keepAlive))
         s.stage = .start
         return step
     }
