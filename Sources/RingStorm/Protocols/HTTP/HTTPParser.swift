@@ -1,3 +1,5 @@
+import Glibc
+
 /// Where one connection is inside the HTTP/1.1 message being received: a few integers, kept per
 /// connection in flat storage. Nothing is buffered: the parser looks at each header byte once and skips
 /// bodies by counting.
@@ -71,6 +73,15 @@ public struct HTTPParser: Sendable {
     public let maxBodySize: Int64
     /// Responses to HEAD carry no body whatever their Content-Length says.
     let headRequests: Bool
+
+    // The tables, copied into the parser once: a static would cost a `swift_once` check per byte.
+    let contentLengthTable = HTTPParser.contentLength
+    let transferEncodingTable = HTTPParser.transferEncoding
+    let connectionTable = HTTPParser.connection
+    let chunkedTokenTable = HTTPParser.chunkedToken
+    let closeTokenTable = HTTPParser.closeToken
+    let httpPrefixTable = HTTPParser.httpPrefix
+    let keepAliveWordTable = HTTPParser.keepAliveWord
 
     public init(_ kind: Kind, maxHeaderSize: Int = 64 * 1024, maxBodySize: Int64 = 1 << 40, headRequests: Bool = false) {
         self.kind = kind
@@ -148,9 +159,9 @@ public struct HTTPParser: Sendable {
             case .headerName:
                 if b == UInt8(ascii: ":") {
                     s.header = 0
-                    if s.candidates & 1 != 0 && s.nameLength == Self.contentLength.count { s.header = 1 }
-                    if s.candidates & 2 != 0 && s.nameLength == Self.transferEncoding.count { s.header = 2 }
-                    if s.candidates & 4 != 0 && s.nameLength == Self.connection.count { s.header = 3 }
+                    if s.candidates & 1 != 0 && s.nameLength == contentLengthTable.count { s.header = 1 }
+                    if s.candidates & 2 != 0 && s.nameLength == transferEncodingTable.count { s.header = 2 }
+                    if s.candidates & 4 != 0 && s.nameLength == connectionTable.count { s.header = 3 }
                     s.stage = .headerValue
                     s.tokenMatched = 0
                     s.keepAliveMatched = 0
@@ -165,6 +176,22 @@ public struct HTTPParser: Sendable {
                 guard Self.isTokenByte(b) else { return .malformed }
                 nameByte(b, &s)
             case .headerValue:
+                if s.header == 0 && b != 10 {
+                    // A value nobody reads: jump to its line's end (the header limit still counts it).
+                    let rest = count - i
+                    if let hit = memchr(bytes.baseAddress! + i, 10, rest) {
+                        let skipped = bytes.baseAddress!.distance(to: UnsafeRawPointer(hit)) - i
+                        s.headerBytes += skipped + 1
+                        if s.headerBytes > maxHeaderSize { return .headersTooLarge }
+                        i += skipped + 1
+                        s.stage = .headerLineStart
+                    } else {
+                        s.headerBytes += rest
+                        if s.headerBytes > maxHeaderSize { return .headersTooLarge }
+                        i = count
+                    }
+                    continue
+                }
                 if b == 10 {
                     if s.header == 1 && !s.sawDigit { return .malformed }
                     s.stage = .headerLineStart
@@ -182,9 +209,9 @@ public struct HTTPParser: Sendable {
                     } else if b != 32 && b != 9 {
                         return .malformed
                     }
-                case 2: token(b, Self.chunkedToken, &s) { $0.chunked = true }
+                case 2: token(b, chunkedTokenTable, &s) { $0.chunked = true }
                 case 3:
-                    token(b, Self.closeToken, &s) { $0.close = true }
+                    token(b, closeTokenTable, &s) { $0.close = true }
                     keepAliveToken(b, &s)
                 default: break
                 }
@@ -264,7 +291,7 @@ public struct HTTPParser: Sendable {
         if s.field == versionField {
             let at = s.fieldLength
             if at < 7 {
-                guard b == Self.httpPrefix[at] else { return .malformed }
+                guard b == httpPrefixTable[at] else { return .malformed }
             } else if at == 7 {
                 guard b == UInt8(ascii: "0") || b == UInt8(ascii: "1") else { return .malformed }
                 s.http10 = b == UInt8(ascii: "0")
@@ -287,9 +314,9 @@ public struct HTTPParser: Sendable {
     func nameByte(_ b: UInt8, _ s: inout HTTPParseState) {
         let l = Self.lower(b)
         let n = s.nameLength
-        if s.candidates & 1 != 0 && (n >= Self.contentLength.count || Self.contentLength[n] != l) { s.candidates &= ~1 }
-        if s.candidates & 2 != 0 && (n >= Self.transferEncoding.count || Self.transferEncoding[n] != l) { s.candidates &= ~2 }
-        if s.candidates & 4 != 0 && (n >= Self.connection.count || Self.connection[n] != l) { s.candidates &= ~4 }
+        if s.candidates & 1 != 0 && (n >= contentLengthTable.count || contentLengthTable[n] != l) { s.candidates &= ~1 }
+        if s.candidates & 2 != 0 && (n >= transferEncodingTable.count || transferEncodingTable[n] != l) { s.candidates &= ~2 }
+        if s.candidates & 4 != 0 && (n >= connectionTable.count || connectionTable[n] != l) { s.candidates &= ~4 }
         s.nameLength += 1
     }
 
@@ -308,7 +335,7 @@ public struct HTTPParser: Sendable {
     /// `keep-alive` in a Connection value (its letters do not repeat its first).
     @inline(__always)
     func keepAliveToken(_ b: UInt8, _ s: inout HTTPParseState) {
-        let word = Self.keepAliveWord
+        let word = keepAliveWordTable
         let l = Self.lower(b)
         if s.keepAliveMatched < word.count && word[s.keepAliveMatched] == l {
             s.keepAliveMatched += 1
