@@ -281,18 +281,25 @@ import RingStormEngine
     }
 }
 
-/// An HTTP peer on 127.0.0.1: a thread per connection reads requests (bodiless: each ends with a blank
-/// line) and answers the n-th with `respond(n)`, written in random small pieces; after `closeAfter`
+/// A scripted peer on 127.0.0.1 (HTTP by default): a thread per connection reads requests (each ends
+/// with `requestEnd`; for HTTP, bodiless requests and their blank line) and answers the n-th with `respond(n)`, written in random small pieces; after `closeAfter`
 /// answers it closes. Bounded: every wait is a short poll, and `stop()` ends it.
 final class HTTPTestPeer: @unchecked Sendable {
     let listener = LoadTestPeer()
     private let stopped = Atomic(false)
-    private let respond: @Sendable (Int) -> String
+    private let respond: @Sendable (Int) -> [UInt8]
     private let closeAfter: Int
+    private let requestEnd: [UInt8]
 
-    init(closeAfter: Int = .max, respond: @escaping @Sendable (Int) -> String) {
+    convenience init(closeAfter: Int = .max, respond: @escaping @Sendable (Int) -> String) {
+        self.init(closeAfter: closeAfter, requestEnd: Array("\r\n\r\n".utf8)) { Array(respond($0).utf8) }
+    }
+
+    /// Requests end with `requestEnd`; the n-th is answered with `respond(n)`'s bytes.
+    init(closeAfter: Int = .max, requestEnd: [UInt8], respond: @escaping @Sendable (Int) -> [UInt8]) {
         self.respond = respond
         self.closeAfter = closeAfter
+        self.requestEnd = requestEnd
         let fd = listener.fd
         Thread { [self] in
             while !stopped.load(ordering: .relaxed) {
@@ -319,7 +326,7 @@ final class HTTPTestPeer: @unchecked Sendable {
         var answered = 0
         var rng = SplitMix(seed: UInt64(fd))
         var buffer = [UInt8](repeating: 0, count: 8192)
-        let end = Array("\r\n\r\n".utf8)
+        let end = requestEnd
         outer: while !stopped.load(ordering: .relaxed) {
             guard LoadTestPeer.waitReadable(fd, milliseconds: 50) else { continue }
             let n = recv(fd, &buffer, buffer.count, 0)
@@ -327,7 +334,7 @@ final class HTTPTestPeer: @unchecked Sendable {
             pending += buffer[0..<n]
             while let r = pending.firstRange(of: end) {
                 pending.removeSubrange(0..<r.upperBound)
-                let answer = Array(respond(answered).utf8)
+                let answer = respond(answered)
                 var i = 0
                 while i < answer.count {
                     let k = min(answer.count - i, 1 + Int(rng.next() % 64))

@@ -164,6 +164,32 @@ import RingStormEngine
         #expect(refusal { $0.firstMessageSize = 5 } == .registrationSizeNotFor(.raw))
     }
 
+    /// Whole runs on both backends against a peer that answers each request (a line) with a response of
+    /// 0-200 random bytes in this framing, written in random pieces of 1-64 bytes.
+    @Test(arguments: Backend.allCases, framings.filter { if case .delimiter(let d) = $0 { d.count == 2 } else { true } })
+    func everyFramingOverTheWireInRandomPieces(_ backend: Backend, _ framing: RawFraming) throws {
+        let peer = HTTPTestPeer(requestEnd: [10]) { n in
+            var rng = SplitMix(seed: UInt64(n) &* 7919)
+            if case .size(let size) = framing { return (0..<size).map { _ in UInt8(truncatingIfNeeded: rng.next()) } }
+            var body = (0..<Int(rng.next() % 200)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            if case .delimiter = framing { body = body.map { $0 == 13 ? 14 : $0 } }
+            return self.frame(body, framing)
+        }
+        defer { peer.stop() }
+        var c = LoadGenerator.Configuration(target: peer.address)
+        c.backend = backend
+        c.wireProtocol = .raw
+        c.raw = options(framing, max: 400)
+        c.raw.message = Array("REQ {seq}\n".utf8)
+        c.connections = 2
+        c.pacing = .closedLoop(pipeline: 3)
+        c.durationNanoseconds = 400_000_000
+        c.drainNanoseconds = 300_000_000
+        let report = try LoadGenerator(configuration: c).runBlocking()
+        #expect(report.outcomes.total == 0, "\(framing): \(report.outcomes)")
+        #expect(report.requests.sent > 20 && report.requests.answered == report.requests.sent, "\(framing)")
+    }
+
     /// Whole runs against the echo server: what goes out comes back, so the request is its own response.
     /// A registration framed on its own, pipelined requests framed by a prefix or a delimiter; and one
     /// whose echoed length exceeds the maximum, a protocol error in phase request.
