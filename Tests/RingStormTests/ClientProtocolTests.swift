@@ -22,6 +22,8 @@ import RingStormEngine
     @Test func theOneSwitchNamesEachProtocolsClient() {
         #expect(ObjectIdentifier(LoadGenerator.WireProtocol.ringstorm.client) == ObjectIdentifier(RingStormClientProtocol.self))
         #expect(ObjectIdentifier(LoadGenerator.WireProtocol.echo.client) == ObjectIdentifier(EchoClientProtocol.self))
+        #expect(ObjectIdentifier(LoadGenerator.WireProtocol.raw.client) == ObjectIdentifier(RawClientProtocol.self))
+        #expect(ObjectIdentifier(LoadGenerator.WireProtocol.http.client) == ObjectIdentifier(HTTPClientProtocol.self))
     }
 
     @Test func ringstormRegistersAndMatchesResponsesInOrder() {
