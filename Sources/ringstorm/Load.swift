@@ -21,7 +21,7 @@ struct Load: ParsableCommand {
         """
     )
 
-    @Option(help: "Server to connect to, HOST:PORT.")
+    @Option(help: "Server to connect to, HOST:PORT (numeric), or for --protocol http also http://HOST:PORT/PATH.")
     var target: String = "127.0.0.1:7200"
 
     @Option(name: [.customShort("c"), .long], parsing: .unconditional, help: "Clients, each holding at most one connection.")
@@ -33,11 +33,56 @@ struct Load: ParsableCommand {
     @Option(name: [.customShort("d"), .long], parsing: .unconditional, help: "How long to run, e.g. 10s, 2m.")
     var duration: String = "10s"
 
-    @Option(help: "Wire protocol: ringstorm (REGISTER, then REQUEST/RESPONSE) or echo (raw bytes).")
+    @Option(help: "Wire protocol: ringstorm (REGISTER, then REQUEST/RESPONSE), echo (bytes echoed), raw (your own: --message and a response framing) or http (HTTP/1.1 keep-alive); see Docs/protocols.md.")
     var `protocol`: LoadGenerator.WireProtocol = .ringstorm
 
-    @Option(parsing: .unconditional, help: "Echo only: bytes sent first and awaited back before requests (the echo 'registration'), e.g. 75.")
-    var firstMessage: String = "0"
+    @Option(parsing: .unconditional, help: "Echo: bytes sent first and awaited back before requests (the echo 'registration'), e.g. 75. Raw: the registration itself, TEXT with escapes (\\r\\n, \\xHH) and placeholders ({client}, {seq}, {time_us}) or @FILE.")
+    var firstMessage: String?
+
+    @Option(parsing: .unconditional, help: "Raw: each request, TEXT with escapes (\\r\\n, \\t, \\0, \\\\, \\xHH) and placeholders ({client}, {seq}, {time_us}) or @FILE.")
+    var message: String?
+
+    @Option(parsing: .unconditional, help: "Raw: every response is exactly N bytes.")
+    var responseSize: String?
+
+    @Option(parsing: .unconditional, help: "Raw: a response ends with these bytes (escapes allowed), e.g. '\\r\\n'.")
+    var responseDelimiter: String?
+
+    @Option(parsing: .unconditional, help: "Raw: a response starts with a length field WIDTH bytes wide (1, 2, 4 or 8).")
+    var responseLengthPrefix: Int?
+
+    @Option(parsing: .unconditional, help: "Raw: the length field's byte order, big or little.")
+    var responseLengthEndian: String = "big"
+
+    @Option(parsing: .unconditional, help: "Raw: bytes before the length field in the response header.")
+    var responseLengthOffset: Int = 0
+
+    @Flag(help: "Raw: the length counts the whole response (header included), not only the bytes after the field.")
+    var responseLengthIncludesHeader = false
+
+    @Option(parsing: .unconditional, help: "Raw: the first message's answer is exactly N bytes (default: framed like every response).")
+    var firstResponseSize: String?
+
+    @Option(parsing: .unconditional, help: "Raw: the first message's answer ends with these bytes.")
+    var firstResponseDelimiter: String?
+
+    @Option(parsing: .unconditional, help: "Raw: the first message's answer starts with a length field WIDTH bytes wide (with the --response-length-endian/offset/includes-header of responses).")
+    var firstResponseLengthPrefix: Int?
+
+    @Option(parsing: .unconditional, help: "HTTP: the request method.")
+    var method: String?
+
+    @Option(parsing: .unconditional, help: "HTTP: the request path (default / or the path of an http:// --target).")
+    var path: String?
+
+    @Option(parsing: .unconditionalSingleValue, help: "HTTP: a request header 'Name: value' (repeatable), or @FILE with one header per line.")
+    var header: [String] = []
+
+    @Option(parsing: .unconditional, help: "HTTP: the request body, TEXT with escapes or @FILE (sent with its Content-Length).")
+    var body: String?
+
+    @Option(parsing: .unconditional, help: "Raw and HTTP: the largest response (HTTP: response body) accepted (larger: protocol_error), e.g. 64k.")
+    var maxResponseSize: String = "1m"
 
     @Option(parsing: .unconditional, help: "Open loop: each connection sends one request every INTERVAL, e.g. 1s, 500ms.")
     var interval: String?
@@ -87,12 +132,38 @@ struct Load: ParsableCommand {
     @OptionGroup var options: EngineOptions
 
     func makeConfiguration() throws -> LoadGenerator.Configuration {
-        var c = LoadGenerator.Configuration(target: try AddressArgument.parse(target, option: "--target"))
+        let (address, urlPath) = try parseTarget()
+        var c = LoadGenerator.Configuration(target: address)
         c.connections = connections
         c.connectRate = connectRate
         c.durationNanoseconds = try nanoseconds(duration, "--duration")
         c.wireProtocol = `protocol`
-        c.firstMessageSize = try bytes(firstMessage, "--first-message")
+        if `protocol` == .http {
+            var http = HTTPOptions()
+            if let method { http.method = method }
+            if let path = path ?? urlPath { http.path = path }
+            http.headers = try header.flatMap { h -> [String] in
+                guard h.hasPrefix("@") else { return [h] }
+                // A file of headers, one per line.
+                let text = String(decoding: try rawBytes(h, "--header"), as: UTF8.self)
+                return text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+                    .map { String($0).trimmingCharacters(in: CharacterSet(charactersIn: "\r")) }.filter { !$0.isEmpty }
+            }
+            if let body { http.body = try rawBytes(body, "--body") }
+            http.maxBodySize = try bytes(maxResponseSize, "--max-response-size")
+            c.http = http
+        } else if method != nil || path != nil || !header.isEmpty || body != nil {
+            throw UsageError(LoadError.httpOptionsNotFor(`protocol`).commandLineText)
+        }
+        if `protocol` == .raw {
+            c.raw = try rawOptions()
+        } else {
+            c.firstMessageSize = try bytes(firstMessage ?? "0", "--first-message")
+            guard message == nil && responseSize == nil && responseDelimiter == nil && responseLengthPrefix == nil
+                && firstResponseSize == nil && firstResponseDelimiter == nil && firstResponseLengthPrefix == nil else {
+                throw UsageError(LoadError.rawOptionsNotFor(`protocol`).commandLineText)
+            }
+        }
         if silent {
             guard interval == nil && !closedLoop else { throw UsageError("--silent clients send nothing; drop --interval/--closed-loop") }
             c.pacing = .silent
@@ -141,6 +212,69 @@ struct Load: ParsableCommand {
         }
         c.registrationSize = try bytes(registrationSize, "--registration-size")
         return c
+    }
+
+    /// `--target`: `HOST:PORT`, or `http://HOST[:PORT][/PATH]` (numeric hosts only: no name is resolved).
+    func parseTarget() throws -> (SocketAddress, String?) {
+        guard target.lowercased().hasPrefix("http://") || target.lowercased().hasPrefix("https://") else {
+            return (try AddressArgument.parse(target, option: "--target"), nil)
+        }
+        guard target.lowercased().hasPrefix("http://") else { throw UsageError("--target \(target): https is not spoken; use http://") }
+        guard `protocol` == .http else { throw UsageError("--target \(target): an http:// target needs --protocol http") }
+        let rest = target.dropFirst("http://".count)
+        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+        var hostPort = String(rest[..<slash])
+        let path = slash < rest.endIndex ? String(rest[slash...]) : "/"
+        let hasPort = hostPort.hasPrefix("[") ? hostPort.contains("]:") : hostPort.contains(":")
+        if !hasPort { hostPort += ":80" }
+        do { return (try SocketAddress(parsing: hostPort), path) } catch {
+            let host = hostPort.hasPrefix("[") ? hostPort : String(hostPort.split(separator: ":").first ?? "")
+            guard hostPort.hasPrefix("[") || !host.contains(where: \.isLetter) else {
+                throw UsageError("--target \(target): '\(host)' is not a numeric address; names are not resolved, "
+                    + "write e.g. http://127.0.0.1:8080/")
+            }
+            throw UsageError("--target \(target): \(error); write e.g. http://127.0.0.1:8080/")
+        }
+    }
+
+    /// `--protocol raw`'s messages and framings.
+    func rawOptions() throws -> RawOptions {
+        var raw = RawOptions()
+        if let firstMessage { raw.firstMessage = try rawBytes(firstMessage, "--first-message") }
+        if let message { raw.message = try rawBytes(message, "--message") }
+        raw.maxResponseSize = try bytes(maxResponseSize, "--max-response-size")
+        let endian = responseLengthEndian.lowercased()
+        guard endian == "big" || endian == "little" else {
+            throw UsageError("--response-length-endian '\(responseLengthEndian)': write big or little")
+        }
+        func framing(size: String?, delimiter: String?, prefix: Int?, first: Bool) throws -> RawFraming? {
+            let given = [size != nil, delimiter != nil, prefix != nil].filter { $0 }.count
+            guard given <= 1 else { throw UsageError(LoadError.rawFramingConflict(first: first).commandLineText) }
+            let name = first ? "--first-response" : "--response"
+            if let size { return .size(try bytes(size, name + "-size")) }
+            if let delimiter { return .delimiter(try rawBytes(delimiter, name + "-delimiter", files: false)) }
+            if let prefix {
+                return .lengthPrefix(RawLengthPrefix(width: prefix, bigEndian: endian == "big", offset: responseLengthOffset,
+                                                     includesHeader: responseLengthIncludesHeader))
+            }
+            return nil
+        }
+        raw.response = try framing(size: responseSize, delimiter: responseDelimiter, prefix: responseLengthPrefix, first: false)
+        raw.firstResponse = try framing(size: firstResponseSize, delimiter: firstResponseDelimiter,
+                                        prefix: firstResponseLengthPrefix, first: true)
+        return raw
+    }
+
+    /// Text with escapes, or `@FILE` for its bytes.
+    func rawBytes(_ text: String, _ option: String, files: Bool = true) throws -> [UInt8] {
+        if files && text.hasPrefix("@") {
+            let path = String(text.dropFirst())
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw UsageError("\(option) @\(path): cannot read the file; name a readable file (write \\x40 for a literal @)")
+            }
+            return [UInt8](data)
+        }
+        do { return try RawBytes.parse(text) } catch { throw UsageError("\(option) '\(text)': \(error)") }
     }
 
     func run() throws {
@@ -387,12 +521,38 @@ extension LoadError {
                 : "--message-size must be at least \(minimum) bytes for the \(p) protocol, not \(n)"
         case .messageSizeTooLarge(let n, let frame, let most):
             return "--message-size \(n) does not fit a \(frame)-byte frame; the most is \(most)"
-        case .firstMessageNotFor:
-            return "--first-message is for --protocol echo; ringstorm clients send REGISTER first (pad it with --registration-size)"
+        case .firstMessageNotFor(let p):
+            if p == .http { return "--first-message is not for --protocol http (HTTP has no registration); --protocol raw sends one of your own" }
+            return "--first-message is for --protocol echo and raw; ringstorm clients send REGISTER first (pad it with --registration-size)"
         case .registrationSize(let n, let minimum, let maximum):
             return "--registration-size \(n) must be between \(minimum) (a bare REGISTER) and \(maximum) bytes"
         case .registrationSizeNotFor:
-            return "--registration-size is for --protocol ringstorm; echo clients send --first-message BYTES"
+            return "--registration-size is for --protocol ringstorm; echo clients send --first-message BYTES, raw clients --first-message TEXT"
+        case .rawMessageMissing: return "--protocol raw needs --message TEXT|@FILE: the bytes of each request"
+        case .rawFirstMessageEmpty: return "--first-message is empty; give the registration's bytes or drop the option"
+        case .rawResponseFramingMissing:
+            return "--protocol raw needs to know where a response ends: --response-size N, --response-delimiter BYTES or --response-length-prefix WIDTH"
+        case .rawFramingConflict(let first):
+            let p = first ? "--first-response" : "--response"
+            return "\(p)-size, \(p)-delimiter and \(p)-length-prefix exclude each other; pick one"
+        case .rawResponseSize(let n, let maximum, let first):
+            return "--\(first ? "first-" : "")response-size \(n) must be between 1 and --max-response-size \(maximum)"
+        case .rawDelimiterEmpty(let first): return "--\(first ? "first-" : "")response-delimiter cannot be empty"
+        case .rawLengthPrefixWidth(let n, let first):
+            return "--\(first ? "first-" : "")response-length-prefix must be 1, 2, 4 or 8 (bytes), not \(n)"
+        case .rawLengthPrefixOffset(let n, let maximum, _):
+            return "--response-length-offset must be between 0 and \(maximum) (the field must fit --max-response-size), not \(n)"
+        case .rawMaxResponseSize(let n): return "--max-response-size must be at least 1 byte, not \(n)"
+        case .rawFirstResponseWithoutFirstMessage:
+            return "--first-response-size/-delimiter/-length-prefix frame the answer to --first-message; give --first-message too"
+        case .rawOptionsNotFor(let p):
+            return "--message and the --response-*/--first-response-* framings are for --protocol raw, not \(p)"
+        case .httpMethod(let m): return "--method '\(m)' is not an HTTP method token; write e.g. GET or POST"
+        case .httpPath(let p): return "--path '\(p)' must start with / and hold no spaces or control bytes (percent-encode them)"
+        case .httpHeader(let h): return "--header '\(h)' must be 'Name: value' on one line"
+        case .httpHeaderSetByLoad(let h): return "--header '\(h)': the load generator frames the body itself (Content-Length from --body); drop it"
+        case .httpLimits(let h, let b): return "the HTTP limits must be at least 64 header bytes and 0 body bytes, not \(h) and \(b)"
+        case .httpOptionsNotFor(let p): return "--method, --path, --header and --body are for --protocol http, not \(p)"
         case .descriptors(let s):
             let limits = "(RLIMIT_NOFILE \(count(s.limit)) minus \(s.margin) kept back)"
             if s.processes == 1 {

@@ -26,7 +26,7 @@ struct Serve: ParsableCommand {
         """
     )
 
-    @Option(help: "Wire protocol: ringstorm (frames; see Docs/protocol.md) or echo (raw bytes echoed back).")
+    @Option(help: "Wire protocol: ringstorm (frames; see Docs/protocol.md), echo (raw bytes echoed back) or http (every request answered 200, keep-alive; see Docs/protocols.md).")
     var `protocol`: ServerProtocolKind = .ringstorm
 
     @Option(help: "Address to listen on, HOST:PORT ([V6]:PORT for IPv6).")
@@ -44,8 +44,11 @@ struct Serve: ParsableCommand {
     @Option(parsing: .unconditional, help: "An orderly close whose queued answers cannot drain within this (a client that does not read) is reset instead, counted as drain_timeouts (0: wait forever).")
     var closeTimeout: String = "10s"
 
-    @Option(parsing: .unconditional, help: "Largest frame accepted, e.g. 64KiB (ringstorm); larger gets ERROR frame_too_large.")
+    @Option(parsing: .unconditional, help: "Largest frame accepted, e.g. 64KiB (ringstorm); larger gets ERROR frame_too_large. http: the largest request line and headers; larger gets 431.")
     var maxFrameSize: String = "64KiB"
+
+    @Option(parsing: .unconditional, help: "http: body bytes of every 200 answer, e.g. 0, 1k.")
+    var responseSize: String?
 
     @Option(parsing: .unconditional, help: "Lower the process's descriptor limit (soft RLIMIT_NOFILE) to N before starting.")
     var maxFds: Int?
@@ -204,6 +207,10 @@ struct Serve: ParsableCommand {
         configuration.registerTimeout = .nanoseconds(times.register)
         configuration.idleTimeout = .nanoseconds(times.idle)
         configuration.maxFrameSize = try parsedFrameSize()
+        if let responseSize {
+            guard `protocol` == .http else { throw ValidationError("--response-size is for --protocol http (the body of each 200 answer)") }
+            configuration.responseSize = try bytes(responseSize, "--response-size")
+        }
         configuration.maxFDs = maxFds
         configuration.onEMFILE = onEmfile
         configuration.backlog = Int32(backlog)

@@ -22,11 +22,13 @@ import RingStormEngine
     @Test func theOneSwitchNamesEachProtocolsClient() {
         #expect(ObjectIdentifier(LoadGenerator.WireProtocol.ringstorm.client) == ObjectIdentifier(RingStormClientProtocol.self))
         #expect(ObjectIdentifier(LoadGenerator.WireProtocol.echo.client) == ObjectIdentifier(EchoClientProtocol.self))
+        #expect(ObjectIdentifier(LoadGenerator.WireProtocol.raw.client) == ObjectIdentifier(RawClientProtocol.self))
+        #expect(ObjectIdentifier(LoadGenerator.WireProtocol.http.client) == ObjectIdentifier(HTTPClientProtocol.self))
     }
 
     @Test func ringstormRegistersAndMatchesResponsesInOrder() {
         let client = RingStormClientProtocol(configuration(.ringstorm))
-        var state = client.newConnection()
+        var state = client.newConnection(client: 0)
         let register = Array(client.firstMessage(client: 7, &state))
         #expect(register == frames { FrameEncoder.encodeRegister(clientID: 107, into: $0) })
 
@@ -57,7 +59,7 @@ import RingStormEngine
         #expect(got.responses == 0 && got.failure != nil && got.failure?.serverReason == nil)
 
         // The server's ERROR: a protocol error with its reason.
-        var other = client.newConnection()
+        var other = client.newConnection(client: 0)
         got = frames { FrameEncoder.encodeError(code: ErrorCode.frameTooLarge.rawValue, text: "too big", into: $0) }.withUnsafeBytes {
             client.received($0, &other, expecting: ClientExpectation(client: 7, firstMessage: false, inFlight: 1, oldestSequence: 0))
         }
@@ -68,7 +70,7 @@ import RingStormEngine
         var c = configuration(.echo)
         c.firstMessageSize = 3
         let client = EchoClientProtocol(c)
-        var state = client.newConnection()
+        var state = client.newConnection(client: 0)
         #expect(client.firstMessage(client: 0, &state).count == 3)
         #expect(client.request(sequence: 0, timestamp: 0, &state).count == 8)
         func feed(_ n: Int, first: Bool, inFlight: Int) -> ClientReceived {

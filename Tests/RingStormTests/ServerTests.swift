@@ -285,7 +285,7 @@ struct ServerDescriptorExhaustionTests {
             switch kind {
             case .ringstorm:
                 #expect(report.registered == held.connections.count)
-            case .echo:
+            case .echo, .http:
                 #expect(report.accepted == held.connections.count)
                 #expect(report.requests >= held.connections.count)
                 #expect(report.registered == 0)
@@ -334,6 +334,7 @@ struct ServerDescriptorExhaustionTests {
         switch kind {
         case .ringstorm: ServerTestFrame.register(clientID: id).bytes
         case .echo: Array("ping \(id)".utf8)
+        case .http: Array("GET /\(id) HTTP/1.1\r\n\r\n".utf8)
         }
     }
 
@@ -350,7 +351,11 @@ struct ServerDescriptorExhaustionTests {
             client.send(bytes: message)
             client.receiveTimeout(seconds: 0.7)
             // REGISTERED, or the echo.
-            let answerSize = kind == .ringstorm ? WireFormat.registerFrameSize : message.count
+            let answerSize = switch kind {
+            case .ringstorm: WireFormat.registerFrameSize
+            case .echo: message.count
+            case .http: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".utf8.count
+            }
             let first = client.receive(count: answerSize)
             if case .data(let bytes) = first, bytes.count == answerSize {
                 connections.append(client)

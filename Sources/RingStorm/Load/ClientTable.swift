@@ -40,6 +40,8 @@ struct ClientState {
     var sequence: UInt64 = 0
     /// Requests answered on the current connection.
     var answered: Int = 0
+    /// The server announced it closes this connection: send nothing more on it.
+    var peerCloses = false
 }
 
 /// A fixed-capacity FIFO of client numbers (clients waiting for a connect token).

@@ -8,6 +8,10 @@ extension LoadGenerator {
         case ringstorm
         /// Raw bytes: fixed-size messages, answered when as many bytes have come back.
         case echo
+        /// The user's own protocol: messages from templates, responses found by a framing (`RawOptions`).
+        case raw
+        /// HTTP/1.1 keep-alive, one request or a pipeline in flight (`HTTPOptions`).
+        case http
     }
 
     /// When a connection sends its next request.
@@ -84,6 +88,10 @@ extension LoadGenerator {
         public var maxUnsentBytesPerConnection: Int = 256 * 1024
         /// After the deadline, how long to wait for our own closes to finish.
         public var drainNanoseconds: Int64 = 1_000_000_000
+        /// `raw` only: the messages and the response framing.
+        public var raw = RawOptions()
+        /// `http` only: the request and the response limits.
+        public var http = HTTPOptions()
         /// Engine settings (slots are sized from `connections` regardless).
         public var engine = EngineConfiguration()
 

@@ -33,6 +33,37 @@ public enum LoadError: Error, CustomStringConvertible, Sendable, Equatable {
     case registrationSize(Int, minimum: Int, maximum: Int)
     /// A registration size set for a protocol without one.
     case registrationSizeNotFor(LoadGenerator.WireProtocol)
+    /// `raw` without a message to send.
+    case rawMessageMissing
+    /// `raw` with an empty first message.
+    case rawFirstMessageEmpty
+    /// `raw` without a response framing.
+    case rawResponseFramingMissing
+    /// Two response framings given at once (`first`: for the first message's answer).
+    case rawFramingConflict(first: Bool)
+    /// A fixed response size outside `1...maximum`.
+    case rawResponseSize(Int, maximum: Int, first: Bool)
+    case rawDelimiterEmpty(first: Bool)
+    /// A length prefix not 1, 2, 4 or 8 bytes wide.
+    case rawLengthPrefixWidth(Int, first: Bool)
+    /// A length prefix offset outside `0...maximum`.
+    case rawLengthPrefixOffset(Int, maximum: Int, first: Bool)
+    case rawMaxResponseSize(Int)
+    /// A framing for the first answer without a first message.
+    case rawFirstResponseWithoutFirstMessage
+    /// Raw messages or framings set for another protocol.
+    case rawOptionsNotFor(LoadGenerator.WireProtocol)
+    /// An HTTP method that is not a token.
+    case httpMethod(String)
+    /// An HTTP path that does not start with `/` or holds spaces or control bytes.
+    case httpPath(String)
+    /// A header that is not `Name: value` on one line.
+    case httpHeader(String)
+    /// `Content-Length` or `Transfer-Encoding` given: the load generator frames the body itself.
+    case httpHeaderSetByLoad(String)
+    case httpLimits(header: Int, body: Int)
+    /// HTTP request values set for another protocol.
+    case httpOptionsNotFor(LoadGenerator.WireProtocol)
     /// More connections per process than descriptors.
     case descriptors(DescriptorShortage)
     /// More connections per source address than local ports.
@@ -96,6 +127,23 @@ public enum LoadError: Error, CustomStringConvertible, Sendable, Equatable {
         case .firstMessageNotFor(let p): "a first message is not for the \(p) protocol"
         case .registrationSize(let n, let minimum, let maximum): "the registration size must be between \(minimum) and \(maximum) bytes, not \(n)"
         case .registrationSizeNotFor(let p): "a registration size is not for the \(p) protocol"
+        case .rawMessageMissing: "the raw protocol needs a message to send"
+        case .rawFirstMessageEmpty: "the raw first message is empty"
+        case .rawResponseFramingMissing: "the raw protocol needs a response framing: a size, a delimiter or a length prefix"
+        case .rawFramingConflict(let first): "\(first ? "the first answer" : "a response") has more than one framing"
+        case .rawResponseSize(let n, let maximum, _): "a raw response size must be between 1 and \(maximum), not \(n)"
+        case .rawDelimiterEmpty: "a raw response delimiter cannot be empty"
+        case .rawLengthPrefixWidth(let n, _): "a length prefix is 1, 2, 4 or 8 bytes wide, not \(n)"
+        case .rawLengthPrefixOffset(let n, let maximum, _): "a length prefix offset must be between 0 and \(maximum), not \(n)"
+        case .rawMaxResponseSize(let n): "the largest raw response must be at least 1 byte, not \(n)"
+        case .rawFirstResponseWithoutFirstMessage: "a framing for the first answer needs a first message"
+        case .rawOptionsNotFor(let p): "raw messages and framings are not for the \(p) protocol"
+        case .httpMethod(let m): "HTTP method '\(m)' is not a token (e.g. GET, POST)"
+        case .httpPath(let p): "HTTP path '\(p)' must start with / and hold no spaces or control bytes"
+        case .httpHeader(let h): "HTTP header '\(h)' is not 'Name: value' on one line"
+        case .httpHeaderSetByLoad(let h): "HTTP header '\(h)' is set by the load generator from the body"
+        case .httpLimits(let h, let b): "HTTP limits must be at least 64 header bytes and 0 body bytes, not \(h) and \(b)"
+        case .httpOptionsNotFor(let p): "HTTP request values are not for the \(p) protocol"
         case .descriptors(let s):
             "\(s.connections) connections over \(s.processes) processes need \(s.perProcess) descriptors per process but one may open \(s.usable)"
         case .ports(let s):

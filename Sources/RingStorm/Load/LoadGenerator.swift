@@ -41,6 +41,8 @@ public final class LoadGenerator: Sendable {
         guard c.connectRate >= 0 else { throw .connectRateNegative(c.connectRate) }
         guard c.requestTimeoutNanoseconds > 0 else { throw .requestTimeoutNotPositive(c.requestTimeoutNanoseconds) }
         guard c.reconnectJitter >= 0 && c.reconnectJitter <= 10 else { throw .reconnectJitter(c.reconnectJitter, maximum: 10) }
+        if c.wireProtocol != .raw && c.raw.isSet { throw .rawOptionsNotFor(c.wireProtocol) }
+        if c.wireProtocol != .http && c.http.isSet { throw .httpOptionsNotFor(c.wireProtocol) }
         try c.wireProtocol.client.validate(c)
         guard c.firstMessageSize >= 0 else { throw .firstMessageNegative(c.firstMessageSize) }
         switch c.pacing {

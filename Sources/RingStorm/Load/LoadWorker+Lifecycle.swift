@@ -19,7 +19,8 @@ extension LoadWorker {
         clients[c].inFlight = 0
         clients[c].oldest = 0
         clients[c].answered = 0
-        wireStates[c] = wire.newConnection()
+        clients[c].peerCloses = false
+        wireStates[c] = wire.newConnection(client: firstClient + c)
         let id: ConnectionID
         do {
             id = try engine.connect(to: config.target, from: source(of: c), timeoutNanoseconds: config.connectTimeoutNanoseconds)

@@ -76,7 +76,7 @@ extension LoadWorker {
     @inline(__always)
     func sendRequest(_ c: Int, intended: Int64) {
         let inFlight = Int(clients[c].inFlight)
-        guard inFlight < maxInFlight else { return }
+        guard inFlight < maxInFlight, !clients[c].peerCloses else { return }
         let unsent = engine.pendingBytes(clients[c].connection)
         if config.maxUnsentBytesPerConnection > 0 && unsent >= config.maxUnsentBytesPerConnection {
             // The server is not taking what was sent: hold back rather than queue without end.

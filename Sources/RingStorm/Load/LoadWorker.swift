@@ -89,7 +89,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         firstClient = config.firstClient
         clientCount = config.connections
         clients = FlatArray(repeating: ClientState(), count: clientCount)
-        wireStates = FlatArray(repeating: wire.newConnection(), count: clientCount)
+        wireStates = FlatArray(repeating: wire.newConnection(client: 0), count: clientCount)
         slotClient = FlatArray(repeating: -1, count: config.engine.maxConnections + 1)
         maxInFlight = config.maxInFlight
         sendTimes = FlatArray(repeating: 0, count: clientCount * maxInFlight)
@@ -218,7 +218,9 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
                                           oldestSequence: clients[c].sequence &- UInt64(inFlight))
         let got = wire.received(bytes, &wireStates[c], expecting: expecting)
         if got.firstMessageAnswered { registered(c, now: now) }
+        if got.peerCloses { clients[c].peerCloses = true }
         for _ in 0..<got.responses { answerOldest(c, now: now) }
+        if got.http.total > 0 { report.http.merge(got.http) }
         if let failure = got.failure {
             if let reason = failure.serverReason { report.serverErrors[reason, default: 0] += 1 }
             fail(c, phase: failure.phase ?? phase(of: c), .protocolError, mode: .abortive)

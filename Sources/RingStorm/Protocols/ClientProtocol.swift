@@ -28,8 +28,9 @@ protocol ClientProtocol: AnyObject {
     /// `register`).
     static func sendsFirstMessage(_ configuration: LoadGenerator.Configuration) -> Bool
 
-    /// The state of a connection that has just connected.
-    func newConnection() -> Connection
+    /// The state of a connection of client number `client` (global, as in `firstMessage`) that has just
+    /// connected.
+    func newConnection(client: Int) -> Connection
 
     /// The first message of client number `client` (global among all workers and processes, so it can
     /// fill per-client placeholders). Valid until the next call on this instance.
@@ -63,6 +64,11 @@ struct ClientReceived {
     var firstMessageAnswered = false
     /// Requests answered, oldest first.
     var responses = 0
+    /// The server said it closes the connection after these responses (HTTP `Connection: close`): no
+    /// more requests go out on it; its close, when it comes, is classified as any other.
+    var peerCloses = false
+    /// HTTP: the answered requests' status classes (zero for other protocols).
+    var http = HTTPStatusCounts()
     /// The bytes broke the protocol: the connection ends with `protocol_error`.
     var failure: ClientProtocolFailure?
 }
@@ -82,6 +88,8 @@ extension LoadGenerator.WireProtocol {
         switch self {
         case .ringstorm: body.run(RingStormClientProtocol.self)
         case .echo: body.run(EchoClientProtocol.self)
+        case .raw: body.run(RawClientProtocol.self)
+        case .http: body.run(HTTPClientProtocol.self)
         }
     }
 

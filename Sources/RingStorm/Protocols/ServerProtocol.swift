@@ -7,6 +7,8 @@ public enum ServerProtocolKind: String, CaseIterable, Sendable, Codable, CustomS
     case ringstorm
     /// Raw bytes echoed back.
     case echo
+    /// HTTP/1.1 keep-alive: every request answered `200` with `responseSize` body bytes.
+    case http
 
     public var description: String { rawValue }
 
@@ -16,6 +18,7 @@ public enum ServerProtocolKind: String, CaseIterable, Sendable, Codable, CustomS
         switch self {
         case .ringstorm: try body.run(RingStormServerProtocol.self)
         case .echo: try body.run(EchoServerProtocol.self)
+        case .http: try body.run(HTTPServerProtocol.self)
         }
     }
 }
@@ -67,4 +70,7 @@ enum Reception {
     case registered
     /// A protocol violation, already answered: count it and close.
     case violated
+    /// Answered, and the peer asked to close (HTTP `Connection: close`): close (FIN after the answers),
+    /// not counted as a violation.
+    case finished
 }

@@ -135,6 +135,9 @@ public struct LoadReport: Codable, Sendable, Equatable {
     public var failedWorkers: [FailedWorker] = []
     /// How late the generator's own loop ran (see `Generator`).
     public var generator = Generator()
+    /// `--protocol http`: final responses by status class (a non-2xx is an answer, not a success).
+    /// Absent for other protocols.
+    public var http: HTTPStatusCounts?
 
     public init(backend: String, durationSeconds: Double, connections: Connections = .init(), requests: Requests = .init(),
                 outcomes: PhaseOutcomes = .init(), latency: Latencies = .init(), syscalls: SyscallSummary = .init(total: 0, perRequest: 0)) {
@@ -158,6 +161,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         case complete
         case failedWorkers = "failed_workers"
         case generator
+        case http
     }
 
     public init(from decoder: any Decoder) throws {
@@ -175,6 +179,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         complete = try c.decodeIfPresent(Bool.self, forKey: .complete) ?? true
         failedWorkers = try c.decodeIfPresent([FailedWorker].self, forKey: .failedWorkers) ?? []
         generator = try c.decodeIfPresent(Generator.self, forKey: .generator) ?? Generator()
+        http = try c.decodeIfPresent(HTTPStatusCounts.self, forKey: .http)
     }
 
     /// The JSON document, keys sorted.
@@ -221,6 +226,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     public var syscalls = 0
     /// ERROR frames received from the server, by code name.
     public var serverErrors: [String: Int] = [:]
+    /// HTTP responses by status class.
+    public var http = HTTPStatusCounts()
     /// Reports merged into this one (1 for a worker's own).
     public var workers = 1
     /// How late the worker loops ran.
@@ -246,6 +253,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         latency.merge(other.latency)
         syscalls += other.syscalls
         for (code, n) in other.serverErrors { serverErrors[code, default: 0] += n }
+        http.merge(other.http)
         workers += other.workers
         generator.merge(other.generator)
     }
@@ -270,6 +278,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
                                 syscalls: SyscallSummary(total: syscalls, requests: requests.answered))
         report.serverErrors = serverErrors.isEmpty ? nil : serverErrors
         report.generator = generator
+        report.http = http.total > 0 ? http : nil
         return report
     }
 
@@ -281,6 +290,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         case syscalls, workers
         case serverErrors = "server_errors"
         case generator
+        case http
     }
 
     /// Compact JSON on one line (no newline inside), for a pipe from worker to parent.

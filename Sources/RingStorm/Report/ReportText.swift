@@ -27,6 +27,13 @@ extension LoadReport {
         }
         if requests.heldBack > 0 { requestLine += "  held back " + ReportFormat.count(requests.heldBack) }
         lines.append(label("requests") + requestLine)
+        if let http {
+            // A non-2xx is an answer but no success: counted apart.
+            lines.append(label("http") + "2xx " + ReportFormat.count(http.success) + "  3xx " + ReportFormat.count(http.redirection)
+                + "  4xx " + ReportFormat.count(http.clientError) + "  5xx " + ReportFormat.count(http.serverError)
+                + (http.other > 0 ? "  other " + ReportFormat.count(http.other) : "")
+                + (http.non2xx > 0 ? "  (non-2xx " + ReportFormat.count(http.non2xx) + ": answered, not successes)" : ""))
+        }
 
         let rows: [(String, LatencySummary)] = [
             ("connect", latency.connect), ("register", latency.register), ("request", latency.request),

@@ -28,6 +28,8 @@ extension RingStormServer {
         public var idleTimeout: Duration = .seconds(60)
         /// The largest frame `length` (type + body) accepted; larger gets ERROR `frame_too_large`.
         public var maxFrameSize: Int = WireFormat.defaultMaxFrameSize
+        /// `http` only: body bytes of every `200` answer.
+        public var responseSize: Int = 0
         /// Lowers the process's soft RLIMIT_NOFILE to this before starting (nil: leave it). The previous
         /// limit is restored when the server has stopped (`wait`).
         public var maxFDs: Int? = nil
@@ -58,6 +60,7 @@ extension RingStormServer {
             guard registerTimeout >= .zero else { throw .negativeTimeout(.register) }
             guard idleTimeout >= .zero else { throw .negativeTimeout(.idle) }
             guard tick > .zero else { throw .tickNotPositive }
+            guard ServerError.responseSizeRange.contains(responseSize) else { throw .responseSizeOutOfRange(responseSize) }
             if let maxFDs, maxFDs < ServerError.minimumMaxFDs { throw .maxFDsTooLow(maxFDs) }
         }
     }
@@ -75,6 +78,8 @@ public enum ServerError: Error, CustomStringConvertible, Sendable {
     case maxFrameSizeOutOfRange(Int)
     case negativeTimeout(Timeout)
     case tickNotPositive
+    /// `responseSize` (http) outside `responseSizeRange`.
+    case responseSizeOutOfRange(Int)
     /// `maxFDs` below `minimumMaxFDs` (stdin/out/err, the engine and the listener need some).
     case maxFDsTooLow(Int)
     /// `maxFDs` above the hard descriptor limit, which a process cannot raise.
@@ -88,6 +93,7 @@ public enum ServerError: Error, CustomStringConvertible, Sendable {
     public static let threadRange = 1...64
     public static let maxFrameSizeRange = (1 + WireFormat.requestFixedBodySize)...Int(UInt32.max)
     public static let minimumMaxFDs = 8
+    public static let responseSizeRange = 0...(16 << 20)
 
     public var description: String { text(threads: "threads", maxFrameSize: "max frame size", maxFDs: "max fds",
                                           timeout: { "\($0) timeout" }, tick: "tick") }
@@ -102,6 +108,8 @@ public enum ServerError: Error, CustomStringConvertible, Sendable {
             "\(maxFrameSize) must be between \(Self.maxFrameSizeRange.lowerBound) and \(Self.maxFrameSizeRange.upperBound) bytes, not \(n)"
         case .negativeTimeout(let which): "\(timeout(which)) cannot be negative"
         case .tickNotPositive: "\(tick) must be positive"
+        case .responseSizeOutOfRange(let n):
+            "the http response size must be between 0 and \(Self.responseSizeRange.upperBound) bytes, not \(n)"
         case .maxFDsTooLow(let n):
             "\(maxFDs) must be at least \(Self.minimumMaxFDs) (stdin/out/err, the engine and the listener need some), not \(n)"
         case .maxFDsAboveHardLimit(let n, let hard):

@@ -167,6 +167,8 @@ final class ServerWorker<Engine: NetworkEngine, Proto: ServerProtocol>: Listenin
         case .violated:
             counts.pointee.protocolErrors += 1
             close(id, .orderly)
+        case .finished:
+            close(id, .orderly)
         }
     }
 

@@ -36,7 +36,7 @@ final class EchoClientProtocol: ClientProtocol {
 
     static func sendsFirstMessage(_ configuration: LoadGenerator.Configuration) -> Bool { configuration.firstMessageSize > 0 }
 
-    func newConnection() -> Connection { Connection(matcher: EchoMatcher(messageSize: messageSize)) }
+    func newConnection(client: Int) -> Connection { Connection(matcher: EchoMatcher(messageSize: messageSize)) }
 
     func firstMessage(client: Int, _ connection: inout Connection) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(first) }
 

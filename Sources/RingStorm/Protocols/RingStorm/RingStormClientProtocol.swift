@@ -35,7 +35,7 @@ final class RingStormClientProtocol: ClientProtocol {
 
     static func sendsFirstMessage(_ configuration: LoadGenerator.Configuration) -> Bool { true }
 
-    func newConnection() -> FrameDecoder { FrameDecoder(maxFrameSize: maxFrameSize) }
+    func newConnection(client: Int) -> FrameDecoder { FrameDecoder(maxFrameSize: maxFrameSize) }
 
     func firstMessage(client: Int, _ connection: inout FrameDecoder) -> UnsafeRawBufferPointer {
         let n = FrameEncoder.encodeRegister(clientID: clientIDBase + UInt64(client), frameSize: registrationSize, into: scratch)
