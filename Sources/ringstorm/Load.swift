@@ -227,14 +227,8 @@ struct Load: ParsableCommand {
         let path = slash < rest.endIndex ? String(rest[slash...]) : "/"
         let hasPort = hostPort.hasPrefix("[") ? hostPort.contains("]:") : hostPort.contains(":")
         if !hasPort { hostPort += ":80" }
-        do { return (try SocketAddress(parsing: hostPort), path) } catch {
-            let host = hostPort.hasPrefix("[") ? hostPort : String(hostPort.split(separator: ":").first ?? "")
-            guard hostPort.hasPrefix("[") || !host.contains(where: \.isLetter) else {
-                throw UsageError("--target \(target): '\(host)' is not a numeric address; names are not resolved, "
-                    + "write e.g. http://127.0.0.1:8080/")
-            }
-            throw UsageError("--target \(target): \(error); write e.g. http://127.0.0.1:8080/")
-        }
+        // The same numeric-address rules as HOST:PORT (a name is refused, not resolved).
+        return (try AddressArgument.parse(hostPort, option: "--target \(target): the host"), path)
     }
 
     /// `--protocol raw`'s messages and framings.

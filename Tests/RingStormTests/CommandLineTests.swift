@@ -60,6 +60,7 @@ import RingStormEngine
         // Blocking work (children, sleeps) on a thread of its own: the cooperative pool stays free.
         try await onThread {
             try refused(["load", "--target", "localhost:7000"], ["'localhost' is a name", "names are not resolved", "127.0.0.1:7000"])
+            try refused(["load", "--protocol", "http", "--target", "http://localhost:8080/"], ["'localhost' is a name", "names are not resolved"])
             try refused(["serve", "--listen", "localhost:7000"], ["names are not resolved"])
             try refused(["load", "--target", "::1:7000"], ["[::1]:7000"])
             try refused(["serve", "--listen", "127.0.0.1"], ["--listen 127.0.0.1 has no port", "port 0"])
