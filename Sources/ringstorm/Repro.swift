@@ -22,7 +22,7 @@ struct ReproCommand: ParsableCommand {
         Examples:
           ringstorm repro
           ringstorm repro --on-emfile pause -d 5s
-          ringstorm repro --clients 100 --silent 20 --max-fds 48 -d 3s --json r.json
+          ringstorm repro -c 100 --silent-connections 20 --max-fds 48 -d 3s --json r.json
         """
     )
 
@@ -35,11 +35,29 @@ struct ReproCommand: ParsableCommand {
 
     private var policy: EMFILEPolicy { onEmfile ?? policyAlias ?? .shed }
 
-    @Option(parsing: .unconditional, help: "Registering clients (the seed's: 75-byte registration at once, periodic requests, reconnect on error).")
-    var clients: Int = 200
+    @Option(name: [.customShort("c"), .long], parsing: .unconditional,
+            help: "Registering clients, each holding at most one connection (the seed's: 75-byte registration at once, periodic requests, reconnect on error); load's --connections. Default: 200.")
+    var connections: Int?
 
-    @Option(parsing: .unconditional, help: "Silent clients (connect, send nothing, like telnet); they connect --silent-delay after the others.")
-    var silent: Int = 50
+    /// The old name of --connections.
+    @Option(name: .customLong("clients"), parsing: .unconditional, help: .hidden)
+    var clientsAlias: Int?
+
+    @Option(parsing: .unconditional,
+            help: "Silent clients besides them (connect, send nothing, like telnet: load --silent); they connect --silent-delay after the others. Default: 50.")
+    var silentConnections: Int?
+
+    /// The old name of --silent-connections.
+    @Option(name: .customLong("silent"), parsing: .unconditional, help: .hidden)
+    var silentAlias: Int?
+
+    /// One of a new option and its old name; both only when they agree.
+    private static func either(_ value: Int?, _ alias: Int?, _ name: String, _ old: String, default fallback: Int) throws -> Int {
+        if let value, let alias, value != alias {
+            throw UsageError("\(old) is the old name of \(name); give one of them")
+        }
+        return value ?? alias ?? fallback
+    }
 
     @Option(parsing: .unconditional, help: "The server's descriptor limit; below the client count to run out.")
     var maxFds: Int = 64
@@ -77,8 +95,8 @@ struct ReproCommand: ParsableCommand {
     func makeConfiguration() throws -> Repro.Configuration {
         var c = Repro.Configuration()
         c.policy = policy
-        c.clients = clients
-        c.silent = silent
+        c.clients = try Self.either(connections, clientsAlias, "--connections", "--clients", default: 200)
+        c.silent = try Self.either(silentConnections, silentAlias, "--silent-connections", "--silent", default: 50)
         c.maxFDs = maxFds
         c.durationNanoseconds = try nanoseconds(duration, "--duration")
         c.backend = backend
@@ -163,9 +181,9 @@ extension ReproError {
     /// The problem in `ringstorm repro`'s terms: its option names, the numbers and the fix.
     var commandLineText: String {
         switch self {
-        case .clients(let n): "--clients must be at least 1, not \(n)"
-        case .silentNegative: "--silent cannot be negative"
-        case .tooManyClients(let n, let maximum): "--clients plus --silent is \(n); the repro runs at most \(maximum) (use serve and load for more)"
+        case .clients(let n): "--connections must be at least 1, not \(n)"
+        case .silentNegative: "--silent-connections cannot be negative"
+        case .tooManyClients(let n, let maximum): "--connections plus --silent-connections is \(n); the repro runs at most \(maximum) (use serve and load for more)"
         case .maxFDs(let n, let minimum): "--max-fds must be at least \(minimum) (the server needs a few for itself), not \(n)"
         case .duration(let d, let allowed):
             "--duration must be between \(DurationParsing.format(nanoseconds: allowed.lowerBound)) and "

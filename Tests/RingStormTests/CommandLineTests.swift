@@ -49,7 +49,9 @@ import RingStormEngine
             try refused(["load", "--pipeline", "-2"], ["--pipeline", "-2"])
             try refused(["load", "--duration", "-1s"], ["--duration"])
             try refused(["serve", "--max-fds", "-3"], ["--max-fds must be at least 1, not -3"])
-            try refused(["repro", "--clients", "-4"], ["--clients must be at least 1, not -4"])
+            try refused(["repro", "--connections", "-4"], ["--connections must be at least 1, not -4"])
+            try refused(["repro", "--clients", "-4"], ["--connections must be at least 1, not -4"])
+            try refused(["repro", "--silent-connections", "-1"], ["--silent-connections cannot be negative"])
             try refused(["load", "--interval", "-1s"], ["--interval", "cannot be negative"])
             try refused(["serve", "--idle-timeout", "-5s"], ["--idle-timeout", "cannot be negative"])
             try refused(["load", "--message-size", "-4"], ["--message-size", "cannot be negative"])
@@ -76,6 +78,9 @@ import RingStormEngine
             try refused(["load", "--backoff", "100ms,5s"], ["--backoff", "--reconnect"])
             try refused(["serve", "--duration", "0"], ["--duration must be more than 0"])
             try refused(["repro", "--on-emfile", "pause", "--policy", "shed"], ["--policy", "--on-emfile"])
+            try refused(["repro", "--connections", "10", "--clients", "20"], ["--clients is the old name of --connections"])
+            try refused(["repro", "--silent-connections", "1", "--silent", "2"], ["--silent is the old name of --silent-connections"])
+            try refused(["repro", "-c", "9000", "--silent", "2000"], ["--connections plus --silent-connections is 11000"])
         }
     }
 
@@ -130,6 +135,24 @@ import RingStormEngine
         #expect(c.connections == 7)
         #expect(c.durationNanoseconds == 3_000_000_000)
         #expect(c.threads == 2)
+    }
+
+    /// repro names its groups like load (`--connections`, `-c`, `--silent-connections`); the old
+    /// `--clients` and `--silent N` still work, hidden.
+    @Test func reproNamesItsGroupsLikeLoadAndKeepsTheOldNames() throws {
+        let new = try ReproCommand.parse(["-c", "30", "--silent-connections", "5"]).makeConfiguration()
+        #expect(new.clients == 30 && new.silent == 5)
+        let long = try ReproCommand.parse(["--connections", "31", "--silent-connections", "0"]).makeConfiguration()
+        #expect(long.clients == 31 && long.silent == 0)
+        let old = try ReproCommand.parse(["--clients", "32", "--silent", "6"]).makeConfiguration()
+        #expect(old.clients == 32 && old.silent == 6)
+        let both = try ReproCommand.parse(["--connections", "33", "--clients", "33"]).makeConfiguration()
+        #expect(both.clients == 33 && both.silent == 50)
+        let defaults = try ReproCommand.parse([]).makeConfiguration()
+        #expect(defaults.clients == 200 && defaults.silent == 50)
+        let help = ReproCommand.helpMessage()
+        #expect(help.contains("--silent-connections") && help.contains("--connections"))
+        #expect(!help.contains("--clients") && !help.contains("--silent <"))
     }
 }
 

@@ -87,7 +87,7 @@ import RingStormEngine
         let text = r.explanation.joined(separator: "\n")
         #expect(text.contains("never ran out of descriptors"))
         #expect(text.contains("register timeout (5s) closed them"))
-        #expect(text.contains("--max-fds 64 --clients 200"))
+        #expect(text.contains("--max-fds 64 --connections 200 --silent-connections 50"))
     }
 
     @Test func backoffJitterSpreadsReconnectsReproducibly() {
@@ -120,8 +120,8 @@ struct ReproTests {
     func repro(_ policy: EMFILEPolicy, _ backend: Backend) throws -> (ReproReport, String) {
         let json = FileManager.default.temporaryDirectory.appendingPathComponent("ringstorm-repro-\(UUID()).json").path
         defer { unlink(json) }
-        let run = try runRingstorm(["repro", "--on-emfile", policy.rawValue, "--backend", backend.rawValue, "--clients", "40",
-                                    "--silent", "10", "--max-fds", "24", "--duration", "3s", "--silent-delay", "1s",
+        let run = try runRingstorm(["repro", "--on-emfile", policy.rawValue, "--backend", backend.rawValue, "--connections", "40",
+                                    "--silent-connections", "10", "--max-fds", "24", "--duration", "3s", "--silent-delay", "1s",
                                     "--report-interval", "0", "--json", json], seconds: 30)
         #expect(run.status == 0, "\(run.errors)")
         return (try ReproReport(json: Data(contentsOf: URL(fileURLWithPath: json))), run.output)

@@ -140,7 +140,7 @@ public struct ReproReport: Codable, Sendable {
             }
             paragraphs.append(text)
             paragraphs.append("To see the seed, give the server fewer descriptors than clients, e.g. "
-                + "ringstorm repro --max-fds 64 --clients 200 --silent 50.")
+                + "ringstorm repro --max-fds 64 --connections 200 --silent-connections 50.")
             return paragraphs + others(r)
         }
         let errors = r.server.acceptErrors.keys.sorted().filter { (r.server.acceptErrors[$0] ?? 0) > 0 }
