@@ -22,6 +22,8 @@ final class MetricsEndpoint: @unchecked Sendable {
     private let stopFlag = StopFlag()
     private var counters: [String: (counter: CoreMetrics.Counter, last: Int)] = [:]
     private var gauges: [String: CoreMetrics.Gauge] = [:]
+    /// Families written beside the registry's output (the latency histograms), set by `update`.
+    var histograms = ""
 
     /// Binds and listens on `text` (`HOST:PORT`; port 0: the kernel picks one) and serves from a thread
     /// of its own; `update` brings the metrics up to the run's state before each scrape.
@@ -125,6 +127,7 @@ final class MetricsEndpoint: @unchecked Sendable {
         if parts.count >= 2, parts[0] == "GET", parts[1] == "/metrics" || parts[1].hasPrefix("/metrics?") {
             update(self)
             body = registry.emitToBuffer()
+            body += Array(histograms.utf8)
         } else {
             status = "404 Not Found"
             type = "text/plain; charset=utf-8"
@@ -153,16 +156,36 @@ extension MetricsEndpoint {
         count("ringstorm_load_requests_answered_total", report.requests.answered)
         count("ringstorm_load_syscalls_total", report.syscalls)
         outcomes("ringstorm_load", report.outcomes)
-        let kinds: [(String, LatencySummary)] = [
-            ("connect", report.latency.connect.summary), ("register", report.latency.register.summary),
-            ("request", report.latency.request.summary),
-        ]
-        for (kind, summary) in kinds where summary.count > 0 {
-            for (quantile, value) in [("0.5", summary.p50), ("0.9", summary.p90), ("0.99", summary.p99), ("0.999", summary.p999), ("1", summary.max)] {
-                gauge("ringstorm_load_latency_seconds", Double(value) / 1e6, [("kind", kind), ("quantile", quantile)])
+        histograms = Self.histogramText("ringstorm_load_latency_seconds",
+                                        help: "Latency since the start of the run, from the run's HDR histograms.",
+                                        [("connect", report.latency.connect), ("register", report.latency.register),
+                                         ("request", report.latency.request)])
+    }
+
+    /// The bucket bounds of the latency histograms: 1-2.5-5 steps from 10 µs to 10 s, as Prometheus
+    /// writes them (`le`, in seconds) and in the recorders' microseconds.
+    static let latencyBuckets: [(le: String, microseconds: UInt64)] = [
+        ("1e-05", 10), ("2.5e-05", 25), ("5e-05", 50), ("0.0001", 100), ("0.00025", 250), ("0.0005", 500),
+        ("0.001", 1_000), ("0.0025", 2_500), ("0.005", 5_000), ("0.01", 10_000), ("0.025", 25_000), ("0.05", 50_000),
+        ("0.1", 100_000), ("0.25", 250_000), ("0.5", 500_000), ("1", 1_000_000), ("2.5", 2_500_000), ("5", 5_000_000),
+        ("10", 10_000_000),
+    ]
+
+    /// A Prometheus histogram family in the text format, one series per `kind`, computed from the
+    /// recorders: cumulative `_bucket{le}` counts (the values at or below each bound), `+Inf`, `_sum` and
+    /// `_count`, in seconds. swift-prometheus' histograms only take observations one by one, so these
+    /// are written here, beside its output.
+    static func histogramText(_ name: String, help: String, _ kinds: [(String, LatencyRecorder)]) -> String {
+        var text = "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
+        for (kind, recorder) in kinds {
+            for bucket in latencyBuckets {
+                text += "\(name)_bucket{kind=\"\(kind)\",le=\"\(bucket.le)\"} \(recorder.count(atOrBelow: bucket.microseconds))\n"
             }
-            count("ringstorm_load_latency_samples_total", summary.count, [("kind", kind)])
+            text += "\(name)_bucket{kind=\"\(kind)\",le=\"+Inf\"} \(recorder.count)\n"
+            text += "\(name)_sum{kind=\"\(kind)\"} \(recorder.sumMicroseconds / 1e6)\n"
+            text += "\(name)_count{kind=\"\(kind)\"} \(recorder.count)\n"
         }
+        return text
     }
 
     /// The server's metrics from a snapshot (summed over worker processes).

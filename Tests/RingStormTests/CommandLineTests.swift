@@ -433,6 +433,33 @@ private func waitUntilBlocking(seconds: Double, _ condition: () -> Bool) throws 
         body.split(separator: "\n").first { $0.hasPrefix(metric + " ") }.flatMap { Double($0.split(separator: " ").last!) }
     }
 
+    /// One series of a histogram family: the `_bucket` values in order (`+Inf` last), `_sum`, `_count`.
+    func histogram(_ body: String, _ name: String, kind: String) -> (buckets: [Double], sum: Double, count: Double)? {
+        let lines = body.split(separator: "\n")
+        let buckets = lines.filter { $0.hasPrefix("\(name)_bucket{kind=\"\(kind)\",") }.compactMap { Double($0.split(separator: " ").last!) }
+        guard let sum = value(body, "\(name)_sum{kind=\"\(kind)\"}"), let count = value(body, "\(name)_count{kind=\"\(kind)\"}") else { return nil }
+        return (buckets, sum, count)
+    }
+
+    /// The histogram text from known latencies: cumulative, in seconds, `+Inf` and `_count` the total.
+    @Test func latencyHistogramsFollowPrometheusConventions() {
+        var recorder = LatencyRecorder()
+        for microseconds: UInt64 in [5, 20, 20, 1_000, 20_000_000] { recorder.record(microseconds: microseconds) }
+        let text = MetricsEndpoint.histogramText("x_seconds", help: "h", [("request", recorder), ("connect", LatencyRecorder())])
+        #expect(text.hasPrefix("# HELP x_seconds h\n# TYPE x_seconds histogram\n"))
+        #expect(text.contains(#"x_seconds_bucket{kind="request",le="1e-05"} 1"#))
+        #expect(text.contains(#"x_seconds_bucket{kind="request",le="2.5e-05"} 3"#))
+        #expect(text.contains(#"x_seconds_bucket{kind="request",le="0.0005"} 3"#))
+        #expect(text.contains(#"x_seconds_bucket{kind="request",le="0.001"} 4"#))
+        #expect(text.contains(#"x_seconds_bucket{kind="request",le="10"} 4"#))
+        #expect(text.contains(#"x_seconds_bucket{kind="request",le="+Inf"} 5"#))
+        #expect(text.contains(#"x_seconds_count{kind="request"} 5"#))
+        let parsed = histogram(text, "x_seconds", kind: "request")
+        #expect(parsed.map { abs($0.sum - 20.001045) < 0.02 } == true, "\(String(describing: parsed))")
+        #expect(text.contains(#"x_seconds_bucket{kind="connect",le="+Inf"} 0"#))
+        #expect(text.contains(#"x_seconds_count{kind="connect"} 0"#))
+    }
+
     func metricsAddress(_ banner: String) -> String? {
         guard let range = banner.range(of: #"metrics on http://127\.0\.0\.1:\d+"#, options: .regularExpression) else { return nil }
         return String(banner[range].dropFirst("metrics on http://".count))
@@ -462,8 +489,17 @@ private func waitUntilBlocking(seconds: Double, _ condition: () -> Bool) throws 
             #expect(value(scraped.body, "ringstorm_load_connections_open") == 3)
             let answeredDuring = value(scraped.body, "ringstorm_load_requests_answered_total") ?? 0
             #expect(answeredDuring > 0)
-            #expect(scraped.body.contains(#"ringstorm_load_latency_seconds{kind="request",quantile="0.99"}"#)
-                || scraped.body.contains(#"ringstorm_load_latency_seconds{quantile="0.99",kind="request"}"#))
+            // The latency histograms: cumulative buckets, +Inf equal to _count, and the request
+            // histogram's _count equal to the answered requests of the same snapshot.
+            #expect(scraped.body.contains("# TYPE ringstorm_load_latency_seconds histogram"))
+            let requests = try #require(histogram(scraped.body, "ringstorm_load_latency_seconds", kind: "request"))
+            #expect(requests.buckets.count == MetricsEndpoint.latencyBuckets.count + 1)
+            #expect(zip(requests.buckets, requests.buckets.dropFirst()).allSatisfy { $0.1 >= $0.0 }, "\(requests.buckets)")
+            #expect(requests.buckets.last == requests.count)
+            #expect(requests.count == answeredDuring)
+            #expect(requests.sum > 0)
+            let connects = try #require(histogram(scraped.body, "ringstorm_load_latency_seconds", kind: "connect"))
+            #expect(connects.count == 3 && connects.buckets.last == 3)
             #expect(try scrape(loadMetrics, path: "/").status == "HTTP/1.1 404 Not Found")
             let (status, _, errors) = load.waitForExit(seconds: 20)
             #expect(status == 0, "\(errors)")
@@ -471,6 +507,9 @@ private func waitUntilBlocking(seconds: Double, _ condition: () -> Bool) throws 
             #expect(report.connections.established == 3)
             #expect(Double(report.requests.answered) >= answeredDuring)
             #expect(Double(report.connections.attempted) == value(scraped.body, "ringstorm_load_connections_attempted_total"))
+            #expect(Double(report.requests.answered) >= requests.count)
+            #expect(Double(report.connections.established) == connects.count)
+            #expect(Double(report.latency.request.count) == Double(report.requests.answered))
         }
     }
 

@@ -53,6 +53,16 @@ public struct LatencyRecorder: Sendable, Equatable {
         record(nanoseconds: end >= start ? Int64(clamping: end - start) : 0)
     }
 
+    /// Values recorded at or below `microseconds`, to within the histogram's resolution (values within
+    /// 0.1% above it may count too): a Prometheus histogram's cumulative bucket.
+    public func count(atOrBelow microseconds: UInt64) -> Int {
+        histogram.totalCount == 0 ? 0 : Int(histogram.count(within: 0...microseconds))
+    }
+
+    /// The sum of the values recorded, in microseconds, each taken at the middle of its bucket (so to
+    /// within 0.1%): a Prometheus histogram's `_sum`.
+    public var sumMicroseconds: Double { histogram.mean * Double(histogram.totalCount) }
+
     /// Adds `other`'s values to this recorder's.
     public mutating func merge(_ other: LatencyRecorder) {
         histogram.add(other.histogram)
