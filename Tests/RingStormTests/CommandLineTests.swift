@@ -229,6 +229,31 @@ import RingStormEngine
         }
     }
 
+    /// A connections log on a full disk (issue 12 item 5: it wrote 0 lines and exited 0): the run still
+    /// prints its report and writes its JSON, names the path and the errno in words, and exits 1; the
+    /// library's verdict says the same.
+    @Test(.enabled(if: ringstormBinary != nil)) func aConnectionsLogOnAFullDiskIsReported() async throws {
+        try await onThread {
+            let server = try ServerChild([], protocol: .echo)
+            defer { server.terminate() }
+            let json = FileManager.default.temporaryDirectory.appendingPathComponent("ringstorm-full-\(UUID()).json").path
+            defer { unlink(json) }
+            let run = try runRingstorm(["load", "--target", "127.0.0.1:\(server.port)", "--protocol", "echo", "-c", "3", "-d", "300ms",
+                                        "--report-interval", "0", "--connections-log", "/dev/full", "--json", json])
+            #expect(run.status == 1, "\(run.errors)")
+            #expect(run.output.contains("connections  attempted 3"))
+            #expect(run.errors.contains("ringstorm: --connections-log /dev/full: write failed: ENOSPC (No space left on device); 3 lines lost"),
+                    "\(run.errors)")
+            let report = try LoadReport(json: Data(contentsOf: URL(fileURLWithPath: json)))
+            #expect(report.connectionsLogFailure == .init(error: "ENOSPC (No space left on device)", linesLost: 3))
+            var configuration = LoadGenerator.Configuration(target: SocketAddress(ipv4Value: 0x7F00_0001, port: server.port))
+            configuration.connectionsLogPath = "/dev/full"
+            let verdict = LoadVerdict(report: report, configuration: configuration)
+            #expect(verdict.exitStatus == 1)
+            #expect(verdict.failure?.contains("--connections-log /dev/full: write failed: ENOSPC") == true)
+        }
+    }
+
     @Test(.enabled(if: ringstormBinary != nil)) func aWriteFailureNamesThePathAndTheResultsAreStillPrinted() async throws {
         // Blocking work (children, sleeps) on a thread of its own: the cooperative pool stays free.
         try await onThread {

@@ -38,6 +38,8 @@ struct ConnectionRecord {
 final class ConnectionLogWriter {
     private let fd: Int32
     private var buffer: [UInt8] = []
+    /// The first failed write's errno and the lines lost since (nil while every write succeeded).
+    private(set) var failure: LoadReport.ConnectionsLogFailure?
     private static let flushThreshold = 64 * 1024
 
     init(fd: Int32) {
@@ -55,7 +57,14 @@ final class ConnectionLogWriter {
         while offset < buffer.count {
             let n = buffer.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
             if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
+            if n <= 0 {
+                // ENOSPC, EIO, EFBIG, ...: the rest of the buffer is lost; the run goes on and reports it.
+                let error = n < 0 ? Errno.current : Errno(rawValue: ENOSPC)
+                let lost = buffer[offset...].reduce(0) { $1 == UInt8(ascii: "\n") ? $0 + 1 : $0 }
+                if failure == nil { failure = .init(error: error.description, linesLost: 0) }
+                failure!.linesLost += max(lost, 1)
+                break
+            }
             offset += n
         }
         buffer.removeAll(keepingCapacity: true)

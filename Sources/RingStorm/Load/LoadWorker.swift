@@ -158,6 +158,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
             do { try engine.poll(timeoutNanoseconds: 10_000_000) { event in handle(event) } } catch { break }
         }
         log?.flush()
+        report.connectionsLogFailure = log?.failure
         finished = true
         publish(snapshot)
     }

@@ -138,6 +138,34 @@ public struct LoadReport: Codable, Sendable, Equatable {
     /// `--protocol http`: final responses by status class (a non-2xx is an answer, not a success).
     /// Absent for other protocols.
     public var http: HTTPStatusCounts?
+    /// The connections log could not be written (a full disk, an I/O error): the first errno and the
+    /// lines lost. Absent when every line was written (or there was no log).
+    public var connectionsLogFailure: ConnectionsLogFailure?
+
+    /// Why lines of the connections log were lost.
+    public struct ConnectionsLogFailure: Codable, Sendable, Hashable {
+        /// The first failed write's errno in words, e.g. `ENOSPC (No space left on device)`.
+        public var error: String
+        /// Lines not written (over all workers).
+        public var linesLost: Int
+
+        public init(error: String, linesLost: Int) {
+            self.error = error
+            self.linesLost = linesLost
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case error
+            case linesLost = "lines_lost"
+        }
+
+        /// The first error kept, the lines summed.
+        static func merged(_ a: Self?, _ b: Self?) -> Self? {
+            guard var sum = a else { return b }
+            sum.linesLost += b?.linesLost ?? 0
+            return sum
+        }
+    }
 
     public init(backend: String, durationSeconds: Double, connections: Connections = .init(), requests: Requests = .init(),
                 outcomes: PhaseOutcomes = .init(), latency: Latencies = .init(), syscalls: SyscallSummary = .init(total: 0, perRequest: 0)) {
@@ -162,6 +190,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         case failedWorkers = "failed_workers"
         case generator
         case http
+        case connectionsLogFailure = "connections_log_failure"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -180,6 +209,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         failedWorkers = try c.decodeIfPresent([FailedWorker].self, forKey: .failedWorkers) ?? []
         generator = try c.decodeIfPresent(Generator.self, forKey: .generator) ?? Generator()
         http = try c.decodeIfPresent(HTTPStatusCounts.self, forKey: .http)
+        connectionsLogFailure = try c.decodeIfPresent(ConnectionsLogFailure.self, forKey: .connectionsLogFailure)
     }
 
     /// The JSON document, keys sorted.
@@ -232,6 +262,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     public var workers = 1
     /// How late the worker loops ran.
     public var generator = LoadReport.Generator()
+    /// Lines of the connections log lost to failed writes.
+    public var connectionsLogFailure: LoadReport.ConnectionsLogFailure?
 
     public init(backend: String, durationSeconds: Double = 0) {
         self.backend = backend
@@ -256,6 +288,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         http.merge(other.http)
         workers += other.workers
         generator.merge(other.generator)
+        connectionsLogFailure = .merged(connectionsLogFailure, other.connectionsLogFailure)
     }
 
     public static func + (a: LoadWorkerReport, b: LoadWorkerReport) -> LoadWorkerReport {
@@ -279,6 +312,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         report.serverErrors = serverErrors.isEmpty ? nil : serverErrors
         report.generator = generator
         report.http = http.total > 0 ? http : nil
+        report.connectionsLogFailure = connectionsLogFailure
         return report
     }
 
@@ -291,6 +325,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         case serverErrors = "server_errors"
         case generator
         case http
+        case connectionsLogFailure = "connections_log_failure"
     }
 
     /// Compact JSON on one line (no newline inside), for a pipe from worker to parent.

@@ -274,6 +274,11 @@ public struct LoadVerdict: Sendable, Hashable {
             return "connections were established but no response parsed (\(ReportFormat.count(protocolErrors)) protocol errors): "
                 + "does the server speak --protocol \(c.wireProtocol)? \(other == "echo" ? "An" : "A") \(other) server would explain it"
         }
+        if let log = report.connectionsLogFailure {
+            let path = c.connectionsLogPath.map { $0 == "-" ? "(standard output)" : $0 } ?? "?"
+            return "--connections-log \(path): write failed: \(log.error); \(ReportFormat.count(log.linesLost)) "
+                + "line\(log.linesLost == 1 ? "" : "s") lost; free space or name another file"
+        }
         return nil
     }
 }
