@@ -400,6 +400,21 @@ private func waitUntilBlocking(seconds: Double, _ condition: () -> Bool) throws 
         return load
     }
 
+    /// Every time setting of the load configuration has a `Duration` accessor over its nanoseconds.
+    @Test func loadConfigurationTakesDurations() {
+        var c = LoadGenerator.Configuration(target: SocketAddress(ipv4Value: 0x7F00_0001, port: 7200))
+        c.duration = .milliseconds(1500)
+        c.connectTimeout = .seconds(3)
+        c.requestTimeout = .milliseconds(250)
+        c.reconnectBackoff = .milliseconds(50) ... .seconds(2)
+        c.drain = .milliseconds(300)
+        #expect(c.durationNanoseconds == 1_500_000_000 && c.duration == .milliseconds(1500))
+        #expect(c.connectTimeoutNanoseconds == 3_000_000_000 && c.requestTimeoutNanoseconds == 250_000_000)
+        #expect(c.reconnectMinimumNanoseconds == 50_000_000 && c.reconnectMaximumNanoseconds == 2_000_000_000)
+        #expect(c.drainNanoseconds == 300_000_000 && c.drain == .milliseconds(300))
+        #expect(LoadGenerator.Pacing.openLoop(interval: .milliseconds(20)) == .openLoop(intervalNanoseconds: 20_000_000))
+    }
+
     @Test(arguments: [Backend.uring, .epoll]) func cancellingTheTaskReturnsThePartialReport(_ backend: Backend) async throws {
         let server = try echoServer(backend)
         defer { server.stop(); _ = server.wait() }

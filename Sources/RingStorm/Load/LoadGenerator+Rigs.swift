@@ -21,6 +21,12 @@ extension LoadGenerator.Configuration {
         set { requestTimeoutNanoseconds = newValue.nanoseconds }
     }
 
+    /// `drainNanoseconds` as a `Duration`: after the deadline, how long to wait for the closes.
+    public var drain: Duration {
+        get { .nanoseconds(drainNanoseconds) }
+        set { drainNanoseconds = newValue.nanoseconds }
+    }
+
     /// The reconnect backoff's first and longest wait as `Duration`s.
     public var reconnectBackoff: ClosedRange<Duration> {
         get { .nanoseconds(reconnectMinimumNanoseconds) ... .nanoseconds(max(reconnectMaximumNanoseconds, reconnectMinimumNanoseconds)) }
