@@ -19,7 +19,7 @@ import RingStormEngine
         // A load run against it.
         var load = LoadGenerator.Configuration(target: running.address)
         load.connections = 100
-        load.duration = .seconds(2)                                   // or durationNanoseconds
+        load.duration = .seconds(2)
         load.pacing = .openLoop(interval: .milliseconds(100))         // or .closedLoop(pipeline: 4)
         let report: LoadReport = try await LoadGenerator(configuration: load).run()
 

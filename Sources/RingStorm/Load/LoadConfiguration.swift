@@ -39,7 +39,7 @@ extension LoadGenerator {
         /// processes: see `WorkSplit`); 0: all at once.
         public var connectRate: Double = 0
         /// How long the run lasts; then the generator closes its own connections.
-        public var durationNanoseconds: Int64 = 10_000_000_000
+        package var durationNanoseconds: Int64 = 10_000_000_000
         public var wireProtocol: WireProtocol = .ringstorm
         /// Echo only: bytes sent first and awaited back before requests start (0: none). It is the echo
         /// protocol's "registration" (phase `register`).
@@ -48,13 +48,13 @@ extension LoadGenerator {
         /// Payload bytes of a REQUEST (`ringstorm`) or bytes of a message (`echo`).
         public var messageSize: Int = 64
         /// The engine abandons a connect after this (outcome `connect_timeout`); 0: the kernel's own.
-        public var connectTimeoutNanoseconds: Int64 = 5_000_000_000
+        package var connectTimeoutNanoseconds: Int64 = 5_000_000_000
         /// A request (or REGISTER) unanswered this long ends the connection with `response_timeout`.
-        public var requestTimeoutNanoseconds: Int64 = 5_000_000_000
+        package var requestTimeoutNanoseconds: Int64 = 5_000_000_000
         /// Reconnect after a failure, after a backoff doubling from `reconnectMinimum` to `reconnectMaximum`.
         public var reconnect: Bool = false
-        public var reconnectMinimumNanoseconds: Int64 = 100_000_000
-        public var reconnectMaximumNanoseconds: Int64 = 5_000_000_000
+        package var reconnectMinimumNanoseconds: Int64 = 100_000_000
+        package var reconnectMaximumNanoseconds: Int64 = 5_000_000_000
         /// Spreads each reconnect wait over `[backoff, backoff × (1 + jitter)]` (0: none), as real clients
         /// do so that clients reset together do not come back together. The spread is a hash of the client
         /// and its attempt number: reproducible, and no random-number syscall on the run loop.
@@ -87,7 +87,7 @@ extension LoadGenerator {
         /// this plus one request. 0: no bound.
         public var maxUnsentBytesPerConnection: Int = 256 * 1024
         /// After the deadline, how long to wait for our own closes to finish.
-        public var drainNanoseconds: Int64 = 1_000_000_000
+        package var drainNanoseconds: Int64 = 1_000_000_000
         /// `raw` only: the messages and the response framing.
         public var raw = RawOptions()
         /// `http` only: the request and the response limits.

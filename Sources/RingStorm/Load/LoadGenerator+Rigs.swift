@@ -1,27 +1,27 @@
 import Glibc
 
-/// What a test rig embedding the load generator wants beyond the command line's needs: `Duration`s
-/// instead of nanosecond counts, and progress as an `AsyncSequence`.
+/// The load configuration's times as `Duration`s, its public form (the nanosecond counts behind them are
+/// `package`: what the worker loops and the worker-process JSON use), and progress as an `AsyncSequence`.
 extension LoadGenerator.Configuration {
-    /// `durationNanoseconds` as a `Duration`.
+    /// How long the run lasts; then the generator closes its own connections.
     public var duration: Duration {
         get { .nanoseconds(durationNanoseconds) }
         set { durationNanoseconds = newValue.nanoseconds }
     }
 
-    /// `connectTimeoutNanoseconds` as a `Duration`.
+    /// The engine abandons a connect after this (outcome `connect_timeout`); zero: the kernel's own.
     public var connectTimeout: Duration {
         get { .nanoseconds(connectTimeoutNanoseconds) }
         set { connectTimeoutNanoseconds = newValue.nanoseconds }
     }
 
-    /// `requestTimeoutNanoseconds` as a `Duration`.
+    /// A request (or REGISTER) unanswered this long ends the connection with `response_timeout`.
     public var requestTimeout: Duration {
         get { .nanoseconds(requestTimeoutNanoseconds) }
         set { requestTimeoutNanoseconds = newValue.nanoseconds }
     }
 
-    /// `drainNanoseconds` as a `Duration`: after the deadline, how long to wait for the closes.
+    /// After the deadline, how long to wait for answers due and for the closes.
     public var drain: Duration {
         get { .nanoseconds(drainNanoseconds) }
         set { drainNanoseconds = newValue.nanoseconds }
