@@ -8,14 +8,14 @@ import RingStorm
 func roundTrip<R: Equatable>(_ data: Data, read: (Data) throws -> R, write: (R) throws -> Data) {
     guard let report = try? read(data) else { return }
     let written: Data
-    do { written = try write(report) } catch { preconditionFailure("a report that reads does not write: \(error)") }
+    do { written = try write(report) } catch { fail("a report that reads does not write: \(error)") }
     let again: R
     do { again = try read(written) } catch {
-        preconditionFailure("what json() wrote does not read: \(error)\n\(String(decoding: written, as: UTF8.self))")
+        fail("what json() wrote does not read: \(error)\n\(String(decoding: written, as: UTF8.self))")
     }
-    precondition(again == report, "round trip changed the report:\n\(String(decoding: written, as: UTF8.self))")
+    check(again == report, "round trip changed the report:\n\(String(decoding: written, as: UTF8.self))")
     let rewritten = try? write(again)
-    precondition(rewritten == written, "writing twice differs")
+    check(rewritten == written, "writing twice differs")
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")

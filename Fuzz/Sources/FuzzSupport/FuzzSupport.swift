@@ -83,3 +83,8 @@ public func runFuzzer(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePo
     var argv = argv
     return LLVMFuzzerRunDriver(&argc, &argv, callback)
 }
+
+/// Stops the fuzzer with a message (fatalError's message is printed in release builds too).
+public func fail(_ message: String, file: StaticString = #fileID, line: UInt = #line) -> Never {
+    fatalError("invariant failed: \(message)", file: file, line: line)
+}
