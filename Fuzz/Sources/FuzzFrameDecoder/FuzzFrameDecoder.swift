@@ -74,12 +74,43 @@ func decode(_ stream: UnsafeRawBufferPointer, maxFrameSize: Int, chunks: [Range<
     return outcome
 }
 
+/// The frames are what the stream holds, back to back from its start: each one's length prefix, type
+/// and fields re-encoded are the stream's bytes (a REGISTER may carry bytes past its client id, which the
+/// decoder ignores: there only the prefix, type and id are compared), and no frame's length on the wire
+/// is above maxFrameSize.
+func checkAgainstWire(_ frames: [Decoded], _ stream: UnsafeRawBufferPointer, maxFrameSize: Int) {
+    var at = 0
+    for (n, f) in frames.enumerated() {
+        check(stream.count - at >= 5, "frame \(n) past the end of the stream")
+        let wireLength = Int(stream[at]) << 24 | Int(stream[at + 1]) << 16 | Int(stream[at + 2]) << 8 | Int(stream[at + 3])
+        check(wireLength <= maxFrameSize, "frame \(n) is \(wireLength) bytes on the wire, maximum \(maxFrameSize)")
+        check(at + 4 + wireLength <= stream.count, "frame \(n) runs past the stream")
+        var bytes: [UInt8] = []
+        func be(_ v: UInt64, _ width: Int) { for i in (0..<width).reversed() { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
+        be(UInt64(f.length), 4)
+        bytes.append(f.type.rawValue)
+        switch f.type {
+        case .register, .registered: be(f.a, 8)
+        case .request, .response: be(f.a, 8); be(f.b, 8); bytes += f.bytes
+        case .error: be(f.a, 2); bytes += f.bytes
+        }
+        let wire = Array(stream[at..<(at + 4 + wireLength)])
+        if f.type == .register {
+            check(wireLength >= f.length && Array(wire[4...]).starts(with: bytes[4...]), "REGISTER \(n) differs from the wire")
+        } else {
+            check(wire == bytes, "frame \(n) (\(f.type)) re-encoded differs from the wire")
+        }
+        at += 4 + wireLength
+    }
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     var input = InputReader(data, size)
     let maxFrameSize = 1 + WireFormat.requestFixedBodySize + Int(input.byte()) * 67
     let stream = input.rest
     let whole = decode(stream, maxFrameSize: maxFrameSize, chunks: [0..<stream.count])
+    checkAgainstWire(whole.frames, stream, maxFrameSize: maxFrameSize)
     var random = FuzzRandom(hashing: stream)
     for _ in 0..<2 {
         let split = decode(stream, maxFrameSize: maxFrameSize, chunks: randomChunks(count: stream.count, &random))
