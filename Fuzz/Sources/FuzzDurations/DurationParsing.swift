@@ -1,0 +1,1 @@
+../../../Sources/RingStorm/Support/DurationParsing.swift
