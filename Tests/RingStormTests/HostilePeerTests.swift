@@ -30,8 +30,11 @@ import Testing
             let request = ServerTestFrame.request(sequence: 1, timestamp: 1, payload: [UInt8](repeating: 7, count: 32_000)).bytes
             var sent = [Int](repeating: 0, count: clientCount)
             var stillSince = monotonicNanoseconds()
-            let giveUp = stillSince + 10_000_000_000
-            while monotonicNanoseconds() - stillSince < 300_000_000 && monotonicNanoseconds() < giveUp {
+            // "Stopped taking" is 300 ms without progress; a sanitizer's slower server gets longer
+            // (ASan on a loaded machine paused that long while still reading, so its send queue never built).
+            let still = Int64(300_000_000 * sanitizerScale)
+            let giveUp = stillSince + 10_000_000_000 + 3 * still
+            while monotonicNanoseconds() - stillSince < still && monotonicNanoseconds() < giveUp {
                 for (k, client) in clients.enumerated() {
                     // Whole frames only: the rest of a partly sent one goes first.
                     let offset = sent[k] % request.count
