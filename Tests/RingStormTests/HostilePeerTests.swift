@@ -12,7 +12,11 @@ import Testing
     /// them in order, and the close deadline, not the client, bounds how long that close may wait.
     /// Before the close deadline existed such a connection was held (with up to 1 MiB queued) for as
     /// long as the client kept it open.
-    @Test(arguments: Backend.allCases)
+    // Skipped under ThreadSanitizer (Docs/reliability.md, "Sanitizers"): instrumented, the epoll server
+    // answers ~47 requests/s and the clients' fill ends before its send queue builds, so nothing is
+    // left to time out; it runs under AddressSanitizer and in a normal run.
+    @Test(.enabled(if: activeSanitizer != "thread", "too slow to fill a send queue under ThreadSanitizer"),
+          arguments: Backend.allCases)
     func neverReadingClientsAreReleasedAtTheCloseDeadline(backend: Backend) async throws {
         var configuration = RingStormServer.Configuration.testing(backend)
         configuration.idleTimeout = .milliseconds(400)
