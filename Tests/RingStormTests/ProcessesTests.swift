@@ -315,8 +315,8 @@ final class RingstormChild: @unchecked Sendable {
         unlink(errorPath)
     }
 
-    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
-    var errors: String { (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "" }
+    var output: String { readTextFile(outputPath) }
+    var errors: String { readTextFile(errorPath) }
 
     /// The port in the banner ("... on 127.0.0.1:PORT, ..."), waiting up to 10 s for it.
     func waitForPort() throws -> UInt16 {
@@ -361,4 +361,21 @@ final class RingstormChild: @unchecked Sendable {
             _ = waitForExit(seconds: 10)
         }
     }
+}
+
+/// A file's text read with plain read(2): Foundation's `String(contentsOfFile:)` leaks a 4 KiB buffer
+/// per call when polling a file another process is writing (LeakSanitizer, swift-foundation's
+/// readBytesFromFile), and these files are polled every few milliseconds.
+func readTextFile(_ path: String) -> String {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return "" }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        bytes.append(contentsOf: chunk[0..<n])
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }

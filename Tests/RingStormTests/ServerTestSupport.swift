@@ -30,9 +30,10 @@ func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thr
     }
 }
 
-/// Polls `condition` every 20 ms until it holds or `seconds` pass (then throws).
+/// Polls `condition` every 20 ms until it holds or `seconds` pass (then throws); `seconds` is scaled
+/// by `sanitizerScale` under a sanitizer.
 func waitUntil(seconds: Double = 3, _ condition: () -> Bool) async throws {
-    let deadline = monotonicNanoseconds() + Int64(seconds * 1e9)
+    let deadline = monotonicNanoseconds() + Int64(seconds * sanitizerScale * 1e9)
     while !condition() {
         if monotonicNanoseconds() > deadline { throw ServerTestError("condition not met within \(seconds) s") }
         try await Task.sleep(for: .milliseconds(20))

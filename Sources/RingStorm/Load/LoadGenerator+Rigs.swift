@@ -63,7 +63,7 @@ extension LoadGenerator {
             }
             continuation.finish()
         }
-        do { _ = try spawnThread(name: "ringstorm-progress", body) } catch { continuation.finish() }
+        do { try spawnDetachedThread(name: "ringstorm-progress", body) } catch { continuation.finish() }
         return stream
     }
 }

@@ -127,7 +127,7 @@ public final class LoadGenerator: Sendable {
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 do {
-                    _ = try spawnThread(name: "ringstorm-load-wait") { [self] in
+                    try spawnDetachedThread(name: "ringstorm-load-wait") { [self] in
                         continuation.resume(returning: self.wait())
                     }
                 } catch {

@@ -143,24 +143,43 @@ extension WorkerThreads {
 }
 
 /// A value behind a mutex, as a class so closures on other threads can share it.
-package final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    public init(_ value: Value) { mutex = Mutex(value) }
-    public func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+///
+/// A `pthread_mutex_t`, not `Synchronization.Mutex`: on Linux, `Mutex` waits on a futex inside the
+/// uninstrumented Swift runtime, so ThreadSanitizer does not see a contended lock's ordering and
+/// reported two threads publishing snapshots under the lock as a race (a false report, but one that
+/// would hide real ones). ThreadSanitizer intercepts pthread mutexes.
+/// (`@unchecked`: `value` is only touched between lock and unlock.)
+package final class Locked<Value: Sendable>: @unchecked Sendable {
+    private var value: Value
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    public init(_ value: Value) {
+        self.value = value
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+    }
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+    public func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body(&value)
+    }
 }
 
 /// Counts workers that finished setting up, or keeps the first error; then lets them all start at once.
 /// (`@unchecked`: a POSIX semaphore is made to be shared between threads; the rest is behind the mutex.)
 private final class ReadyLatch: @unchecked Sendable {
     private let count: Int
-    private let state: Mutex<(remaining: Int, error: (any Error)?)>
+    private let state: Locked<(remaining: Int, error: (any Error)?)>
     /// Posted once when all arrived or one failed (for `wait`), and `count` times (for `waitForAll`).
     private let semaphore: UnsafeMutablePointer<sem_t>
     private let go: UnsafeMutablePointer<sem_t>
 
     init(count: Int) {
         self.count = count
-        state = Mutex((count, nil))
+        state = Locked((count, nil))
         semaphore = .allocate(capacity: 1)
         sem_init(semaphore, 0, 0)
         go = .allocate(capacity: 1)
@@ -224,4 +243,12 @@ func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) throws(En
         throw EngineError("pthread_create", Errno(rawValue: result))
     }
     return thread
+}
+
+/// A plain pthread nobody joins (a waiter, a progress ticker): detached, so its stack and descriptor
+/// are freed when it ends. Before, these were created joinable and never joined, and each one's
+/// resources stayed until the process exited (ThreadSanitizer's "thread leak").
+func spawnDetachedThread(name: String, _ body: @escaping @Sendable () -> Void) throws(EngineError) {
+    let thread = try spawnThread(name: name, body)
+    pthread_detach(thread)
 }

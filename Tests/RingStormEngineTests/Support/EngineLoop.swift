@@ -25,11 +25,11 @@ func engineListening(_ backend: Backend, on host: String = "127.0.0.1",
 }
 
 /// Polls `engine` (10 ms at a time) until `done()` holds or `seconds` pass, handing every event to
-/// `handler`. True when `done()` held.
+/// `handler`. True when `done()` held. `seconds` is scaled by `sanitizerScale` under a sanitizer.
 @discardableResult
 func pollUntil(_ engine: any NetworkEngine, seconds: Double = 5, pollNanoseconds: Int64 = 10_000_000,
                _ handler: (Event) -> Void, until done: () -> Bool) throws -> Bool {
-    let deadline = monotonicNanoseconds() + Int64(seconds * 1e9)
+    let deadline = monotonicNanoseconds() + Int64(seconds * sanitizerScale * 1e9)
     while !done() {
         if monotonicNanoseconds() >= deadline { return false }
         try engine.poll(timeoutNanoseconds: pollNanoseconds, handler)

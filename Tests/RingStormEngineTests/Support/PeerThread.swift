@@ -59,9 +59,10 @@ final class SharedCounter: Sendable {
     func increment() { value.add(1, ordering: .sequentiallyConsistent) }
     var current: Int { value.load(ordering: .sequentiallyConsistent) }
 
-    /// Waits (sleeping 1 ms at a time) until the count reaches `target`; false after `seconds`.
+    /// Waits (sleeping 1 ms at a time) until the count reaches `target`; false after `seconds`
+    /// (scaled by `sanitizerScale` under a sanitizer).
     func wait(forAtLeast target: Int, seconds: Double) -> Bool {
-        let deadline = monotonicNanoseconds() + Int64(seconds * 1e9)
+        let deadline = monotonicNanoseconds() + Int64(seconds * sanitizerScale * 1e9)
         while current < target {
             if monotonicNanoseconds() > deadline { return false }
             usleep(1000)
