@@ -345,7 +345,8 @@ struct Load: ParsableCommand {
         for result in verdict.results where result.passed {
             Diagnostics.info("threshold \(result.threshold.expression) ok: was \(result.actual)\n")
         }
-        lines += verdict.lines
+        lines += verdict.crossed.map { "threshold \($0.threshold.expression) crossed: was \($0.actual)" }
+        if let failure = verdict.failure { lines.append(failure.commandLineText) }
         if !lines.isEmpty { throw RunFailure(lines) }
     }
 
@@ -572,6 +573,25 @@ extension LoadError {
             case .unparsable(let reason): return "--source: \(reason); write e.g. 127.0.0.2,127.0.0.3 or 127.0.0.2-127.0.0.50"
             }
         case .connectionsLog(let path, let errno): return "--connections-log \(path): cannot open: \(errno); name a writable file"
+        }
+    }
+}
+
+extension LoadRunFailure {
+    /// The failure in this command's words: where the library says what happened, the command also
+    /// names what to run or which option to change.
+    var commandLineText: String {
+        switch self {
+        case .refused(let target):
+            "\(self) (start one: ringstorm serve --listen \(target))"
+        case .noResponseParsed(let errors, let spoken):
+            "connections were established but no response parsed (\(ReportFormat.count(errors)) protocol errors): "
+                + "does the server speak --protocol \(spoken)?" + Self.mismatchHint(spoken)
+        case .connectionsLogFailed(let path, let error, let lost):
+            "--connections-log \(path): write failed: \(error); \(ReportFormat.count(lost)) line\(lost == 1 ? "" : "s") lost; "
+                + "free space or name another file"
+        case .nothingAttempted, .connectsTimedOut, .noConnection:
+            description
         }
     }
 }

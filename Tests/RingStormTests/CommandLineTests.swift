@@ -250,7 +250,14 @@ import RingStormEngine
             configuration.connectionsLogPath = "/dev/full"
             let verdict = LoadVerdict(report: report, configuration: configuration)
             #expect(verdict.exitStatus == 1)
-            #expect(verdict.failure?.contains("--connections-log /dev/full: write failed: ENOSPC") == true)
+            // The library's verdict is data and names no option; the command words it with its flag.
+            guard case .connectionsLogFailed(let path, let error, _)? = verdict.failure else {
+                Issue.record("no connections-log failure in \(String(describing: verdict.failure))"); return
+            }
+            #expect(path == "/dev/full" && error.hasPrefix("ENOSPC"))
+            #expect(verdict.failure!.description.contains("the connections log /dev/full: write failed: ENOSPC"))
+            #expect(!verdict.failure!.description.contains("--"))
+            #expect(verdict.failure!.commandLineText.contains("--connections-log /dev/full: write failed: ENOSPC"))
         }
     }
 
@@ -373,7 +380,9 @@ private func waitUntilBlocking(seconds: Double, _ condition: () -> Bool) throws 
         none.outcomes.record(.refused, in: .connect, times: 5)
         let empty = LoadVerdict(report: none, configuration: try configuration())
         #expect(!empty.passed)
-        #expect(empty.failure?.contains("refused every connect") == true)
+        #expect(empty.failure?.description.contains("refused every connect") == true)
+        #expect(empty.failure?.description.contains("--") == false)
+        #expect(empty.failure?.commandLineText.contains("ringstorm serve --listen") == true)
         // Latency thresholds with nothing measured are not met.
         let latency = LoadVerdict(report: none, configuration: try configuration(), thresholds: [try Threshold(parsing: "p99<1s")])
         #expect(latency.crossed.count == 1)

@@ -1,3 +1,5 @@
+import RingStormEngine
+
 /// A pass/fail condition on a load report, in the spirit of k6 thresholds: `METRIC OP VALUE`, for
 /// example `reset==0`, `answered>=99.9%`, `p99<50ms`, `connect.refused==0`, `established==connections`.
 ///
@@ -231,8 +233,8 @@ public struct ThresholdResult: Sendable, Hashable, CustomStringConvertible {
 public struct LoadVerdict: Sendable, Hashable {
     public let results: [ThresholdResult]
     /// Why the run failed regardless of thresholds (no connection established; every response
-    /// unparsable), with a hint; nil when it did not.
-    public let failure: String?
+    /// unparsable; the connections log lost lines); nil when it did not.
+    public let failure: LoadRunFailure?
 
     public var crossed: [ThresholdResult] { results.filter { !$0.passed } }
     public var passed: Bool { failure == nil && crossed.isEmpty }
@@ -247,38 +249,73 @@ public struct LoadVerdict: Sendable, Hashable {
 
     /// The lines to print: one per crossed threshold and the run's failure, if any.
     public var lines: [String] {
-        crossed.map { "threshold \($0.threshold.expression) crossed: was \($0.actual)" } + (failure.map { [$0] } ?? [])
+        crossed.map { "threshold \($0.threshold.expression) crossed: was \($0.actual)" } + (failure.map { [$0.description] } ?? [])
     }
 
-    static func runFailure(_ report: LoadReport, _ c: LoadGenerator.Configuration) -> String? {
+    static func runFailure(_ report: LoadReport, _ c: LoadGenerator.Configuration) -> LoadRunFailure? {
         let connect = report.outcomes.connect
         if report.connections.established == 0 {
-            if report.connections.attempted == 0 {
-                return "no connection was attempted (the run was stopped before it started)"
-            }
-            if connect.refused > 0 {
-                return "no connection was established: \(c.target) refused every connect; is a server listening there? "
-                    + "(start one: ringstorm serve --listen \(c.target))"
-            }
-            if connect.connectTimeout > 0 {
-                return "no connection was established: every connect to \(c.target) timed out; is it the right address? "
-                    + "(nothing answered within the connect timeout)"
-            }
+            if report.connections.attempted == 0 { return .nothingAttempted }
+            if connect.refused > 0 { return .refused(c.target) }
+            if connect.connectTimeout > 0 { return .connectsTimedOut(c.target) }
             let reasons = connect.nonZero.map { "\($0.outcome.name) \(ReportFormat.count($0.count))" }.joined(separator: ", ")
-            return "no connection was established to \(c.target)" + (reasons.isEmpty ? "" : " (\(reasons))") + "; check the address"
+            return .noConnection(c.target, reasons: reasons)
         }
         let protocolErrors = report.outcomes.register.protocolError + report.outcomes.request.protocolError
         if c.pacing != .silent, report.requests.answered == 0, protocolErrors > 0,
            report.latency.register.count == 0 {
-            let other = c.wireProtocol == .ringstorm ? "echo" : "ringstorm"
-            return "connections were established but no response parsed (\(ReportFormat.count(protocolErrors)) protocol errors): "
-                + "does the server speak --protocol \(c.wireProtocol)? \(other == "echo" ? "An" : "A") \(other) server would explain it"
+            return .noResponseParsed(protocolErrors: protocolErrors, spoken: c.wireProtocol)
         }
         if let log = report.connectionsLogFailure {
-            let path = c.connectionsLogPath.map { $0 == "-" ? "(standard output)" : $0 } ?? "?"
-            return "--connections-log \(path): write failed: \(log.error); \(ReportFormat.count(log.linesLost)) "
-                + "line\(log.linesLost == 1 ? "" : "s") lost; free space or name another file"
+            return .connectionsLogFailed(path: c.connectionsLogPath.map { $0 == "-" ? "(standard output)" : $0 } ?? "?",
+                                         error: log.error, linesLost: log.linesLost)
         }
         return nil
+    }
+}
+
+/// Why a load run failed whatever its thresholds, as data: `description` words it for a rig; the
+/// command line words it with its own options (`commandLineText` in `ringstorm load`).
+public enum LoadRunFailure: Sendable, Hashable, CustomStringConvertible {
+    /// The run was stopped before any connection was attempted.
+    case nothingAttempted
+    /// Every connect to the target was refused: nothing listens there.
+    case refused(SocketAddress)
+    /// Every connect timed out: a wrong address, or a host that drops SYNs.
+    case connectsTimedOut(SocketAddress)
+    /// No connection was established, for the reasons listed (outcome and count).
+    case noConnection(SocketAddress, reasons: String)
+    /// Connections were established but no response parsed: the server speaks another protocol.
+    case noResponseParsed(protocolErrors: Int, spoken: LoadGenerator.WireProtocol)
+    /// Writing the connections log failed: the errno in words and the lines lost.
+    case connectionsLogFailed(path: String, error: String, linesLost: Int)
+
+    public var description: String {
+        switch self {
+        case .nothingAttempted:
+            "no connection was attempted (the run was stopped before it started)"
+        case .refused(let target):
+            "no connection was established: \(target) refused every connect; is a server listening there?"
+        case .connectsTimedOut(let target):
+            "no connection was established: every connect to \(target) timed out; is it the right address? "
+                + "(nothing answered within the connect timeout)"
+        case .noConnection(let target, let reasons):
+            "no connection was established to \(target)" + (reasons.isEmpty ? "" : " (\(reasons))") + "; check the address"
+        case .noResponseParsed(let errors, let spoken):
+            "connections were established but no response parsed (\(ReportFormat.count(errors)) protocol errors): "
+                + "does the server speak the \(spoken) protocol?" + Self.mismatchHint(spoken)
+        case .connectionsLogFailed(let path, let error, let lost):
+            "the connections log \(path): write failed: \(error); \(ReportFormat.count(lost)) line\(lost == 1 ? "" : "s") lost; "
+                + "free space or name another file"
+        }
+    }
+
+    /// Which other protocol's server would explain a run whose responses never parsed.
+    package static func mismatchHint(_ spoken: LoadGenerator.WireProtocol) -> String {
+        switch spoken {
+        case .ringstorm: " An echo server would explain it"
+        case .echo: " A ringstorm server would explain it"
+        default: ""
+        }
     }
 }

@@ -89,7 +89,7 @@ public struct KernelCounters: Codable, Sendable, Equatable {
         }
         if listenOverflows > 0 {
             lines.append("\(n(listenOverflows)) handshakes found an accept queue full (ListenOverflows): those clients' connects stall and retry; "
-                + "a larger listen backlog (ringstorm serve --backlog, capped by net.core.somaxconn) or a faster accept loop helps")
+                + "a larger listen backlog (the server's listen(2) backlog, capped by net.core.somaxconn) or a faster accept loop helps")
         }
         if abortsOnClose > 0 {
             lines.append("\(n(abortsOnClose)) connections were closed with unread data and reset (RST) by their own side")
