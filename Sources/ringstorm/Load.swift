@@ -332,15 +332,7 @@ struct Load: ParsableCommand {
     private func finish(_ report: LoadReport, text: String, configuration: LoadGenerator.Configuration, json: OutputFile?,
                         thresholds: [Threshold], failures: [String] = []) throws {
         // Standard output carrying machine output (the JSON, the connection log) takes nothing else.
-        if json?.isStandardOutput == true || connectionsLog == "-" {
-            FileHandleOutput.standardError(text)
-        } else {
-            FileHandleOutput.standardOutput(text)
-        }
-        var lines = failures
-        if let json {
-            do { try json.write(try report.json()) } catch { lines.append("\(error)") }
-        }
+        var lines = failures + deliverReport(text: text, json: json, standardOutputTaken: connectionsLog == "-") { try report.json() }
         let verdict = LoadVerdict(report: report, configuration: configuration, thresholds: thresholds)
         for result in verdict.results where result.passed {
             Diagnostics.info("threshold \(result.threshold.expression) ok: was \(result.actual)\n")

@@ -147,3 +147,18 @@ final class OutputFile {
         }
     }
 }
+
+/// Prints a run's text report and writes its JSON report, the same for every command: the text goes to
+/// standard error when standard output carries machine output (`--json -`, or another stream such as
+/// `--connections-log -`: `standardOutputTaken`). Returns what failed (the JSON not written), for the
+/// run's exit status; the text is printed either way.
+func deliverReport(text: String, json: OutputFile?, standardOutputTaken: Bool = false, encode: () throws -> Data) -> [String] {
+    if json?.isStandardOutput == true || standardOutputTaken {
+        FileHandleOutput.standardError(text)
+    } else {
+        FileHandleOutput.standardOutput(text)
+    }
+    guard let json else { return [] }
+    do { try json.write(try encode()) } catch { return ["\(error)"] }
+    return []
+}

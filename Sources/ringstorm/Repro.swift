@@ -144,14 +144,8 @@ struct ReproCommand: ParsableCommand {
         } catch {
             throw UsageError(error.description)
         }
-        if output?.isStandardOutput == true {
-            FileHandleOutput.standardError(report.text + "\n")
-        } else {
-            FileHandleOutput.standardOutput(report.text + "\n")
-        }
-        if let output {
-            do { try output.write(try report.json()) } catch { throw RunFailure("\(error)") }
-        }
+        let failures = deliverReport(text: report.text + "\n", json: output) { try report.json() }
+        if !failures.isEmpty { throw RunFailure(failures) }
     }
 
     private func liveLine(_ run: ReproRun) -> String {

@@ -186,15 +186,7 @@ struct Serve: ParsableCommand {
     /// Prints the report (to standard error when the JSON goes to standard output) and writes the JSON;
     /// throws the run's failures (exit status 1).
     private func finish(_ report: ServerReport, text: String, json: OutputFile?, failures: [String] = []) throws {
-        if json?.isStandardOutput == true {
-            FileHandleOutput.standardError(text)
-        } else {
-            FileHandleOutput.standardOutput(text)
-        }
-        var lines = failures
-        if let json {
-            do { try json.write(try report.json()) } catch { lines.append("\(error)") }
-        }
+        let lines = failures + deliverReport(text: text, json: json) { try report.json() }
         if !lines.isEmpty { throw RunFailure(lines) }
     }
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 
+/// (One file for both test targets: Tests/RingStormTests/Support links to it.)
 /// The sanitizer the suite runs under, from `RINGSTORM_SANITIZER` (set by `Scripts/sanitizers`):
 /// "address", "thread", or nil for a normal run.
 let activeSanitizer: String? = {
