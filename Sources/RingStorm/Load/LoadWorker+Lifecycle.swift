@@ -1,3 +1,4 @@
+import Glibc
 import RingStormEngine
 
 /// A connection's life: connect, first message, active, and how it ends (a failure counted by phase and
@@ -8,6 +9,26 @@ extension LoadWorker {
     /// Client `c`'s source address (the run's round-robin by global client number: see `WorkSplit`).
     func source(of c: Int) -> SocketAddress? {
         config.sources.isEmpty ? nil : config.sources[c % config.sources.count]
+    }
+
+    /// Client `c`'s source address with a port of the worker's own (`LocalPorts.assign`), or as
+    /// `source(of:)` when the worker does not assign ports or its slice is used up (the kernel picks).
+    func sourceWithPort(of c: Int) -> SocketAddress? {
+        guard ports != nil else { return source(of: c) }
+        let index = config.sources.isEmpty ? 0 : c % config.sources.count
+        guard let port = ports!.take(source: index) else { return source(of: c) }
+        clients[c].localPort = port
+        var address = source(of: c) ?? (config.target.isIPv6 ? SocketAddress(ipv6: in6addr_any, port: 0) : SocketAddress(ipv4Value: 0, port: 0))
+        address.port = port
+        return address
+    }
+
+    /// Client `c`'s connection is gone: its assigned port is free again.
+    func releasePort(of c: Int) {
+        let port = clients[c].localPort
+        guard port != 0, ports != nil else { return }
+        clients[c].localPort = 0
+        ports!.give(port, source: config.sources.isEmpty ? 0 : c % config.sources.count)
     }
 
     func startConnect(_ c: Int, now: Int64) {
@@ -23,8 +44,9 @@ extension LoadWorker {
         wireStates[c] = wire.newConnection(client: firstClient + c)
         let id: ConnectionID
         do {
-            id = try engine.connect(to: config.target, from: source(of: c), timeoutNanoseconds: config.connectTimeoutNanoseconds)
+            id = try engine.connect(to: config.target, from: sourceWithPort(of: c), timeoutNanoseconds: config.connectTimeoutNanoseconds)
         } catch {
+            releasePort(of: c)
             // The socket could not even be made (EMFILE, ENFILE, ...): a connect outcome like any other.
             clients[c].stage = .connecting
             fail(c, phase: .connect, FailureOutcome(Outcome(error), in: .connect) ?? .other(error.name), mode: nil)
@@ -42,6 +64,7 @@ extension LoadWorker {
             // The engine already released the slot.
             slotClient[Int(clients[c].connection.slot)] = -1
             clients[c].connection = .none
+            releasePort(of: c)
             fail(c, phase: .connect, FailureOutcome(outcome, in: .connect) ?? .other(outcome.name), mode: nil)
             return
         }

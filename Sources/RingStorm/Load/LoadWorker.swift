@@ -13,6 +13,11 @@ struct LoadWorkerPlan: Sendable {
         var plan = self
         // One connection per client at most, plus a few slots of slack for closes still finishing.
         plan.configuration.engine.maxConnections = configuration.connections + 16
+        // The kernel searches only this worker's slice of the ports (`WorkSplit`).
+        if configuration.localPorts == .range, let r = configuration.localPortRange,
+           r.lowerBound >= 1, r.upperBound <= Int(UInt16.max) {
+            plan.configuration.engine.localPortRange = UInt16(r.lowerBound)...UInt16(r.upperBound)
+        }
         struct Make: EngineBody {
             let plan: LoadWorkerPlan
             func run<E: NetworkEngine>(on engine: E) -> any EngineWorker<LoadWorkerSnapshot> {
@@ -64,9 +69,10 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
     var open = 0
     let log: ConnectionLogWriter?
 
-    /// Connect-rate token bucket.
-    var tokens: Double = 1
-    var lastRefill: Int64 = 0
+    /// When queued connects start (this worker's share of the connect rate).
+    var pacer: ConnectPacer
+    /// Source ports the worker assigns itself (`LocalPorts.assign`), nil otherwise.
+    var ports: PortPool?
 
     var stopping = false
     /// After the deadline: connections still waiting for answers before they close.
@@ -98,6 +104,10 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         queue = ClientQueue(capacity: clientCount)
         report = LoadWorkerReport(backend: engine.backend)
         log = plan.logFile.map { ConnectionLogWriter(fd: $0.fd) }
+        pacer = ConnectPacer(ratePerSecond: config.connectRate, now: monotonicNanoseconds())
+        if config.localPorts == .assign, let range = config.localPortRange {
+            ports = PortPool(sources: max(config.sources.count, 1), ports: range)
+        }
     }
 
     deinit {
@@ -106,6 +116,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         slotClient.deallocate()
         sendTimes.deallocate()
         queue.deallocate()
+        ports?.deallocate()
     }
 
     var snapshot: LoadWorkerSnapshot {
@@ -119,7 +130,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
 
     func run(until stop: StopFlag, publish: (LoadWorkerSnapshot) -> Void) {
         startedAt = monotonicNanoseconds()
-        lastRefill = startedAt
+        pacer = ConnectPacer(ratePerSecond: config.connectRate, now: startedAt)
         let deadline = startedAt + config.durationNanoseconds
         for c in 0..<clientCount { queue.push(c) }
         startConnections(now: startedAt)
@@ -200,6 +211,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
             guard let c = client(of: event.connection) else { return }
             slotClient[Int(event.connection.slot)] = -1
             clients[c].connection = .none
+            releasePort(of: c)
             if clients[c].stage == .closing { lifecycleEnded(c, now: monotonicNanoseconds()) }
         case .accepted, .acceptFailed:
             break
