@@ -187,7 +187,7 @@ struct ReportTests {
         let root = try jsonObject(try report.json())
         #expect(Set(root.keys) == ["backend", "duration_s", "connections", "requests", "outcomes", "latency_us", "syscalls",
                                    "complete", "failed_workers", "generator"])
-        #expect(keys(root["generator"]) == ["ticks", "late_ticks", "max_lag_us"])
+        #expect(keys(root["generator"]) == ["ticks", "late_ticks", "max_lag_us", "ports_in_use"])
         #expect(root["complete"] as? Bool == true)
         #expect((root["failed_workers"] as? [Any])?.isEmpty == true)
         #expect(root["backend"] as? String == "uring")

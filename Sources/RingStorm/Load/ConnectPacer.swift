@@ -19,14 +19,17 @@ struct ConnectPacer: Equatable {
     /// Wake-ups at least this far apart: at 30,000 connects/s a worker wakes every 100 µs for 3 connects
     /// rather than 30,000 times a second for one (each wake-up is a kernel entry).
     static let minimumGapNanoseconds: Int64 = 100_000
+    /// The most connects one wake-up starts: this much of the schedule.
+    static let burstWindowNanoseconds: Int64 = 1_000_000
     /// How far the schedule may fall behind before it forgets the difference.
     static let maxLagNanoseconds: Int64 = 100_000_000
 
     init(ratePerSecond rate: Double, now: Int64) {
         if rate > 0 {
             intervalNanoseconds = max(1, Int64((1e9 / rate).rounded()))
-            // Two gaps' worth: a late worker catches up at up to twice the rate.
-            burst = max(1, Int((Double(2 * Self.minimumGapNanoseconds) / Double(intervalNanoseconds)).rounded(.up)))
+            // A millisecond's worth: io_uring wakes every 100 µs (a tenth of that each time), epoll
+            // sleeps in whole milliseconds; a late worker catches up in steps no bigger.
+            burst = max(1, Int((Double(Self.burstWindowNanoseconds) / Double(intervalNanoseconds)).rounded(.up)))
         } else {
             intervalNanoseconds = 0
             burst = .max

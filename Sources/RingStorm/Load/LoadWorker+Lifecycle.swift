@@ -13,8 +13,8 @@ extension LoadWorker {
 
     /// Client `c`'s source address with a port of the worker's own (`LocalPorts.assign`), or as
     /// `source(of:)` when the worker does not assign ports or its slice is used up (the kernel picks).
-    func sourceWithPort(of c: Int) -> SocketAddress? {
-        guard ports != nil else { return source(of: c) }
+    func sourceWithPort(of c: Int, kernelPicks: Bool) -> SocketAddress? {
+        guard ports != nil, !kernelPicks else { return source(of: c) }
         let index = config.sources.isEmpty ? 0 : c % config.sources.count
         guard let port = ports!.take(source: index) else { return source(of: c) }
         clients[c].localPort = port
@@ -31,6 +31,9 @@ extension LoadWorker {
         ports!.give(port, source: config.sources.isEmpty ? 0 : c % config.sources.count)
     }
 
+    /// Assigned ports tried for one connect before the kernel picks one.
+    static var portTries: Int { 4 }
+
     func startConnect(_ c: Int, now: Int64) {
         report.connections.attempted += 1
         clients[c].attempt += 1
@@ -42,15 +45,29 @@ extension LoadWorker {
         clients[c].answered = 0
         clients[c].peerCloses = false
         wireStates[c] = wire.newConnection(client: firstClient + c)
-        let id: ConnectionID
-        do {
-            id = try engine.connect(to: config.target, from: sourceWithPort(of: c), timeoutNanoseconds: config.connectTimeoutNanoseconds)
-        } catch {
-            releasePort(of: c)
-            // The socket could not even be made (EMFILE, ENFILE, ...): a connect outcome like any other.
-            clients[c].stage = .connecting
-            fail(c, phase: .connect, FailureOutcome(Outcome(error), in: .connect) ?? .other(error.name), mode: nil)
-            return
+        // An assigned port may still be held by a socket outside our control (a TIME_WAIT left by a
+        // run that did not set SO_REUSEADDR, another program): EADDRINUSE at bind. The port goes to
+        // the back of the queue and the next one is tried; after `portTries` the kernel picks.
+        var id = ConnectionID.none
+        var tries = 0
+        while true {
+            do {
+                id = try engine.connect(to: config.target, from: sourceWithPort(of: c, kernelPicks: tries >= Self.portTries),
+                                        timeoutNanoseconds: config.connectTimeoutNanoseconds)
+                break
+            } catch {
+                let assigned = clients[c].localPort != 0
+                releasePort(of: c)
+                if assigned && error == .addressInUse {
+                    tries += 1
+                    report.generator.portsInUse += 1
+                    continue
+                }
+                // The socket could not even be made (EMFILE, ENFILE, ...): a connect outcome like any other.
+                clients[c].stage = .connecting
+                fail(c, phase: .connect, FailureOutcome(Outcome(error), in: .connect) ?? .other(error.name), mode: nil)
+                return
+            }
         }
         clients[c].connection = id
         clients[c].stage = .connecting

@@ -10,6 +10,9 @@ extension LoadReport {
         public var lateTicks = 0
         /// The latest a tick ran after it was due, µs (the worst stall of the loop).
         public var maxLagMicroseconds = 0
+        /// Source ports the generator assigned (`--local-ports assign`) that bind found taken (a
+        /// TIME_WAIT left without SO_REUSEADDR, another program): each cost a retry with the next port.
+        public var portsInUse = 0
 
         /// 10 ms: well above the tick's own granularity (1 ms; epoll waits in whole milliseconds).
         public static let lateThresholdMicroseconds = 10_000
@@ -20,6 +23,15 @@ extension LoadReport {
             case ticks
             case lateTicks = "late_ticks"
             case maxLagMicroseconds = "max_lag_us"
+            case portsInUse = "ports_in_use"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            ticks = try c.decode(Int.self, forKey: .ticks)
+            lateTicks = try c.decode(Int.self, forKey: .lateTicks)
+            maxLagMicroseconds = try c.decode(Int.self, forKey: .maxLagMicroseconds)
+            portsInUse = try c.decodeIfPresent(Int.self, forKey: .portsInUse) ?? 0
         }
 
         /// Records a tick due at `due` that ran at `now` (monotonic nanoseconds).
@@ -35,6 +47,7 @@ extension LoadReport {
             ticks += other.ticks
             lateTicks += other.lateTicks
             maxLagMicroseconds = max(maxLagMicroseconds, other.maxLagMicroseconds)
+            portsInUse += other.portsInUse
         }
 
         /// The warning for the text report when the loop stalled long enough to distort results (over

@@ -135,6 +135,8 @@ public struct LoadReport: Codable, Sendable, Equatable {
     public var failedWorkers: [FailedWorker] = []
     /// How late the generator's own loop ran (see `Generator`).
     public var generator = Generator()
+    /// User memory per connection (see `MemoryUse`); absent where /proc was unreadable.
+    public var memory: MemoryUse?
     /// `--protocol http`: final responses by status class (a non-2xx is an answer, not a success).
     /// Absent for other protocols.
     public var http: HTTPStatusCounts?
@@ -191,6 +193,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         case generator
         case http
         case connectionsLogFailure = "connections_log_failure"
+        case memory
     }
 
     public init(from decoder: any Decoder) throws {
@@ -210,6 +213,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         generator = try c.decodeIfPresent(Generator.self, forKey: .generator) ?? Generator()
         http = try c.decodeIfPresent(HTTPStatusCounts.self, forKey: .http)
         connectionsLogFailure = try c.decodeIfPresent(ConnectionsLogFailure.self, forKey: .connectionsLogFailure)
+        memory = try c.decodeIfPresent(MemoryUse.self, forKey: .memory)
     }
 
     /// The JSON document, keys sorted.
@@ -264,6 +268,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     public var generator = LoadReport.Generator()
     /// Lines of the connections log lost to failed writes.
     public var connectionsLogFailure: LoadReport.ConnectionsLogFailure?
+    /// The process's user memory per connection (set per process, not per thread: see `MemorySampler`).
+    public var memory: MemoryUse?
 
     public init(backend: String, durationSeconds: Double = 0) {
         self.backend = backend
@@ -289,6 +295,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         workers += other.workers
         generator.merge(other.generator)
         connectionsLogFailure = .merged(connectionsLogFailure, other.connectionsLogFailure)
+        memory = .merged(memory, other.memory)
     }
 
     public static func + (a: LoadWorkerReport, b: LoadWorkerReport) -> LoadWorkerReport {
@@ -313,6 +320,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         report.generator = generator
         report.http = http.total > 0 ? http : nil
         report.connectionsLogFailure = connectionsLogFailure
+        report.memory = memory
         return report
     }
 
@@ -326,6 +334,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         case generator
         case http
         case connectionsLogFailure = "connections_log_failure"
+        case memory
     }
 
     /// Compact JSON on one line (no newline inside), for a pipe from worker to parent.

@@ -59,6 +59,7 @@ extension LoadReport {
         if let warning = generator.warning { lines.append(label("warning") + warning) }
         lines.append(label("syscalls") + ReportFormat.count(syscalls.total)
             + (requests.answered > 0 ? " (" + ReportFormat.decimal(syscalls.perRequest, places: 2) + " per request)" : ""))
+        if let memory { lines.append(label("memory") + memory.text) }
         lines += kernelLines(kernel)
         return lines.joined(separator: "\n")
     }
@@ -110,6 +111,7 @@ extension ServerReport {
         lines.append(label("requests") + requestLine)
         lines.append(label("syscalls") + ReportFormat.count(syscalls)
             + (requests > 0 ? " (" + ReportFormat.decimal(syscallSummary.perRequest, places: 2) + " per request)" : ""))
+        if let memory { lines.append(label("memory") + memory.text) }
         lines += kernelLines(kernel)
         return lines.joined(separator: "\n")
     }

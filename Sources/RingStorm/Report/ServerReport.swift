@@ -49,6 +49,8 @@ public struct ServerReport: Sendable, Equatable {
     public var complete = true
     /// The worker processes that failed, and how (empty when complete).
     public var failedWorkers: [FailedWorker] = []
+    /// User memory per connection (see `MemoryUse`): set per process, summed over worker processes.
+    public var memory: MemoryUse?
 
     public init(backend: String, durationSeconds: Double = 0) {
         self.backend = backend
@@ -79,6 +81,7 @@ public struct ServerReport: Sendable, Equatable {
         if let bytes = other.bytesEchoed { bytesEchoed = (bytesEchoed ?? 0) + bytes }
         complete = complete && other.complete
         failedWorkers += other.failedWorkers
+        memory = .merged(memory, other.memory)
     }
 
     public static func + (a: ServerReport, b: ServerReport) -> ServerReport {
@@ -121,6 +124,7 @@ extension ServerReport: Codable {
         case kernel
         case complete
         case failedWorkers = "failed_workers"
+        case memory
     }
 
     /// The plain counts, each with its key: the one list that `merge` sums and the JSON writes and reads.
@@ -143,6 +147,7 @@ extension ServerReport: Codable {
         try c.encodeIfPresent(kernel, forKey: .kernel)
         try c.encode(complete, forKey: .complete)
         try c.encode(failedWorkers, forKey: .failedWorkers)
+        try c.encodeIfPresent(memory, forKey: .memory)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -157,5 +162,6 @@ extension ServerReport: Codable {
         kernel = try c.decodeIfPresent(KernelCounters.self, forKey: .kernel)
         complete = try c.decodeIfPresent(Bool.self, forKey: .complete) ?? true
         failedWorkers = try c.decodeIfPresent([FailedWorker].self, forKey: .failedWorkers) ?? []
+        memory = try c.decodeIfPresent(MemoryUse.self, forKey: .memory)
     }
 }

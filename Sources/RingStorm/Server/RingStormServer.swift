@@ -22,6 +22,8 @@ public final class RingStormServer: Sendable {
     /// The kernel's network counters when the server started, for the report's `kernel` delta.
     private let kernelAtStart = KernelCounters.read()
     private let finished: Locked<ServerReport?>
+    /// The process's resident set before the engines are made, and at the most connections open.
+    private let memory = MemorySampler()
 
     /// Lowers the descriptor limit if asked, starts the threads and returns once every one listens.
     public init(configuration: Configuration) throws(ServerError) {
@@ -59,6 +61,8 @@ public final class RingStormServer: Sendable {
     public var progress: ServerSnapshot {
         var s = workers.snapshots.compactMap { $0 }.reduce(ServerSnapshot(backend: configuration.backend), +)
         s.report.durationSeconds = elapsedSeconds
+        memory.sample(open: s.openConnections)
+        s.report.memory = memory.use
         return s
     }
 
@@ -79,6 +83,7 @@ public final class RingStormServer: Sendable {
             var r = s.report
             r.durationSeconds = elapsedSeconds
             r.kernel = KernelCounters.read() - kernelAtStart
+            r.memory = memory.use
             saved = r
             return r
         }

@@ -369,6 +369,7 @@ public final class UringDriver: EngineDriver {
             case .noBuffers:
                 counters.record(.receive, .noBuffers)
                 core.stats.bufferExhaustions += 1
+                buffers.grow()
                 if connections[i].receive == .idle {
                     connections[i].receive = .starved
                     starved.append(data.connection)
