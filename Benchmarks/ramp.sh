@@ -104,4 +104,10 @@ print("  established per second (live lines): " + " ".join(p for p in per_second
 print(f"  connect us p50 {lat['p50']:,} p90 {lat['p90']:,} p99 {lat['p99']:,} max {lat['max']:,}")
 print("  nstat " + " ".join(f"{a}={b}" for a, b in k.items()) + f"  failures {fails}")
 EOF
+if [ -f "$out/perf.data" ]; then
+  # Share of all samples (both cores, whole ramp) in the kernel's port search, self time.
+  perf report -i "$out/perf.data" --no-children --sort symbol --stdio 2>/dev/null \
+    | grep -E "__inet_hash_connect|__inet_check_established|inet_bind_conflict|inet_csk_get_port|_raw_spin_lock_bh" \
+    | awk '{printf "  perf %s %s\n", $1, $NF}' | head -6
+fi
 echo "  files: $out" >&2

@@ -21,6 +21,7 @@ struct ConnectPacer: Equatable {
     static let minimumGapNanoseconds: Int64 = 100_000
     /// The most connects one wake-up starts: this much of the schedule.
     static let burstWindowNanoseconds: Int64 = 1_000_000
+    static let minimumBurst = 16
     /// How far the schedule may fall behind before it forgets the difference.
     static let maxLagNanoseconds: Int64 = 100_000_000
 
@@ -28,8 +29,9 @@ struct ConnectPacer: Equatable {
         if rate > 0 {
             intervalNanoseconds = max(1, Int64((1e9 / rate).rounded()))
             // A millisecond's worth: io_uring wakes every 100 µs (a tenth of that each time), epoll
-            // sleeps in whole milliseconds; a late worker catches up in steps no bigger.
-            burst = max(1, Int((Double(Self.burstWindowNanoseconds) / Double(intervalNanoseconds)).rounded(.up)))
+            // sleeps in whole milliseconds; a late worker catches up in steps no bigger. At low rates
+            // at least `minimumBurst`, so a worker woken late on a busy machine still keeps up.
+            burst = max(Self.minimumBurst, Int((Double(Self.burstWindowNanoseconds) / Double(intervalNanoseconds)).rounded(.up)))
         } else {
             intervalNanoseconds = 0
             burst = .max
