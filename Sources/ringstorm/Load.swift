@@ -113,7 +113,7 @@ struct Load: ParsableCommand {
     var source: String?
 
     @Option(help: "Who picks source ports: assign (the generator binds each connection to a port of its worker's own slice: no kernel search), range (the kernel searches only the worker's slice, IP_LOCAL_PORT_RANGE, kernel 6.3+) or kernel (the kernel searches the whole range); see Docs/load.md, Ramping.")
-    var localPorts: LoadGenerator.LocalPorts = .assign
+    var localPorts: LoadGenerator.LocalPorts = .range
 
     @Option(help: "Write one JSON line per connection lifecycle to FILE (- for standard output).")
     var connectionsLog: String?

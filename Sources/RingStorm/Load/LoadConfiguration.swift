@@ -75,7 +75,7 @@ extension LoadGenerator {
         public var sources: [SocketAddress] = []
         /// Who picks source ports, and from which ports (nil: the system's ephemeral range,
         /// `net.ipv4.ip_local_port_range`); `WorkSplit` gives each worker a disjoint slice of it.
-        public var localPorts: LocalPorts = .assign
+        public var localPorts: LocalPorts = .range
         public var localPortRange: ClosedRange<Int>?
         public var backend: Backend = .uring
         /// Engine threads; clients and the connect rate are split evenly among them (`WorkSplit`).
