@@ -572,3 +572,24 @@ private func waitUntilBlocking(seconds: Double, _ condition: () -> Bool) throws 
         }
     }
 }
+
+/// A refused io_uring_setup is worded with this command's options: the cause, `--backend epoll`, and
+/// the fix that keeps io_uring where there is one.
+@Suite struct IOUringRefusalWordingTests {
+    @Test func eachCauseSuggestsTheEpollBackendAndItsOwnFix() {
+        let cases: [(EngineError.Reason, [String])] = [
+            (.ioUringDisabled(by: .seccompFilter), ["seccomp filter", "Docker 25+, containerd 2.0+", "use --backend epoll",
+                                                     "seccomp profile that allows io_uring_setup", "ringstorm-io-uring.json"]),
+            (.ioUringDisabled(by: .sysctl(2)), ["kernel.io_uring_disabled=2", "use --backend epoll", "sysctl -w kernel.io_uring_disabled=0"]),
+            (.ioUringDisabled(by: .sysctl(1)), ["kernel.io_uring_disabled=1", "use --backend epoll", "kernel.io_uring_group"]),
+            (.ioUringDisabled(by: .unknown), ["neither sysctl kernel.io_uring_disabled nor a seccomp filter", "use --backend epoll"]),
+            (.ioUringMissing, ["this kernel has no io_uring: use --backend epoll"]),
+        ]
+        for (reason, words) in cases {
+            let text = EngineError("io_uring_setup", .notPermitted, reason: reason).commandLineDescription
+            #expect(text.hasPrefix("io_uring_setup: "), "\(text)")
+            for word in words { #expect(text.contains(word), "'\(word)' not in: \(text)") }
+            #expect(!text.contains("the epoll backend"), "the engine's wording leaked: \(text)")
+        }
+    }
+}
