@@ -28,6 +28,20 @@ import Testing
         }
     }
 
+    /// A kustomization is built before it is checked: its seccomp profile must let io_uring through,
+    /// its patches must apply, and a field the validator does not know is reported, not skipped.
+    @Test func aBrokenKustomizationIsRejected() throws {
+        let run = try validate(["deploy/kubernetes/testdata/bad-kustomization"])
+        #expect(run.status == 1, "\(run.output)\(run.errors)")
+        for expected in [
+            "denies-io-uring.json: io_uring_setup is not allowed",
+            "patches[0]: target {'kind': 'Deployment', 'name': 'ringstorm-server'} matches no resource",
+            "patchesJson6902: unknown or unsupported kustomization field",
+        ] {
+            #expect(run.output.contains(expected), "missing \(expected) in:\n\(run.output)")
+        }
+    }
+
     /// Runs the validator from the package root; cancels (skips) the test where it cannot run.
     private func validate(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
