@@ -16,7 +16,8 @@
 # them: a burst of SYNs past it is dropped or answered with syncookies), net.core.netdev_max_backlog
 # (loopback packets queued per CPU: past it they are dropped and resent after 1 s).
 # Environment: PROCESSES (load and server worker processes, default: connections/16,000 rounded up),
-# SOURCES (default: enough 127.0.0.x addresses for 20,000 connections each), BACKEND (uring|epoll),
+# SOURCES (default: enough 127.0.0.x addresses for 20,000 connections each), SOURCE_BASE (the first is
+# 127.0.0.SOURCE_BASE, default 2: another base avoids an earlier run's TIME_WAIT), BACKEND (uring|epoll),
 # HOLD (seconds to hold after the ramp, default 3), PORT (default 7830), OUT (directory for the JSON).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,7 +44,9 @@ read -r lo hi < /proc/sys/net/ipv4/ip_local_port_range
 if [ $(( n / nsrc )) -gt $(( hi - lo + 1 )) ]; then
   echo "$n connections from $nsrc source addresses need $(( n / nsrc )) ports each; the range $lo-$hi has $(( hi - lo + 1 )): set SOURCES=$(( n / (hi - lo + 1) + 1 ))" >&2; exit 2
 fi
-sources="127.0.0.2-127.0.0.$(( nsrc + 1 ))"
+base=${SOURCE_BASE:-2}  # the first source address 127.0.0.BASE: a fresh BASE avoids earlier runs' TIME_WAIT
+[ $(( base + nsrc - 1 )) -le 254 ] || { echo "SOURCE_BASE=$base with $nsrc sources passes 127.0.0.254" >&2; exit 2; }
+sources="127.0.0.$base-127.0.0.$(( base + nsrc - 1 ))"
 
 declare -A want=([net.core.somaxconn]=65535 [net.ipv4.tcp_max_syn_backlog]=65535 [net.core.netdev_max_backlog]=16384)
 declare -A saved=()
@@ -60,7 +63,7 @@ if [ "${NO_SYSCTL:-0}" != 1 ]; then
     [ "${saved[$k]}" -ge "${want[$k]}" ] || sysctl -qw "$k=${want[$k]}"
   done
 fi
-tw=$(ss -tan state time-wait | tail -n +2 | wc -l)
+tw=$(ss -tanH state time-wait | wc -l)
 
 duration=$(( n / (rate > 0 ? rate : n) + 4 + hold ))
 "$R" serve --protocol echo --backend "$backend" --processes "$procs" --backlog 65535 --listen "127.0.0.1:$port" \
@@ -87,8 +90,8 @@ c, lat = d["connections"], d["latency_us"]["connect"]
 # Live lines: "[   2.0s] open 28,000  established/s ..."; the ramp is from the last second with none
 # open to the first with all open.
 opens = [(float(t), int(o.replace(",", ""))) for t, o in re.findall(r"\[\s*([\d.]+)s\] open ([\d,]+)", open(f"{out}/load.err").read())]
-start = max([t for t, o in opens if o == 0], default=0.0)
 full = min([t for t, o in opens if o >= n], default=None)
+start = max([t for t, o in opens if o == 0 and (full is None or t < full)], default=0.0)
 ramp = f"{full - start:.1f} s" if full is not None else "never all open"
 sustained = f"{n / (full - start):,.0f}/s" if full is not None and full > start else "-"
 k = {}
@@ -101,13 +104,15 @@ print(f"n={n:,} rate={int(rate):,}/s local-ports={ports} backend={backend} proce
 print(f"  established {c['established']:,}/{c['attempted']:,} peak {c['peak_open']:,}  ramp {ramp} (live lines, 1 s resolution)  sustained {sustained}")
 per_second = re.findall(r"established/s ([\d,]+)", open(f"{out}/load.err").read())
 print("  established per second (live lines): " + " ".join(p for p in per_second if p != "0"))
+print(f"  generator max lag {d['generator']['max_lag_us']:,} us, ports in use at bind {d['generator'].get('ports_in_use', 0):,}")
 print(f"  connect us p50 {lat['p50']:,} p90 {lat['p90']:,} p99 {lat['p99']:,} max {lat['max']:,}")
 print("  nstat " + " ".join(f"{a}={b}" for a, b in k.items()) + f"  failures {fails}")
 EOF
 if [ -f "$out/perf.data" ]; then
-  # Share of all samples (both cores, whole ramp) in the kernel's port search, self time.
-  perf report -i "$out/perf.data" --no-children --sort symbol --stdio 2>/dev/null \
-    | grep -E "__inet_hash_connect|__inet_check_established|inet_bind_conflict|inet_csk_get_port|_raw_spin_lock_bh" \
-    | awk '{printf "  perf %s %s\n", $1, $NF}' | head -6
+  # Share of all samples (both cores, the first seconds of the ramp, self time) in the kernel's port
+  # search and bind; `comm` exe is ringstorm's worker processes (spawned through /proc/self/exe).
+  echo "  perf (self, % of all samples): $(perf report -i "$out/perf.data" --no-children -g none --sort symbol --stdio 2>/dev/null \
+    | grep -E "inet_hash_connect|inet_check_established|inet_csk_bind_conflict|inet_csk_get_port|inet_bind2_bucket" \
+    | awk '{printf "%s %s  ", $3, $1}')"
 fi
 echo "  files: $out" >&2
