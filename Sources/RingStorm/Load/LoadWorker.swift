@@ -56,6 +56,10 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
     let slotClient: FlatArray<Int32>
     /// Per client, `maxInFlight` send times (intended times, open loop) of requests in flight, a ring.
     let sendTimes: FlatArray<Int64>
+    /// Open loop: beside each `sendTimes` entry, when the request was actually handed to the engine.
+    let actualSendTimes: FlatArray<Int64>
+    /// Open loop (`--interval`, `--rate`): each connection's interval between sends; nil otherwise.
+    let openLoopInterval: Int64?
     let maxInFlight: Int
     let sendsFirstMessage: Bool
     let wheel: DeadlineWheel
@@ -93,6 +97,8 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         slotClient = FlatArray(repeating: -1, count: config.engine.maxConnections + 1)
         maxInFlight = config.maxInFlight
         sendTimes = FlatArray(repeating: 0, count: clientCount * maxInFlight)
+        openLoopInterval = config.pacing.openLoopIntervalNanoseconds
+        actualSendTimes = FlatArray(repeating: 0, count: openLoopInterval == nil ? 1 : clientCount * maxInFlight)
         sendsFirstMessage = config.pacing != .silent && Wire.sendsFirstMessage(config)
         wheel = DeadlineWheel(clients: clientCount, tickNanoseconds: Self.tickNanoseconds, now: monotonicNanoseconds())
         queue = ClientQueue(capacity: clientCount)
@@ -105,6 +111,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         wireStates.deallocate()
         slotClient.deallocate()
         sendTimes.deallocate()
+        actualSendTimes.deallocate()
         queue.deallocate()
     }
 
