@@ -105,7 +105,13 @@ extension LoadWorker {
         clients[c].inFlight += 1
         let request = wire.request(sequence: clients[c].sequence, timestamp: intended, &wireStates[c])
         if unsent + request.count > report.requests.peakUnsentBytes { report.requests.peakUnsentBytes = unsent + request.count }
-        engine.send(clients[c].connection, request)
+        if timesSends {
+            let started = monotonicNanoseconds()
+            engine.send(clients[c].connection, request)
+            sendCallNanoseconds += monotonicNanoseconds() - started
+        } else {
+            engine.send(clients[c].connection, request)
+        }
         clients[c].sequence &+= 1
         report.requests.sent += 1
     }
