@@ -204,7 +204,7 @@ import RingStormEngine
     }
 }
 
-@Suite struct GeneratorHealthTests {
+@Suite struct GeneratorWarningTests {
     @Test func aHealthyGeneratorWarnsOfNothing() {
         var g = LoadReport.Generator()
         g.maxWorkerCPU = 0.3
