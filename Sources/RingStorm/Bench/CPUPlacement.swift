@@ -12,6 +12,11 @@ public struct CPUPlacement: Sendable, Equatable, Codable {
     public var server: Int?
     public var load: Int?
 
+    package init(server: Int?, load: Int?) {
+        self.server = server
+        self.load = load
+    }
+
     /// Server on the first allowed CPU, load on the second; with `loadOnly`, the load on the first.
     package init(allowed: [Int], loadOnly: Bool) {
         if loadOnly {
