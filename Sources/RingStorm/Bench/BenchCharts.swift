@@ -129,7 +129,7 @@ public enum BenchHTML {
                     html += "<td>-</td><td>-</td>"
                 }
             }
-            if result.backends.count == 2 { html += "<td>\(result.ratio(metric).map { String(format: "%.2f", $0) } ?? "-")</td>" }
+            if result.backends.count == 2 { html += "<td>\(result.ratio(metric).map { String(format: $0 < 0.1 ? "%.3f" : "%.2f", $0) } ?? "-")</td>" }
             html += "</tr>\n"
         }
         html += "</table>\n<div class=\"charts\">\n"

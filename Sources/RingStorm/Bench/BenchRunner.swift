@@ -122,6 +122,14 @@ extension Bench {
                 load.pump(timeoutNanoseconds: 20_000_000)
                 server?.pump(timeoutNanoseconds: 0)
                 let now = monotonicNanoseconds()
+                let seconds = Double(now - started) / 1e9
+                // A point when the load's report moved (it publishes about once a second, whatever the
+                // asked interval), stamped when it arrived, so each rate is over the span it covers.
+                let latest = load.workers[0].latest?.report
+                if let latest, latest.requests.answered != samples.last?.answered || latest.syscalls != samples.last?.loadSyscalls {
+                    samples.append(Sample(seconds: seconds, answered: latest.requests.answered, loadSyscalls: latest.syscalls,
+                                          serverSyscalls: server?.workers[0].latest?.report.syscalls))
+                }
                 guard now >= nextSample else { continue }
                 nextSample += c.sampleIntervalNanoseconds
                 if let s = ProcessSample.read(pid: loadPID) { loadPeak = max(loadPeak, s.anonymousBytes) }
@@ -129,10 +137,6 @@ extension Bench {
                     serverPeak = max(serverPeak, s.anonymousBytes)
                     serverAtEnd = s
                 }
-                let seconds = Double(now - started) / 1e9
-                let latest = load.workers[0].latest?.report
-                samples.append(Sample(seconds: seconds, answered: latest?.requests.answered ?? 0, loadSyscalls: latest?.syscalls ?? 0,
-                                      serverSyscalls: server?.workers[0].latest?.report.syscalls))
                 tick(latest?.requests.answered ?? 0, seconds, seconds / (expected + 1))
             }
             // The server's CPU up to the load's end (what it spent after, idling until stopped, is not the load's).

@@ -47,7 +47,7 @@ extension Bench.Result {
                 cells.append(runs.filter { $0.backend == b }.count > 1
                     ? "\(metric.format(s.median)) (\(metric.format(s.min))–\(metric.format(s.max)))" : metric.format(s.median))
             }
-            if ratioShown { cells.append(ratio(metric).map { String(format: "%.2f", $0) } ?? "-") }
+            if ratioShown { cells.append(ratio(metric).map { String(format: $0 < 0.1 ? "%.3f" : "%.2f", $0) } ?? "-") }
             table.append(cells)
         }
         let widths = (0..<header.count).map { i in table.map { $0[i].count }.max() ?? 0 }
@@ -68,6 +68,11 @@ extension Bench.Result {
         }
         text += "CPU is each process's user + system time from ready to the load's end per request answered; syscalls are the engines' own counts; "
             + "memory is anonymous resident memory (RssAnon) added per established connection, peak over ready.\n"
+        if backends.contains(.uring) {
+            let e = EngineConfiguration()
+            text += "io_uring's memory includes its provided-buffer pool (\(ReportFormat.count(e.receiveBufferCount)) × \(e.receiveBufferSize / 1024) KiB per engine), "
+                + "faulted in as receives use it rather than per connection: at few connections it dominates.\n"
+        }
         return text
     }
 

@@ -67,7 +67,7 @@ public enum SVGChart {
     /// The plot area inside the whole picture.
     struct Frame {
         let width: Double, height: Double
-        let left = 78.0, right = 20.0, top = 40.0, bottom = 64.0
+        let left = 78.0, right = 36.0, top = 40.0, bottom = 64.0
         var plotWidth: Double { width - left - right }
         var plotHeight: Double { height - top - bottom }
     }
@@ -93,7 +93,7 @@ public enum SVGChart {
     // MARK: Line chart
 
     /// A line chart of `series` over `x` and `y`, with a legend.
-    public static func line(title: String, width: Double = 560, height: Double = 340, x: Axis, y: Axis, series: [Series]) -> String {
+    public static func line(title: String, width: Double = 540, height: Double = 340, x: Axis, y: Axis, series: [Series]) -> String {
         let frame = Frame(width: width, height: height)
         let kept = series.map { s in
             Series(s.name, color: s.color, dashed: s.dashed, inLegend: s.inLegend,
@@ -120,7 +120,7 @@ public enum SVGChart {
     // MARK: Bar chart
 
     /// Grouped bars: one group per `groups` label, one bar per series in it, each labelled with its value.
-    public static func bars(title: String, width: Double = 560, height: Double = 340, groups: [String], y: Axis,
+    public static func bars(title: String, width: Double = 540, height: Double = 340, groups: [String], y: Axis,
                             series: [BarSeries]) -> String {
         let frame = Frame(width: width, height: height)
         let values = series.flatMap(\.values).filter { $0.isFinite }
@@ -186,13 +186,13 @@ public enum SVGChart {
     /// One row of legend entries under the plot.
     static func legend(_ frame: Frame, _ entries: [(name: String, color: String, dashed: Bool)]) -> String {
         var svg = "<g class=\"legend\" font-size=\"12\">\n"
-        var x = frame.left
+        var x = 20.0
         let y = frame.height - 10
         for e in entries {
             svg += "<line x1=\"\(fmt(x))\" y1=\"\(fmt(y - 4))\" x2=\"\(fmt(x + 22))\" y2=\"\(fmt(y - 4))\" stroke=\"\(e.color)\" stroke-width=\"3\""
                 + (e.dashed ? " stroke-dasharray=\"6 4\"" : "") + "/>\n"
             svg += text(x + 27, y, e.name, anchor: "start", size: 12)
-            x += 38 + Double(e.name.count) * 7
+            x += 36 + Double(e.name.count) * 6.6
         }
         return svg + "</g>\n"
     }
