@@ -64,7 +64,7 @@ def main():
         if kind is None:
             continue
         ends = first.setdefault(key, {})
-        if not ends:
+        if "first" not in ends:
             ends["first"] = side
         ends.setdefault(side, kind)
     result = {"connections": len(first), "client_fin_first": 0, "client_rst_first": 0,
