@@ -81,8 +81,6 @@ struct BenchCommand: ParsableCommand {
             case .descriptors(let s):
                 throw UsageError("--connections \(ReportFormat.count(s.connections)) needs as many descriptors in each side's process, "
                     + "but one process may open \(ReportFormat.count(s.usable)) (RLIMIT_NOFILE); lower --connections to \(ReportFormat.count(s.usable))")
-            case .processes, .processesExceedConnections, .connectionsLog, .sources:
-                throw UsageError(error.commandLineText)
             default:
                 throw UsageError(error.commandLineText)
             }

@@ -18,6 +18,7 @@ struct RingStormCommand: ParsableCommand {
           ringstorm load --target 127.0.0.1:7200 -c 1000 -d 10s
           ringstorm load -d 10s --threshold 'answered>=99.9%'
           ringstorm repro -d 5s
+          ringstorm bench --html bench.html
         """,
         version: ringstormVersion,
         subcommands: [ReproCommand.self, Serve.self, Load.self, BenchCommand.self]
