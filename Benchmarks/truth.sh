@@ -163,7 +163,7 @@ for round in $(seq $rounds); do
   taskset -c 1 "$R" load --target 127.0.0.1:$port --protocol echo -c 200 -d ${secs}s --report-interval 0 \
     --log-level warning --json "$tmp/yard-load.json" >/dev/null
   r_rate=$(json "$tmp/yard-load.json" "round(d['requests']['answered'] / d['duration_s'])")
-  echo "round $round: C client ${c_rate} msgs/s, ringstorm load ${r_rate} requests/s, ratio $(python3 -c "print('%.3f' % ($r_rate / $c_rate))")"
+  echo "round $round: C client ${c_rate} msgs/s, the load generator ${r_rate} requests/s, ratio $(python3 -c "print('%.3f' % ($r_rate / $c_rate))")"
   ratios+=("$r_rate $c_rate")
 done
 kill $spid 2>/dev/null; wait $spid 2>/dev/null
