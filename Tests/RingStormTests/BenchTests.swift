@@ -94,6 +94,8 @@ func sampleBenchResult() -> Bench.Result {
         #expect(Set(summary.keys) == Set(Bench.Metric.allCases.map(\.rawValue)))
         let rate = try #require(summary["requests_per_s"] as? [String: Any])
         #expect((rate["median"] as? [String: Double])?["uring"] == 51_500)
+        let runs = try #require(object["runs"] as? [[String: Any]])
+        #expect((runs[0]["figures"] as? [String: Double])?["requests_per_s"] == 51_000)
         let decoded = try JSONDecoder().decode(Bench.Result.self, from: try result.json())
         #expect(decoded.runs == result.runs)
         #expect(decoded.configuration == result.configuration)

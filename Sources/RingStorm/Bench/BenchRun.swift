@@ -110,6 +110,27 @@ extension Bench {
             case backend, round, connections, established, seconds, answered, load, server, samples, failures
             case latency = "latency_us"
         }
+
+        private enum FigureKey: String, CodingKey { case figures }
+
+        /// Everything, plus the run's own figures (the table's metrics for this run), for machines that
+        /// want each round rather than the summary's median and spread. Decoding ignores them.
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(backend, forKey: .backend)
+            try c.encode(round, forKey: .round)
+            try c.encode(connections, forKey: .connections)
+            try c.encode(established, forKey: .established)
+            try c.encode(seconds, forKey: .seconds)
+            try c.encode(answered, forKey: .answered)
+            try c.encode(latency, forKey: .latency)
+            try c.encode(load, forKey: .load)
+            try c.encodeIfPresent(server, forKey: .server)
+            try c.encode(samples, forKey: .samples)
+            try c.encode(failures, forKey: .failures)
+            var f = encoder.container(keyedBy: FigureKey.self)
+            try f.encode(Dictionary(uniqueKeysWithValues: figures.map { ($0.key.rawValue, $0.value) }), forKey: .figures)
+        }
     }
 
     /// What the bench table compares, in its row order.
