@@ -48,6 +48,10 @@ extension LoadWorker {
         // An assigned port may still be held by a socket outside our control (a TIME_WAIT left by a
         // run that did not set SO_REUSEADDR, another program): EADDRINUSE at bind. The port goes to
         // the back of the queue and the next one is tried; after `portTries` the kernel picks.
+        // Timed: socket, bind and (epoll) connect run on this thread, and a port search near exhaustion
+        // stalls the whole loop here (the generator's health).
+        let callStarted = monotonicNanoseconds()
+        defer { report.generator.recordConnectCall(nanoseconds: monotonicNanoseconds() - callStarted) }
         var id = ConnectionID.none
         var tries = 0
         while true {
