@@ -297,13 +297,14 @@ final class RingstormChild: @unchecked Sendable {
     private let outputPath: String
     private let errorPath: String
 
-    init(_ arguments: [String]) throws {
+    /// `executable`: another program than `ringstorm` (e.g. `/usr/bin/env` to run it through `ip netns exec`).
+    init(_ arguments: [String], executable: String? = nil) throws {
         let directory = FileManager.default.temporaryDirectory
         outputPath = directory.appendingPathComponent("ringstorm-out-\(UUID())").path
         errorPath = directory.appendingPathComponent("ringstorm-err-\(UUID())").path
         _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
         _ = FileManager.default.createFile(atPath: errorPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: ringstormBinary!)
+        process.executableURL = URL(fileURLWithPath: executable ?? ringstormBinary!)
         process.arguments = arguments
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorPath))
