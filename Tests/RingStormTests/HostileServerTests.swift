@@ -42,7 +42,7 @@ final class HostileServer: @unchecked Sendable {
             guard n > 0 else { break }
             var frames: [ServerTestFrame] = []
             do {
-                try buffer[0..<n].withUnsafeBytes { raw throws(ProtocolError) in
+                _ = try buffer[0..<n].withUnsafeBytes { raw throws(ProtocolError) in
                     try decoder.feed(raw) { frames.append(ServerTestFrame($0)) }
                 }
             } catch { break }

@@ -4,9 +4,10 @@ import RingStorm
 import RingStormEngine
 import Testing
 
-/// Runs a program found on PATH (or in /usr/sbin, /sbin) and returns its status and standard error.
+/// Runs a program found on PATH (or in /usr/sbin, /sbin) and returns its status, standard output
+/// and standard error (both small: read after the exit).
 @discardableResult
-func runTool(_ arguments: [String]) -> (status: Int32, errors: String) {
+func runTool(_ arguments: [String]) -> (status: Int32, errors: String, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = arguments
@@ -14,12 +15,14 @@ func runTool(_ arguments: [String]) -> (status: Int32, errors: String) {
     environment["PATH"] = (environment["PATH"].map { $0 + ":" } ?? "") + "/usr/sbin:/sbin"
     process.environment = environment
     let errors = Pipe()
+    let output = Pipe()
     process.standardError = errors
-    process.standardOutput = FileHandle.nullDevice
-    do { try process.run() } catch { return (127, "\(error)") }
+    process.standardOutput = output
+    do { try process.run() } catch { return (127, "\(error)", "") }
+    let out = output.fileHandleForReading.readDataToEndOfFile()
     let data = errors.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self), String(decoding: out, as: UTF8.self))
 }
 
 /// Why network namespaces cannot be made on this machine, or nil if they can (root, iproute2 and
@@ -86,6 +89,12 @@ final class FaultNetwork: @unchecked Sendable {
         throw ServerTestError("the server did not listen in \(server)")
     }
 
+    /// Connections established to the server's port, by the kernel (`ss` in the server's namespace).
+    func established() -> Int {
+        runTool(["ip", "netns", "exec", server, "ss", "-Htn", "state", "established", "sport = :7200"]).output
+            .split(separator: "\n").count
+    }
+
     /// `ringstorm load` in the client's namespace against the server's address; its JSON report.
     func load(_ backend: Backend, _ arguments: [String], during: (() throws -> Void)? = nil) throws -> LoadReport {
         let json = FileManager.default.temporaryDirectory.appendingPathComponent("ringstorm-fault-\(UUID()).json").path
@@ -138,9 +147,14 @@ struct NetworkFaultTests {
         defer { network.remove() }
         let server = try network.serve(backend)
         defer { server.terminate() }
-        let report = try network.load(backend, ["-d", "\(Int(3 * sanitizerScale))s", "--request-timeout", "\(Int(sanitizerScale))s"]) {
-            // Once answers flow (a second in, scaled), drop everything to the server's port.
-            usleep(UInt32(1_000_000 * sanitizerScale))
+        let report = try network.load(backend, ["-d", "\(Int(3 * sanitizerScale) + 1)s", "--request-timeout", "\(Int(sanitizerScale))s",
+                                                "--connect-timeout", "\(Int(5 * sanitizerScale))s"]) {
+            // Once the 4 connections are up and answers flow, drop everything to the server's port.
+            // Waited for by the server's sockets, not by time: a loaded machine took 6 s to start an
+            // instrumented binary.
+            let deadline = monotonicNanoseconds() + Int64(20e9 * sanitizerScale)
+            while monotonicNanoseconds() < deadline && network.established() < 4 { usleep(50_000) }
+            usleep(300_000)
             try network.iptables(["-I", "INPUT", "-p", "tcp", "--dport", "7200", "-j", "DROP"])
         }
         #expect(report.connections.established == 4)

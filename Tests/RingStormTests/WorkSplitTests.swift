@@ -113,7 +113,21 @@ import RingStormEngine
         let span = Double(accepted.max()! - accepted.min()!) / 1e9
         let achieved = Double(connections - 1) / span
         print("ramp \(backend): \(connections) connections in \(String(format: "%.3f", span)) s: \(String(format: "%.0f", achieved))/s (asked \(Int(rate))/s)")
-        #expect(abs(achieved - rate) / rate < 0.10, "achieved \(achieved)/s, asked \(rate)/s\(activeSanitizer.map { " under \($0)" } ?? "")")
+        // Never ahead of a total rate, connection by connection: the k-th handshake is at least
+        // (k - 1) / rate (less 10%, and 5 ms for the kernel clock's millisecond) after the first (the
+        // two threads may start together). A per-thread rate
+        // would run twice as fast; a slow machine only makes it later, so this holds at any speed.
+        let sorted = accepted.sorted()
+        let ahead = (1..<sorted.count).filter { k in
+            Double(sorted[k] - sorted[0]) / 1e9 < Double(k - 1) / rate * 0.9 - 0.005
+        }
+        #expect(ahead.isEmpty, "\(ahead.count) connections ahead of \(rate)/s in total, the first at index \(ahead.first ?? 0)")
+        // And on time, in a normal run. Instrumented on a loaded machine the generator's loop did not
+        // keep even a third of the rate (ASan: 152/s of 333/s, the machine's load average 22), which
+        // says nothing about the split.
+        if activeSanitizer == nil {
+            #expect(abs(achieved - rate) / rate < 0.10, "achieved \(achieved)/s, asked \(rate)/s")
+        }
     }
 }
 
