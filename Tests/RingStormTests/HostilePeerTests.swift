@@ -26,8 +26,11 @@ import Testing
         let server = try RingStormServer(configuration: configuration)
         let port = server.address.port
         let clientCount = 3
-        let clients = try await onThread { try (0..<clientCount).map { _ in try ServerTestClient(port: port) } }
-        let filled = try await onThread { () -> [Int] in
+        // Connect, register and fill on one thread: a hop back to the cooperative pool between the
+        // connect and the REGISTER waited past the 5-s register deadline under ASan (the suite's
+        // synchronous tests held the pool).
+        let (clients, filled) = try await onThread { () -> ([ServerTestClient], [Int]) in
+            let clients = try (0..<clientCount).map { _ in try ServerTestClient(port: port) }
             for (k, client) in clients.enumerated() {
                 client.send(frame: .register(clientID: UInt64(100 + k)))
                 _ = try client.receiveFrame()
@@ -51,7 +54,7 @@ import Testing
                 }
                 if !progressed { usleep(5_000) }
             }
-            return sent
+            return (clients, sent)
         }
         #expect(filled.allSatisfy { $0 > 1 << 20 }, "sent \(filled) B")
         do {
