@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Benchmarks/million.sh [CONNECTIONS] [CONNECT_RATE]
+#
+# Issue 11, item 5: CONNECTIONS concurrent connections on loopback, `ringstorm serve --processes` and
+# `ringstorm load --processes` with many source addresses, ramped at CONNECT_RATE and then held for
+# HOLD seconds with one request every INTERVAL per connection (the default protocol: a REGISTER, then
+# requests). Prints the time to ramp, established/accounted from the merged reports, failures, user and
+# kernel memory per connection, CPU, syscalls per request and the kernel counters.
+#
+#   Benchmarks/million.sh 200000 10000
+#   Benchmarks/million.sh 1000000 10000
+#
+# One process may hold 20,000 descriptors here (RLIMIT_NOFILE, fixed), so PROCESSES defaults to
+# connections / 18,000 rounded up on each side (56 per side for a million; `--processes` allows 64).
+# Before any work it refuses, naming the limit, where the machine cannot hold the run: RLIMIT_NOFILE,
+# fs.nr_open, fs.file-max (both ends of every connection are descriptors on this machine), source
+# ports, and memory: per connection ~8 kB of kernel memory per end (Slab, measured by
+# Scripts/connection-cost, Docs/scaling.md) plus ~2 kB of user memory per end, plus ~30 MB per process.
+#
+# Sysctls it sets for the run and restores on exit (root only): net.ipv4.ip_local_port_range
+# (1024-65535: 64,512 ports per source address), net.core.somaxconn, net.ipv4.tcp_max_syn_backlog,
+# net.core.netdev_max_backlog, net.ipv4.tcp_mem (its ceiling, in pages, raised to 2 per socket so that a
+# million idle sockets' transient buffers cannot reach memory pressure), and
+# net.netfilter.nf_conntrack_max where nf_conntrack is loaded (one entry per connection).
+# Environment: PROCESSES, SOURCES (127.0.0.x source addresses, default: 50,000 connections each),
+# SOURCE_BASE (first is 127.0.0.SOURCE_BASE, default 10), HOLD (s, default 60), INTERVAL (default 30s),
+# BACKEND (uring|epoll), PORT (default 7850), OUT (directory for the JSON and samples),
+# DRY_RUN=1 (checks and the plan only).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+R=${RINGSTORM:-$here/.build/release/ringstorm}
+n=${1:-200000}
+rate=${2:-10000}
+hold=${HOLD:-60}
+interval=${INTERVAL:-30s}
+backend=${BACKEND:-uring}
+port=${PORT:-7850}
+fail() { echo "million.sh: $*" >&2; exit 2; }
+[[ $n =~ ^[0-9]+$ && $n -ge 1000 ]] || fail "CONNECTIONS must be a whole number of at least 1000, not '$n'"
+[[ $rate =~ ^[0-9]+$ && $rate -ge 100 ]] || fail "CONNECT_RATE must be a whole number of at least 100 a second, not '$rate'"
+[ -x "$R" ] || fail "no release build at $R: run swift build -c release"
+command -v nstat >/dev/null || fail "nstat missing (apt-get install -y iproute2)"
+[ "$(id -u)" = 0 ] || fail "setting ip_local_port_range, somaxconn, tcp_mem and friends needs root"
+
+# --- Limits, checked before any work -------------------------------------------------------------
+limit=$(ulimit -n)
+maxprocs=64  # LoadBudget.maximumProcesses
+per_max=$(( limit - 2000 ))  # room for the engine's own descriptors and a reconnect's overlap
+procs=${PROCESSES:-$(( (n + per_max - 1) / per_max ))}
+per_process=$(( (n + procs - 1) / procs ))
+[ "$per_process" -le "$per_max" ] || fail "each of $procs processes per side would hold $per_process connections but RLIMIT_NOFILE is $limit (keep 2,000 spare): set PROCESSES=$(( (n + per_max - 1) / per_max ))"
+[ "$procs" -le "$maxprocs" ] || fail "$n connections need $procs processes per side at $per_max each (RLIMIT_NOFILE $limit), but --processes allows at most $maxprocs: at most $(( maxprocs * per_max )) connections on this machine"
+nr_open=$(cat /proc/sys/fs/nr_open)
+[ "$limit" -le "$nr_open" ] || fail "RLIMIT_NOFILE $limit is above fs.nr_open $nr_open"
+read -r files_open _ file_max < /proc/sys/fs/file-nr
+need_files=$(( 2 * n + 2 * procs * 64 + 10000 ))
+[ $(( file_max - files_open )) -ge "$need_files" ] || fail "both ends of $n connections need about $need_files descriptors, fs.file-max $file_max leaves $(( file_max - files_open )) (raise fs.file-max)"
+nsrc=${SOURCES:-$(( (n + 49999) / 50000 ))}
+base=${SOURCE_BASE:-10}
+[ $(( base + nsrc - 1 )) -le 254 ] || fail "SOURCE_BASE=$base with $nsrc sources passes 127.0.0.254"
+ports_lo=1024; ports_hi=65535
+[ $(( (n + nsrc - 1) / nsrc )) -le $(( ports_hi - ports_lo + 1 - 1000 )) ] || fail "$n connections from $nsrc source addresses need $(( n / nsrc )) ports each, more than the widened range $ports_lo-$ports_hi holds: set SOURCES=$(( n / 60000 + 1 ))"
+sources="127.0.0.$base-127.0.0.$(( base + nsrc - 1 ))"
+# Memory: kernel ~8,000 B per socket (Slab, both ends counted separately: Docs/scaling.md measured
+# 10.5-11 kB for the pair on io_uring, plus proc_inode_cache from other sessions), user ~2,200 B per
+# end on io_uring (1,000 B on epoll), ~30 MB per process.
+kernel_per=8000; user_per=$([ "$backend" = epoll ] && echo 1000 || echo 2200)
+need_kb=$(( (2 * n * (kernel_per + user_per)) / 1024 + 2 * procs * 30 * 1024 ))
+avail_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
+margin_kb=$(( 1024 * 1024 ))  # leave 1 GiB to everything else
+if [ $(( need_kb + margin_kb )) -gt "$avail_kb" ]; then
+  fit=$(( ((avail_kb - margin_kb - 2 * procs * 30 * 1024) * 1024) / (2 * (kernel_per + user_per)) ))
+  fail "$n connections need about $(( need_kb / 1024 )) MiB ($(( kernel_per + user_per )) B per end: ${kernel_per} kernel + ${user_per} user; plus 30 MiB per process × $(( 2 * procs ))) and 1 GiB spare, but MemAvailable is $(( avail_kb / 1024 )) MiB: at most about $fit connections now"
+fi
+
+ramp_s=$(( (n + rate - 1) / rate ))
+load_s=$(( ramp_s * 3 / 2 + 10 + hold ))   # the ramp may run slower than asked on a busy machine
+echo "plan: $n connections, $procs processes per side ($per_process each), sources $sources, ramp ${ramp_s}s at $rate/s, hold ${hold}s, --interval $interval, backend $backend; need ~$(( need_kb / 1024 )) MiB of $(( avail_kb / 1024 )) MiB available"
+[ "${DRY_RUN:-0}" = 1 ] && exit 0
+out=${OUT:-$(mktemp -d /tmp/ringstorm-million.XXXXXX)}
+mkdir -p "$out"
+
+# --- Sysctls, set and restored -----------------------------------------------------------------
+declare -A want=([net.core.somaxconn]=65535 [net.ipv4.tcp_max_syn_backlog]=65535 [net.core.netdev_max_backlog]=16384)
+declare -A saved=()
+restore() {
+  for p in ${sampler_pid:-} ${load_pid:-} ${server_pid:-}; do kill "$p" 2>/dev/null || true; done
+  for k in "${!saved[@]}"; do sysctl -qw "$k=${saved[$k]}" || echo "million.sh: could not restore $k=${saved[$k]}" >&2; done
+}
+trap restore EXIT
+trap 'exit 130' INT TERM
+for k in "${!want[@]}"; do
+  saved[$k]=$(sysctl -n "$k")
+  [ "${saved[$k]}" -ge "${want[$k]}" ] || sysctl -qw "$k=${want[$k]}"
+done
+saved[net.ipv4.ip_local_port_range]=$(sysctl -n net.ipv4.ip_local_port_range | tr -s '\t ' ' ')
+sysctl -qw net.ipv4.ip_local_port_range="$ports_lo $ports_hi"
+saved[net.ipv4.tcp_mem]=$(sysctl -n net.ipv4.tcp_mem | tr -s '\t ' ' ')
+read -r m_lo m_press m_hi <<< "${saved[net.ipv4.tcp_mem]}"
+if [ "$m_hi" -lt $(( 4 * n )) ]; then
+  sysctl -qw net.ipv4.tcp_mem="$(( m_lo > n ? m_lo : n )) $(( 2 * n )) $(( 4 * n ))"
+fi
+if [ -w /proc/sys/net/netfilter/nf_conntrack_max ]; then
+  saved[net.netfilter.nf_conntrack_max]=$(sysctl -n net.netfilter.nf_conntrack_max)
+  [ "${saved[net.netfilter.nf_conntrack_max]}" -ge $(( n + 100000 )) ] || sysctl -qw net.netfilter.nf_conntrack_max=$(( n + 100000 ))
+fi
+
+# --- Samples: every 2 s, system memory, sockets, CPU and the ringstorm processes' RSS and CPU ------
+meminfo() { awk -v k="$1" '$1 == k":" {print $2}' /proc/meminfo; }
+sample() {
+  local t0=$1
+  while sleep 2; do
+    local pids rss=0 cpu=0
+    # Ours only (other sessions run ringstorm too): the two parents and their worker children.
+    local roots; roots="$server_pid $(cat "$out/load.pid" 2>/dev/null || true)"
+    pids="$roots $(for r in $roots; do pgrep -P "$r" || true; done)"
+    for p in $pids; do
+      r=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0); rss=$(( rss + ${r:-0} ))
+      c=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0); cpu=$(( cpu + ${c:-0} ))
+    done
+    local inuse; inuse=$(awk '/^TCP:/ {print $3}' /proc/net/sockstat)
+    echo "$(( $(date +%s%N) / 1000000 - t0 )) slab_kb=$(meminfo Slab) sunreclaim_kb=$(meminfo SUnreclaim) tcp_inuse=$inuse tcp_mem_pages=$(awk '/^TCP:/ {print $NF}' /proc/net/sockstat) rss_kb=$rss cpu_ticks=$cpu procs=$(echo $pids | wc -w) $(head -1 /proc/stat)"
+    if [ "$inuse" -gt "$(cat "$out/slab.max" 2>/dev/null || echo 0)" ]; then
+      echo "$inuse" > "$out/slab.max"; cat /proc/slabinfo > "$out/slabinfo.peak" 2>/dev/null || true
+    fi
+  done
+}
+sync; echo 2 > /proc/sys/vm/drop_caches 2>/dev/null || true  # reclaimable slab out of the baseline
+cat /proc/slabinfo > "$out/slabinfo.before" 2>/dev/null || true
+echo "before slab_kb=$(meminfo Slab) sunreclaim_kb=$(meminfo SUnreclaim) tcp_inuse=$(awk '/^TCP:/ {print $3}' /proc/net/sockstat)" > "$out/before.txt"
+uptime > "$out/uptime.before"
+
+"$R" serve --backend "$backend" --processes "$procs" --backlog 65535 --listen "127.0.0.1:$port" \
+  --duration "$(( load_s + 20 ))s" --json "$out/server.json" > "$out/server.txt" 2> "$out/server.err" &
+server_pid=$!
+sleep 2
+nstat -n
+t0=$(( $(date +%s%N) / 1000000 ))
+sample "$t0" > "$out/samples.txt" 2>/dev/null &
+sampler_pid=$!
+"$R" load --backend "$backend" --processes "$procs" --target "127.0.0.1:$port" -c "$n" --connect-rate "$rate" \
+  --interval "$interval" --source "$sources" -d "${load_s}s" --json "$out/load.json" \
+  > "$out/load.txt" 2> "$out/load.err" &
+load_pid=$!
+echo "$load_pid" > "$out/load.pid"
+wait "$load_pid" || echo "load exited $?" >> "$out/exit.txt"; load_pid=
+nstat -az TcpExtListenOverflows TcpExtListenDrops TcpExtTCPSynRetrans TcpRetransSegs TcpExtTCPAbortOnMemory \
+  TcpExtTCPMemoryPressures TcpExtTCPAbortOnClose TcpExtTCPAbortOnTimeout TcpExtTCPReqQFullDrop TcpExtSyncookiesSent \
+  TcpExtTCPAbortOnData TcpAttemptFails TcpEstabResets > "$out/nstat.txt" || true
+kill "$server_pid" 2>/dev/null || true  # SIGTERM: the server drains and writes its report
+wait "$server_pid" || true; server_pid=
+kill "$sampler_pid" 2>/dev/null || true; sampler_pid=
+uptime > "$out/uptime.after"
+sleep 3
+echo "after slab_kb=$(meminfo Slab) sunreclaim_kb=$(meminfo SUnreclaim) tcp_inuse=$(awk '/^TCP:/ {print $3}' /proc/net/sockstat)" > "$out/after.txt"
+
+python3 "$here/Benchmarks/million_summary.py" "$out" "$n" "$rate" "$procs" "$sources" "$backend" "$interval" "$hold"
+echo "files: $out" >&2
