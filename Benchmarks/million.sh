@@ -14,8 +14,8 @@
 # connections / 18,000 rounded up on each side (56 per side for a million; `--processes` allows 64).
 # Before any work it refuses, naming the limit, where the machine cannot hold the run: RLIMIT_NOFILE,
 # fs.nr_open, fs.file-max (both ends of every connection are descriptors on this machine), source
-# ports, and memory: per connection ~8 kB of kernel memory per end (Slab, measured by
-# Scripts/connection-cost, Docs/scaling.md) plus ~2 kB of user memory per end, plus ~30 MB per process.
+# ports, and memory: per connection ~5.5 kB of kernel memory per end (Slab, measured by
+# Scripts/connection-cost, Docs/scaling.md) plus ~1.5 kB of user memory per end, plus ~30 MiB per process.
 #
 # Sysctls it sets for the run and restores on exit (root only): net.ipv4.ip_local_port_range
 # (1024-65535: 64,512 ports per source address), net.core.somaxconn, net.ipv4.tcp_max_syn_backlog,
@@ -61,10 +61,11 @@ base=${SOURCE_BASE:-10}
 ports_lo=1024; ports_hi=65535
 [ $(( (n + nsrc - 1) / nsrc )) -le $(( ports_hi - ports_lo + 1 - 1000 )) ] || fail "$n connections from $nsrc source addresses need $(( n / nsrc )) ports each, more than the widened range $ports_lo-$ports_hi holds: set SOURCES=$(( n / 60000 + 1 ))"
 sources="127.0.0.$base-127.0.0.$(( base + nsrc - 1 ))"
-# Memory: kernel ~8,000 B per socket (Slab, both ends counted separately: Docs/scaling.md measured
-# 10.5-11 kB for the pair on io_uring, plus proc_inode_cache from other sessions), user ~2,200 B per
-# end on io_uring (1,000 B on epoll), ~30 MB per process.
-kernel_per=8000; user_per=$([ "$backend" = epoll ] && echo 1000 || echo 2200)
+# Memory per end (socket) of a connection, measured (Docs/scaling.md, Docs/benchmarks.md "A million
+# connections"): kernel ~5,500 B (Slab: tcp_sock, socket inode, dentry, file, io_uring's armed receive),
+# user ~1,500 B on io_uring (server 0.3-1.4 kB, load generator ~1 kB) or 800 B on epoll; plus ~30 MiB
+# per process (its tables and buffer ring). KERNEL_PER_END and USER_PER_END override them.
+kernel_per=${KERNEL_PER_END:-5500}; user_per=${USER_PER_END:-$([ "$backend" = epoll ] && echo 800 || echo 1500)}
 need_kb=$(( (2 * n * (kernel_per + user_per)) / 1024 + 2 * procs * 30 * 1024 ))
 avail_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
 margin_kb=$(( 1024 * 1024 ))  # leave 1 GiB to everything else
@@ -134,7 +135,12 @@ uptime > "$out/uptime.before"
   --duration "$(( load_s + 20 ))s" --json "$out/server.json" > "$out/server.txt" 2> "$out/server.err" &
 server_pid=$!
 sleep 2
-nstat -n
+counters="TcpExtListenOverflows TcpExtListenDrops TcpExtTCPSynRetrans TcpRetransSegs TcpExtTCPAbortOnMemory \
+  TcpExtTCPMemoryPressures TcpExtTCPAbortOnClose TcpExtTCPAbortOnTimeout TcpExtTCPReqQFullDrop TcpExtSyncookiesSent \
+  TcpExtTCPAbortOnData TcpAttemptFails TcpEstabResets"
+# Absolute values before and after, subtracted in the summary: nstat's own history file is shared with
+# every other root session on the machine, so its deltas are not ours.
+nstat -az $counters > "$out/nstat.before" || true
 t0=$(( $(date +%s%N) / 1000000 ))
 sample "$t0" > "$out/samples.txt" 2>/dev/null &
 sampler_pid=$!
@@ -144,9 +150,7 @@ sampler_pid=$!
 load_pid=$!
 echo "$load_pid" > "$out/load.pid"
 wait "$load_pid" || echo "load exited $?" >> "$out/exit.txt"; load_pid=
-nstat -az TcpExtListenOverflows TcpExtListenDrops TcpExtTCPSynRetrans TcpRetransSegs TcpExtTCPAbortOnMemory \
-  TcpExtTCPMemoryPressures TcpExtTCPAbortOnClose TcpExtTCPAbortOnTimeout TcpExtTCPReqQFullDrop TcpExtSyncookiesSent \
-  TcpExtTCPAbortOnData TcpAttemptFails TcpEstabResets > "$out/nstat.txt" || true
+nstat -az $counters > "$out/nstat.after" || true
 kill "$server_pid" 2>/dev/null || true  # SIGTERM: the server drains and writes its report
 wait "$server_pid" || true; server_pid=
 kill "$sampler_pid" 2>/dev/null || true; sampler_pid=

@@ -124,9 +124,12 @@ if b and p and samples:
     grew = sorted(((p[k] - b.get(k, 0), k) for k in p), reverse=True)[:10]
     print("  slabinfo, growth per socket: " + ", ".join(f"{k} {v / max(sockets, 1):,.0f} B" for v, k in grew if v > 0))
 
-k = {}
-for line in open(f"{out}/nstat.txt"):
-    f = line.split()
-    if len(f) >= 2 and f[0][0].isalpha():
-        k[f[0]] = int(f[1])
-print("  nstat (system-wide, the load's span): " + " ".join(f"{a}={v}" for a, v in k.items()))
+def counters(path):
+    k = {}
+    for line in open(path):
+        f = line.split()
+        if len(f) >= 2 and f[0][0].isalpha():
+            k[f[0]] = int(f[1])
+    return k
+kb, ka = counters(f"{out}/nstat.before"), counters(f"{out}/nstat.after")
+print("  nstat (system-wide, during the load): " + " ".join(f"{a}={v - kb.get(a, 0)}" for a, v in ka.items()))
