@@ -75,7 +75,11 @@ if [ $(( need_kb + margin_kb )) -gt "$avail_kb" ]; then
 fi
 
 ramp_s=$(( (n + rate - 1) / rate ))
-load_s=$(( ramp_s * 3 / 2 + 10 + hold ))   # the ramp may run slower than asked on a busy machine
+# The load runs until all are open and then HOLD seconds more (the script stops it with SIGTERM: it
+# drains and writes its merged report), or at most MAX_RAMP seconds of ramp: a busy machine ramps
+# slower than asked.
+max_ramp=${MAX_RAMP:-$(( ramp_s * 4 + 30 ))}
+load_s=$(( max_ramp + hold ))
 echo "plan: $n connections, $procs processes per side ($per_process each), sources $sources, ramp ${ramp_s}s at $rate/s, hold ${hold}s, --interval $interval, backend $backend; need ~$(( need_kb / 1024 )) MiB of $(( avail_kb / 1024 )) MiB available"
 [ "${DRY_RUN:-0}" = 1 ] && exit 0
 out=${OUT:-$(mktemp -d /tmp/ringstorm-million.XXXXXX)}
@@ -108,23 +112,38 @@ fi
 
 # --- Samples: every 2 s, system memory, sockets, CPU and the ringstorm processes' RSS and CPU ------
 meminfo() { awk -v k="$1" '$1 == k":" {print $2}' /proc/meminfo; }
-sample() {
-  local t0=$1
-  while sleep 2; do
-    local pids rss=0 cpu=0
-    # Ours only (other sessions run ringstorm too): the two parents and their worker children.
-    local roots; roots="$server_pid $(cat "$out/load.pid" 2>/dev/null || true)"
-    pids="$roots $(for r in $roots; do pgrep -P "$r" || true; done)"
-    for p in $pids; do
-      r=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0); rss=$(( rss + ${r:-0} ))
-      c=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0); cpu=$(( cpu + ${c:-0} ))
-    done
-    local inuse; inuse=$(awk '/^TCP:/ {print $3}' /proc/net/sockstat)
-    echo "$(( $(date +%s%N) / 1000000 - t0 )) slab_kb=$(meminfo Slab) sunreclaim_kb=$(meminfo SUnreclaim) tcp_inuse=$inuse tcp_mem_pages=$(awk '/^TCP:/ {print $NF}' /proc/net/sockstat) rss_kb=$rss cpu_ticks=$cpu procs=$(echo $pids | wc -w) $(head -1 /proc/stat)"
-    if [ "$inuse" -gt "$(cat "$out/slab.max" 2>/dev/null || echo 0)" ]; then
-      echo "$inuse" > "$out/slab.max"; cat /proc/slabinfo > "$out/slabinfo.peak" 2>/dev/null || true
-    fi
-  done
+sample() {  # one python process: forking per sample and per process is slow on a loaded machine
+  exec python3 - "$out" "$server_pid" "$1" <<'PY'
+import os, sys, time
+out, server, t0 = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def read(path):
+    try:
+        return open(path).read()
+    except OSError:
+        return ""
+peak = 0
+while True:
+    time.sleep(2)
+    roots = [server] + read(f"{out}/load.pid").split()
+    pids = list(roots)
+    for r in roots:
+        pids += read(f"/proc/{r}/task/{r}/children").split()
+    rss = ticks = 0
+    for p in pids:
+        st = read(f"/proc/{p}/status")
+        rss += next((int(l.split()[1]) for l in st.splitlines() if l.startswith("VmRSS:")), 0)
+        f = read(f"/proc/{p}/stat").rsplit(")", 1)[-1].split()
+        if len(f) > 12:
+            ticks += int(f[11]) + int(f[12])  # utime, stime of a live process
+    mem = {l.split(":")[0]: int(l.split()[1]) for l in read("/proc/meminfo").splitlines() if l.split()}
+    tcp = next((l.split() for l in read("/proc/net/sockstat").splitlines() if l.startswith("TCP:")), [])
+    inuse, pages = int(tcp[2]), int(tcp[-1])
+    print(f"{int(time.time() * 1000) - t0} slab_kb={mem['Slab']} sunreclaim_kb={mem['SUnreclaim']} tcp_inuse={inuse} "
+          f"tcp_mem_pages={pages} rss_kb={rss} cpu_ticks={ticks} procs={len(pids)} {read('/proc/stat').splitlines()[0]}", flush=True)
+    if inuse > peak:
+        peak = inuse
+        open(f"{out}/slabinfo.peak", "w").write(read("/proc/slabinfo"))
+PY
 }
 sync; echo 2 > /proc/sys/vm/drop_caches 2>/dev/null || true  # reclaimable slab out of the baseline
 cat /proc/slabinfo > "$out/slabinfo.before" 2>/dev/null || true
@@ -149,10 +168,21 @@ sampler_pid=$!
   > "$out/load.txt" 2> "$out/load.err" &
 load_pid=$!
 echo "$load_pid" > "$out/load.pid"
+# Watch the live line ("[  12.0s] open 200,000 ..."): once every connection is open, hold, then stop.
+while kill -0 "$load_pid" 2>/dev/null; do
+  open=$(grep -o 'open [0-9,]*' "$out/load.err" 2>/dev/null | tail -1 | tr -dc 0-9)
+  if [ "${open:-0}" -ge "$n" ]; then
+    echo "all $n open at $(( $(date +%s%N) / 1000000 - t0 )) ms; holding ${hold}s" >> "$out/events.txt"
+    sleep "$hold"; kill -TERM "$load_pid" 2>/dev/null || true; break
+  fi
+  sleep 1
+done
 wait "$load_pid" || echo "load exited $?" >> "$out/exit.txt"; load_pid=
+times | tail -1 > "$out/times.load"   # CPU of the children reaped so far: the load and its workers
 nstat -az $counters > "$out/nstat.after" || true
 kill "$server_pid" 2>/dev/null || true  # SIGTERM: the server drains and writes its report
 wait "$server_pid" || true; server_pid=
+times | tail -1 > "$out/times.both"   # ... and now the server and its workers too
 kill "$sampler_pid" 2>/dev/null || true; sampler_pid=
 uptime > "$out/uptime.after"
 sleep 3

@@ -101,12 +101,29 @@ if samples:
             return
         ours = (b["cpu_ticks"] - a["cpu_ticks"]) / hz
         busy = (b["busy"] - a["busy"]) / max(b["total"] - a["total"], 1)
-        print(f"  cpu {label} ({secs:.0f} s): ours {ours:,.1f} s = {ours / secs:.2f} cores; machine busy {busy * 200:.0f}% of 2 cores")
+        mine = f"ours {ours:,.1f} s = {ours / secs:.2f} cores; " if b["procs"] == a["procs"] else ""
+        print(f"  cpu {label} ({secs:.0f} s): {mine}machine busy {busy * 200:.0f}% of 2 cores")
     if ramp_end:
         span(first, ramp_end, "ramp")
-        span(ramp_end, final, "hold")
+        held = [s for s in samples if s["t_ms"] >= ramp_end["t_ms"] and s["procs"] == ramp_end["procs"]]
+        span(ramp_end, held[-1], "hold")
     else:
         span(first, final, "whole run")
+
+# CPU of each side from bash's `times` after each was reaped (its workers included): "0m1.5s 0m2.0s".
+def times(path):
+    try:
+        u, sy = open(path).read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    sec = lambda x: int(x.split("m")[0]) * 60 + float(x.split("m")[1].rstrip("s"))
+    return sec(u), sec(sy)
+tl, tb = times(f"{out}/times.load"), times(f"{out}/times.both")
+if tl and tb:
+    ts = (tb[0] - tl[0], tb[1] - tl[1])
+    answered = ld["requests"]["answered"] if ld else 0
+    print(f"  cpu, whole run: load {tl[0]:,.1f} s user + {tl[1]:,.1f} s system; server {ts[0]:,.1f} s user + {ts[1]:,.1f} s system"
+          + (f"; per request (connects included): load {sum(tl) / answered * 1e6:,.0f} us, server {sum(ts) / answered * 1e6:,.0f} us" if answered else ""))
 
 # Slab caches that grew, peak vs before (active objects x object size).
 def slabs(path):
