@@ -24,7 +24,8 @@
 # net.netfilter.nf_conntrack_max where nf_conntrack is loaded (one entry per connection).
 # Environment: PROCESSES, SOURCES (127.0.0.x source addresses, default: 50,000 connections each),
 # SOURCE_BASE (first is 127.0.0.SOURCE_BASE, default 10), HOLD (s, default 60), INTERVAL (default 30s),
-# BACKEND (uring|epoll), PORT (default 7850), OUT (directory for the JSON and samples),
+# BACKEND (uring|epoll), PORT (default 7850), OUT (directory for the JSON and samples), MEM_FLOOR_KB
+# (the load is stopped if MemAvailable falls below it during the run; default 1.5 GiB),
 # DRY_RUN=1 (checks and the plan only).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -68,10 +69,10 @@ sources="127.0.0.$base-127.0.0.$(( base + nsrc - 1 ))"
 kernel_per=${KERNEL_PER_END:-5500}; user_per=${USER_PER_END:-$([ "$backend" = epoll ] && echo 800 || echo 1500)}
 need_kb=$(( (2 * n * (kernel_per + user_per)) / 1024 + 2 * procs * 30 * 1024 ))
 avail_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
-margin_kb=$(( 1024 * 1024 ))  # leave 1 GiB to everything else
+margin_kb=$(( 2 * 1024 * 1024 ))  # leave 2 GiB to everything else
 if [ $(( need_kb + margin_kb )) -gt "$avail_kb" ]; then
   fit=$(( ((avail_kb - margin_kb - 2 * procs * 30 * 1024) * 1024) / (2 * (kernel_per + user_per)) ))
-  fail "$n connections need about $(( need_kb / 1024 )) MiB ($(( kernel_per + user_per )) B per end: ${kernel_per} kernel + ${user_per} user; plus 30 MiB per process × $(( 2 * procs ))) and 1 GiB spare, but MemAvailable is $(( avail_kb / 1024 )) MiB: at most about $fit connections now"
+  fail "$n connections need about $(( need_kb / 1024 )) MiB ($(( kernel_per + user_per )) B per end: ${kernel_per} kernel + ${user_per} user; plus 30 MiB per process × $(( 2 * procs ))) and 2 GiB spare, but MemAvailable is $(( avail_kb / 1024 )) MiB: at most about $fit connections now"
 fi
 
 ramp_s=$(( (n + rate - 1) / rate ))
@@ -116,6 +117,7 @@ sample() {  # one python process: forking per sample and per process is slow on 
   exec python3 - "$out" "$server_pid" "$1" <<'PY'
 import os, sys, time
 out, server, t0 = sys.argv[1], sys.argv[2], int(sys.argv[3])
+floor_kb = int(os.environ.get("MEM_FLOOR_KB", 1536 * 1024))
 def read(path):
     try:
         return open(path).read()
@@ -140,6 +142,12 @@ while True:
     inuse, pages = int(tcp[2]), int(tcp[-1])
     print(f"{int(time.time() * 1000) - t0} slab_kb={mem['Slab']} sunreclaim_kb={mem['SUnreclaim']} tcp_inuse={inuse} "
           f"tcp_mem_pages={pages} rss_kb={rss} cpu_ticks={ticks} procs={len(pids)} {read('/proc/stat').splitlines()[0]}", flush=True)
+    if mem["MemAvailable"] < floor_kb:
+        # The machine is about to run out (kernel socket memory cannot be reclaimed): stop the load
+        # before the OOM killer picks a process, ours or another session's.
+        open(f"{out}/events.txt", "a").write(f"MemAvailable {mem['MemAvailable']} kB < {floor_kb} kB at {tcp[2]} TCP sockets: stopping the load\n")
+        for p in read(f"{out}/load.pid").split():
+            os.kill(int(p), 15)
     if inuse > peak:
         peak = inuse
         open(f"{out}/slabinfo.peak", "w").write(read("/proc/slabinfo"))
@@ -168,25 +176,29 @@ sampler_pid=$!
   > "$out/load.txt" 2> "$out/load.err" &
 load_pid=$!
 echo "$load_pid" > "$out/load.pid"
-# Watch the live line ("[  12.0s] open 200,000 ..."): once every connection is open, hold, then stop.
+# Watch the live line ("[  12.0s] open 200,000  established/s 0 ..."): once every connection is open, or
+# none has been established for 3 lines after the ramp began (some failed: the reports say why), hold,
+# then stop.
 while kill -0 "$load_pid" 2>/dev/null; do
-  open=$(grep -o 'open [0-9,]*' "$out/load.err" 2>/dev/null | tail -1 | tr -dc 0-9)
-  if [ "${open:-0}" -ge "$n" ]; then
-    echo "all $n open at $(( $(date +%s%N) / 1000000 - t0 )) ms; holding ${hold}s" >> "$out/events.txt"
+  lines=$( (grep -o 'open [0-9,]*  established/s [0-9,]*' "$out/load.err" 2>/dev/null || true) | tr -d , | tail -3)
+  open=$(tail -1 <<< "$lines" | awk '{print $2}')
+  quiet=$(awk '$4 == 0 && $2 > 0' <<< "$lines" | wc -l)
+  if [ "${open:-0}" -ge "$n" ] || [ "$quiet" -ge 3 ]; then
+    echo "ramp over with ${open} open at $(( $(date +%s%N) / 1000000 - t0 )) ms; holding ${hold}s" >> "$out/events.txt"
     sleep "$hold"; kill -TERM "$load_pid" 2>/dev/null || true; break
   fi
   sleep 1
 done
 wait "$load_pid" || echo "load exited $?" >> "$out/exit.txt"; load_pid=
-times | tail -1 > "$out/times.load"   # CPU of the children reaped so far: the load and its workers
+times > "$out/times.load"   # CPU of the children reaped so far: the load and its workers
 nstat -az $counters > "$out/nstat.after" || true
 kill "$server_pid" 2>/dev/null || true  # SIGTERM: the server drains and writes its report
 wait "$server_pid" || true; server_pid=
-times | tail -1 > "$out/times.both"   # ... and now the server and its workers too
+times > "$out/times.both"   # ... and now the server and its workers too
 kill "$sampler_pid" 2>/dev/null || true; sampler_pid=
 uptime > "$out/uptime.after"
 sleep 3
 echo "after slab_kb=$(meminfo Slab) sunreclaim_kb=$(meminfo SUnreclaim) tcp_inuse=$(awk '/^TCP:/ {print $3}' /proc/net/sockstat)" > "$out/after.txt"
 
-python3 "$here/Benchmarks/million_summary.py" "$out" "$n" "$rate" "$procs" "$sources" "$backend" "$interval" "$hold"
+python3 "$(dirname "$0")/million_summary.py" "$out" "$n" "$rate" "$procs" "$sources" "$backend" "$interval" "$hold"
 echo "files: $out" >&2

@@ -113,7 +113,7 @@ if samples:
 # CPU of each side from bash's `times` after each was reaped (its workers included): "0m1.5s 0m2.0s".
 def times(path):
     try:
-        u, sy = open(path).read().split()[:2]
+        u, sy = open(path).read().splitlines()[-1].split()[:2]  # the children's line
     except (OSError, ValueError):
         return None
     sec = lambda x: int(x.split("m")[0]) * 60 + float(x.split("m")[1].rstrip("s"))
