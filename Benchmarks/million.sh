@@ -192,6 +192,7 @@ done
 wait "$load_pid" || echo "load exited $?" >> "$out/exit.txt"; load_pid=
 times > "$out/times.load"   # CPU of the children reaped so far: the load and its workers
 nstat -az $counters > "$out/nstat.after" || true
+sleep 10  # the server reads the clients' last FINs before it is stopped (else they count as open at its end)
 kill "$server_pid" 2>/dev/null || true  # SIGTERM: the server drains and writes its report
 wait "$server_pid" || true; server_pid=
 times > "$out/times.both"   # ... and now the server and its workers too
