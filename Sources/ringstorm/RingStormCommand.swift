@@ -61,7 +61,7 @@ func bytes(_ text: String, _ option: String) throws -> Int {
 }
 
 /// The version `--version` prints.
-let ringstormVersion = "0.10.0"
+let ringstormVersion = ringStormVersion
 
 /// A run that happened but failed (a crossed threshold, nothing established, a report not written, a
 /// worker that died): exit status 1, after the report was printed.

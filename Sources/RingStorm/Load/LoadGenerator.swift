@@ -92,6 +92,12 @@ public final class LoadGenerator: Sendable {
                                   finished: !snapshots.isEmpty && snapshots.allSatisfy(\.finished))
     }
 
+    /// The intervals after `startMs` every worker has closed, merged: what the live view prints next.
+    package func completedIntervals(after startMs: Int64) -> [LoadInterval] {
+        guard let current = workers.withLock({ $0 }) else { return [] }
+        return LoadSeries.completed(current.snapshots.map { $0.map { ($0.report.intervals, $0.finished) } }, after: startMs)
+    }
+
     /// Whether every worker has finished.
     package var isFinished: Bool {
         guard let current = workers.withLock({ $0 }) else { return false }
@@ -108,7 +114,9 @@ public final class LoadGenerator: Sendable {
 
     /// Waits for the workers to finish; the merged report.
     public func wait() -> LoadReport {
-        var report = waitMergeable().report
+        let merged = waitMergeable()
+        var report = merged.report
+        report.provenance = configuration.provenance(of: merged)
         report.kernel = KernelCounters.read() - kernelAtStart.withLock { $0 }
         return report
     }

@@ -101,6 +101,7 @@ extension LoadWorker {
         clients[c].answered += 1
         report.requests.answered += 1
         report.latency.request.record(from: UInt64(sentAt), to: UInt64(now))
+        intervals.latency.record(from: UInt64(sentAt), to: UInt64(now))
         if case .closedLoop = config.pacing, !stopping { sendRequest(c, intended: now) }
     }
 

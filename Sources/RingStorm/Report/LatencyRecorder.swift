@@ -101,6 +101,21 @@ public struct LatencyRecorder: Sendable, Equatable {
             max: histogram.maxRecorded)
     }
 
+    /// Records `count` values of `value` without counting clamps: a decoder rebuilding a histogram.
+    package mutating func restore(_ value: UInt64, count: UInt64) {
+        histogram.record(value, count: count)
+    }
+
+    /// The histogram in HdrHistogram's compressed V2 encoding, base64 (`HdrHistogramEncoding`).
+    public var encoded: String { HdrHistogramEncoding.encode(self) }
+
+    /// count, p50, p90, p99, p99.9, max and the whole histogram, encoded: what a report publishes.
+    public var publishedSummary: LatencySummary {
+        var s = summary
+        s.histogram = encoded
+        return s
+    }
+
     // MARK: Serialized form
 
     /// The recorder as data that restores it exactly (see `HistogramSnapshot`).
@@ -194,6 +209,10 @@ public struct LatencySummary: Codable, Sendable, Equatable {
     public var p99: UInt64 = 0
     public var p999: UInt64 = 0
     public var max: UInt64 = 0
+    /// The whole histogram in HdrHistogram's compressed V2 encoding, base64 ("HISTFAAA..."): what
+    /// `ringstorm merge` adds exactly and other HdrHistogram libraries read. Absent in reports written
+    /// before it existed (those cannot be merged).
+    public var histogram: String?
 
     public init(count: Int = 0, p50: UInt64 = 0, p90: UInt64 = 0, p99: UInt64 = 0, p999: UInt64 = 0, max: UInt64 = 0) {
         self.count = count
@@ -205,6 +224,12 @@ public struct LatencySummary: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case count, p50, p90, p99, p999, max
+        case count, p50, p90, p99, p999, max, histogram
+    }
+
+    /// The histogram this summary publishes, with its exact maximum; nil when it carries none.
+    package func recorder() throws(HdrHistogramEncoding.Invalid) -> LatencyRecorder? {
+        guard let histogram else { return nil }
+        return try HdrHistogramEncoding.decode(histogram, exactMaximum: max)
     }
 }
