@@ -20,7 +20,7 @@ struct RingStormCommand: ParsableCommand {
           ringstorm repro -d 5s
         """,
         version: ringstormVersion,
-        subcommands: [ReproCommand.self, Serve.self, Load.self]
+        subcommands: [ReproCommand.self, Serve.self, Load.self, Merge.self]
     )
 
     /// Every failure ends the same way: one line naming the problem and the fix; exit status 2 for bad
@@ -35,7 +35,7 @@ struct RingStormCommand: ParsableCommand {
         } catch {
             let arguments = CommandLine.arguments.dropFirst()
             if let first = arguments.first, !first.hasPrefix("-"), !configuration.subcommands.contains(where: { $0._commandName == first }) {
-                FileHandleOutput.standardError("ringstorm: unknown command '\(first)'; the commands are serve, load and repro (see ringstorm --help)\n")
+                FileHandleOutput.standardError("ringstorm: unknown command '\(first)'; the commands are serve, load, merge and repro (see ringstorm --help)\n")
                 Glibc.exit(2)
             }
             let code = exitCode(for: error)
