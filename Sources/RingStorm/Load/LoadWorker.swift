@@ -159,8 +159,9 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
             }
         }
         finishedAt = min(monotonicNanoseconds(), deadline)
-        // The last (partial) interval ends with the run, before the connections close.
-        intervals.close(into: &report, open: open)
+        // The last (partial) interval takes the answers that come in while the run drains too, so the
+        // series adds up to the totals; its `open` is the count at the deadline, before the closes.
+        let openAtDeadline = open
         // The end: no new requests; connections with answers still due get them first (up to the drain
         // time), so we close with nothing unread and the server sees FIN, not the RST a close with
         // unread bytes sends. The rest close at once.
@@ -178,6 +179,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         while engine.openConnections > 0 && monotonicNanoseconds() < closedUntil {
             do { try engine.poll(timeoutNanoseconds: 10_000_000) { event in handle(event) } } catch { break }
         }
+        intervals.close(into: &report, open: openAtDeadline)
         log?.flush()
         report.connectionsLogFailure = log?.failure
         finished = true
