@@ -96,7 +96,7 @@ import RingStormEngine
     @Test(.enabled(if: ringstormBinary != nil)) func unknownCommandListsTheCommands() async throws {
         // Blocking work (children, sleeps) on a thread of its own: the cooperative pool stays free.
         try await onThread {
-            try refused(["frobnicate"], ["unknown command 'frobnicate'", "serve, load and repro"])
+            try refused(["frobnicate"], ["unknown command 'frobnicate'", "serve, load, merge and repro"])
         }
     }
 

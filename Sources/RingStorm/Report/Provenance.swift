@@ -120,3 +120,10 @@ extension LoadGenerator.Configuration {
         return p
     }
 }
+
+extension RingStormServer.Configuration {
+    /// The provenance of a server run of this configuration that started at `startedAtMs`.
+    public func provenance(startedAtMs: Int64) -> Provenance {
+        Provenance(backend: backend.rawValue, startedAtMs: startedAtMs, configuration: JSONValue(encoding: self))
+    }
+}

@@ -187,3 +187,79 @@ extension LoadSeries {
         return sum
     }
 }
+
+/// One interval of a server run, as `LoadInterval` is of a load run: keyed by wall-clock start.
+public struct ServerInterval: Codable, Sendable, Equatable {
+    public var startMs: Int64
+    /// Connections open at the interval's end.
+    public var open = 0
+    public var accepted = 0
+    public var requests = 0
+    /// Connections that ended in the interval, by how: `closed_by_peer`, `reset_by_peer`, `idle_closed`,
+    /// `register_timeouts`, `protocol_errors`, `shed`, and failed accepts by errno (`accept.EMFILE`);
+    /// only the non-zero ones.
+    public var ends: [String: Int] = [:]
+
+    public init(startMs: Int64) { self.startMs = startMs }
+
+    enum CodingKeys: String, CodingKey {
+        case startMs = "start_ms"
+        case open, accepted, requests, ends
+    }
+
+    public mutating func merge(_ other: ServerInterval) {
+        open += other.open
+        accepted += other.accepted
+        requests += other.requests
+        for (k, n) in other.ends { ends[k, default: 0] += n }
+    }
+
+    /// Two series aligned by start (as `LoadSeries.merged`).
+    public static func merged(_ a: [ServerInterval], _ b: [ServerInterval]) -> [ServerInterval] {
+        if a.isEmpty { return b }
+        if b.isEmpty { return a }
+        var byStart: [Int64: ServerInterval] = [:]
+        for i in a { byStart[i.startMs] = i }
+        for i in b { if byStart[i.startMs] != nil { byStart[i.startMs]!.merge(i) } else { byStart[i.startMs] = i } }
+        return byStart.keys.sorted().map { byStart[$0]! }
+    }
+}
+
+/// A server worker's interval clock and the counts at the current interval's start.
+package struct ServerIntervalRecorder {
+    let intervalNanoseconds: Int64
+    let wallOffset: Int64
+    package private(set) var nextBoundary: UInt64
+    var currentStart: Int64
+    var base: ServerReport
+
+    package init(intervalNanoseconds: Int64, now: UInt64, backend: String) {
+        self.intervalNanoseconds = max(intervalNanoseconds, 1_000_000)
+        wallOffset = wallClockNanoseconds() - Int64(now)
+        let wall = Int64(now) + wallOffset
+        currentStart = wall - wall % self.intervalNanoseconds
+        nextBoundary = UInt64(currentStart + self.intervalNanoseconds - wallOffset)
+        base = ServerReport(backend: backend)
+    }
+
+    /// Closes the current interval: `now` is the worker's report so far, `open` its open connections.
+    package mutating func close(_ now: ServerReport, open: Int) -> ServerInterval {
+        var i = ServerInterval(startMs: currentStart / 1_000_000)
+        i.open = open
+        i.accepted = now.accepted - base.accepted
+        i.requests = now.requests - base.requests
+        let ends: [(String, KeyPath<ServerReport, Int>)] = [
+            ("closed_by_peer", \.closedByPeer), ("reset_by_peer", \.resetByPeer), ("idle_closed", \.idleClosed),
+            ("register_timeouts", \.registerTimeouts), ("protocol_errors", \.protocolErrors), ("shed", \.shed),
+            ("drain_timeouts", \.drainTimeouts),
+        ]
+        for (name, field) in ends where now[keyPath: field] > base[keyPath: field] { i.ends[name] = now[keyPath: field] - base[keyPath: field] }
+        for (errno, n) in now.acceptErrors where n > base.acceptErrors[errno, default: 0] {
+            i.ends["accept.\(errno)"] = n - base.acceptErrors[errno, default: 0]
+        }
+        base = now
+        currentStart += intervalNanoseconds
+        nextBoundary = UInt64(currentStart + intervalNanoseconds - wallOffset)
+        return i
+    }
+}

@@ -21,6 +21,8 @@ public final class RingStormServer: Sendable {
     private let restoreLimit: Int?
     /// The kernel's network counters when the server started, for the report's `kernel` delta.
     private let kernelAtStart = KernelCounters.read()
+    /// When it started, wall clock (Unix ms), for the report's provenance.
+    private let startedAtMs = wallClockNanoseconds() / 1_000_000
     private let finished: Locked<ServerReport?>
 
     /// Lowers the descriptor limit if asked, starts the threads and returns once every one listens.
@@ -79,6 +81,7 @@ public final class RingStormServer: Sendable {
             var r = s.report
             r.durationSeconds = elapsedSeconds
             r.kernel = KernelCounters.read() - kernelAtStart
+            r.provenance = configuration.provenance(startedAtMs: startedAtMs)
             saved = r
             return r
         }
