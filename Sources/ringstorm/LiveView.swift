@@ -84,7 +84,7 @@ struct LiveView {
     func block(_ i: LoadInterval) -> [String] {
         let (elapsed, left) = clock(i)
         var lines = [
-            "ringstorm load  \(fixed(elapsed, width: 1))s of \(fixed(Double(durationMs) / 1000, width: 1))s, \(fixed(left, width: 1))s left",
+            "live         \(fixed(elapsed, width: 1))s of \(fixed(Double(durationMs) / 1000, width: 1))s, \(fixed(left, width: 1))s left",
             "  open         \(ReportFormat.count(i.open))",
             "  connects/s   \(rate(i.connects, i))   established/s \(rate(i.established, i))",
             "  requests/s   \(rate(i.answered, i))   sent/s \(rate(i.sent, i))",

@@ -196,4 +196,40 @@ import Testing
         #expect(merged.mergedFrom?.compactMap(\.shard) == ["1/3", "2/3", "3/3"])
         #expect(reports.allSatisfy { $0.report.provenance?.startAtMs != nil })
     }
+
+    @Test(.enabled(if: ringstormBinary != nil)) func commandLineRefusals() async throws {
+        try await onThread {
+            func refused(_ arguments: [String], _ words: [String]) throws {
+                let run = try runRingstorm(arguments, seconds: 20)
+                #expect(run.status == 2, "\(arguments): \(run.status) \(run.errors)")
+                for w in words { #expect(run.errors.contains(w), "\(arguments): '\(w)' not in \(run.errors)") }
+                #expect(!run.errors.contains("Error Domain"))
+            }
+            try refused(["merge"], ["give the reports to merge"])
+            try refused(["merge", "/nonexistent/a.json"], ["/nonexistent/a.json: cannot read it (no such file)"])
+            try refused(["load", "--report-interval", "5ms"], ["shorter than the generator can keep (10ms)"])
+            try refused(["load", "--shard", "4/3"], ["shard 4 is outside 1...3"])
+            try refused(["load", "--shard", "auto"], ["JOB_COMPLETION_INDEX"])
+            try refused(["load", "--shard", "1/3", "--shard-count", "3"], ["--shard-count is the count for --shard auto"])
+            try refused(["load", "--start-at", "tomorrow"], ["--start-at 'tomorrow'", "RFC 3339"])
+        }
+    }
+
+    @Test func serverSeriesMergeAlignedAndPeakFromTheSeries() {
+        var a = ServerReport(backend: "epoll", durationSeconds: 2)
+        var b = ServerReport(backend: "epoll", durationSeconds: 2)
+        a.peakOpen = 10
+        b.peakOpen = 10
+        var i = ServerInterval(startMs: 1000); i.open = 10; i.accepted = 10; i.ends = ["closed_by_peer": 1]
+        var j = ServerInterval(startMs: 2000); j.open = 2
+        var k = ServerInterval(startMs: 2000); k.open = 10; k.accepted = 10; k.ends = ["closed_by_peer": 2]
+        a.intervals = [i, j]
+        b.intervals = [k]
+        a.merge(b)
+        #expect(a.intervals.map(\.startMs) == [1000, 2000])
+        #expect(a.intervals[1].open == 12 && a.intervals[1].ends == ["closed_by_peer": 2])
+        // They peaked apart: 12 at once at most, not 20.
+        #expect(a.peakOpen == 12)
+    }
 }
+
