@@ -447,10 +447,8 @@ struct Load: ParsableCommand {
             }
             // Progress carries only the recent intervals (the parent's live view needs no more; the final
             // report carries them all), so a long run's messages do not grow.
-            var snapshot = generator.snapshot
             let recent = wallClockNanoseconds() / 1_000_000 - 2_000 - assignment.configuration.reportIntervalNanoseconds / 1_000_000
-            snapshot.report.intervals.removeAll { $0.startMs < recent }
-            if !channel.progress(snapshot) {
+            if !channel.progress(generator.snapshot(intervalsSinceMs: recent)) {
                 generator.stop()  // the parent is gone
                 break
             }

@@ -83,11 +83,21 @@ public final class LoadGenerator: Sendable {
     }
 
     /// The run so far as one mergeable snapshot (the threads' reports merged exactly, histograms
-    /// included): what a worker process of `load --processes` sends its parent each second.
-    package var snapshot: LoadWorkerSnapshot {
+    /// included), without the time series: what `--metrics` reads.
+    package var snapshot: LoadWorkerSnapshot { snapshot(intervalsSinceMs: .max) }
+
+    /// The run so far, with the intervals that start at `intervalsSinceMs` or later: what a worker
+    /// process of `load --processes` sends its parent each second (the recent intervals only, so a long
+    /// run's messages do not grow, and merging them stays cheap).
+    package func snapshot(intervalsSinceMs since: Int64) -> LoadWorkerSnapshot {
         guard let current = workers.withLock({ $0 }) else { return LoadWorkerSnapshot(report: LoadWorkerReport(backend: configuration.backend)) }
         let snapshots = current.snapshots.compactMap { $0 }
-        let report = LoadWorkerReport.merged(snapshots.map(\.report)) ?? LoadWorkerReport(backend: configuration.backend)
+        let reports = snapshots.map { s -> LoadWorkerReport in
+            var r = s.report
+            r.intervals.removeAll { $0.startMs < since }
+            return r
+        }
+        let report = LoadWorkerReport.merged(reports) ?? LoadWorkerReport(backend: configuration.backend)
         return LoadWorkerSnapshot(report: report, open: snapshots.reduce(0) { $0 + $1.open },
                                   finished: !snapshots.isEmpty && snapshots.allSatisfy(\.finished))
     }
