@@ -13,7 +13,7 @@ extension EngineError {
 
 extension EngineError.Reason {
     func commandLineAdvice(_ errno: Errno?) -> String {
-        if needsAnotherBackend, let problem { return "\(problem): use --backend epoll" }
+        if needsAnotherBackend, let problem { return "\(problem): use --backend epoll" + (keepingIOUring.map { ", \($0)" } ?? "") }
         guard case .bindFailed(let address) = self else { return advice(errno) }
         switch errno {
         case .addressInUse?: return "another process listens there: pick another port with --listen HOST:PORT, or stop it (ss -ltnp 'sport = :\(address.port)')"

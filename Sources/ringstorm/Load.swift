@@ -129,7 +129,7 @@ struct Load: ParsableCommand {
     @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics while the run goes on (port 0: the kernel picks one; see Docs/metrics.md).", valueName: "host:port"))
     var metrics: String?
 
-    @Option(help: ArgumentHelp("Run shard I of N (I from 1): this run's share of every total (connections, --connect-rate, client numbers, --source addresses), as each of N hosts runs one; or auto: I from JOB_COMPLETION_INDEX (+1), N from --shard-count or RINGSTORM_SHARD_COUNT. Merge the reports with ringstorm merge (Docs/merge.md).", valueName: "I/N|auto"))
+    @Option(help: ArgumentHelp("Run shard I of N (I from 0, as JOB_COMPLETION_INDEX): this run's share of every total (connections, --connect-rate, client numbers, --source addresses), as each of N hosts runs one; or auto: I from JOB_COMPLETION_INDEX, N from --shard-count or RINGSTORM_SHARD_COUNT. Merge the reports with ringstorm merge (Docs/merge.md).", valueName: "I/N|auto"))
     var shard: String?
 
     @Option(parsing: .unconditional, help: "--shard auto: how many shards (default: the environment's RINGSTORM_SHARD_COUNT).")
@@ -264,10 +264,10 @@ struct Load: ParsableCommand {
     static func text(of problem: Shard.Problem, _ given: String) -> String {
         switch problem {
         case .notIndexOfCount(let text):
-            return "--shard '\(text)': write I/N, this shard's number from 1 and the count, e.g. 2/3, or auto"
+            return "--shard '\(text)': write I/N, this shard's number from 0 and the count, e.g. 2/3, or auto"
         case .outOfRange(let index, let count):
             return count < 1 ? "--shard: the count must be at least 1, not \(count)"
-                : "--shard \(given): shard \(index) is outside 1...\(count); number the shards 1 to \(count)"
+                : "--shard \(given): shard \(index) is outside 0...\(count - 1); number the shards from 0 to \(count - 1), as JOB_COMPLETION_INDEX does"
         case .indexMissing(let value):
             return value == nil ? "--shard auto reads the index from JOB_COMPLETION_INDEX, which is not set (a Kubernetes Indexed Job sets it); give --shard I/N instead"
                 : "--shard auto: JOB_COMPLETION_INDEX is '\(value!)', not a number; give --shard I/N instead"

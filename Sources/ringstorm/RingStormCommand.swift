@@ -26,6 +26,8 @@ struct RingStormCommand: ParsableCommand {
     /// Every failure ends the same way: one line naming the problem and the fix; exit status 2 for bad
     /// input, 1 for a run that failed (`RunFailure`).
     static func main() {
+        // Before any budget is checked: a container's 1024 soft limit is not the machine's (DescriptorLimit).
+        DescriptorLimit.raiseSoftToHard()
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import RingStormEngine
 import Testing
@@ -77,7 +78,8 @@ extension EngineTests {
 
         @Test func reasonsWordedOnceWithoutOptions() {
             let reasons: [EngineError.Reason] = [
-                .ioUringMissing, .ioUringDisabled, .ioUringUnavailable,
+                .ioUringMissing, .ioUringDisabled(by: .sysctl(2)), .ioUringDisabled(by: .sysctl(1)),
+                .ioUringDisabled(by: .seccompFilter), .ioUringDisabled(by: .unknown), .ioUringUnavailable,
                 .kernelLacks(feature: "IORING_FEAT_EXT_ARG", since: "5.11"), .invalidConfiguration("count must be a power of two"),
             ]
             for reason in reasons {
@@ -85,7 +87,49 @@ extension EngineTests {
                 #expect(error.hint == reason.advice(.noSystem))
                 #expect(error.description == "io_uring_setup: \(Errno.noSystem); \(error.hint)")
                 #expect(!error.hint.contains("--"))
-                #expect(reason.needsAnotherBackend == error.hint.hasSuffix("use the epoll backend"))
+                #expect(reason.needsAnotherBackend == error.hint.contains(": use the epoll backend"))
+            }
+        }
+
+        /// A refused io_uring_setup names what refused it, from the errno and what /proc says.
+        @Test func aRefusedSetupNamesItsCause() {
+            let eacces = Errno(rawValue: EACCES)
+            let cases: [(Errno, Int?, Int?, EngineError.Reason)] = [
+                (.notPermitted, 2, 0, .ioUringDisabled(by: .sysctl(2))),
+                (.notPermitted, 1, 2, .ioUringDisabled(by: .sysctl(1))),   // the sysctl first: it is the kernel's own check
+                (eacces, 1, 0, .ioUringDisabled(by: .sysctl(1))),
+                (.notPermitted, 0, 2, .ioUringDisabled(by: .seccompFilter)),  // a container's default profile
+                (.notPermitted, nil, 2, .ioUringDisabled(by: .seccompFilter)), // a kernel older than the sysctl
+                (.noSystem, 0, 2, .ioUringDisabled(by: .seccompFilter)),      // a filter answering ENOSYS
+                (.noSystem, 1, 0, .ioUringMissing),                           // 1 answers EPERM, never ENOSYS
+                (.noSystem, nil, 0, .ioUringMissing),
+                (.notPermitted, 0, 0, .ioUringDisabled(by: .unknown)),
+                (.invalidArgument, 2, 2, .ioUringUnavailable),
+            ]
+            for (errno, sysctl, seccomp, expected) in cases {
+                #expect(EngineError.Reason.ioUringSetupFailed(errno, disabledSysctl: sysctl, seccompMode: seccomp) == expected,
+                        "\(errno), io_uring_disabled \(String(describing: sysctl)), Seccomp \(String(describing: seccomp))")
+            }
+            let seccomp = EngineError("io_uring_setup", .notPermitted, reason: .ioUringDisabled(by: .seccompFilter))
+            #expect(seccomp.hint.contains("seccomp filter"))
+            #expect(seccomp.hint.contains("allows io_uring_setup, io_uring_enter and io_uring_register"))
+            let sysctl = EngineError("io_uring_setup", .notPermitted, reason: .ioUringDisabled(by: .sysctl(2)))
+            #expect(sysctl.hint.contains("kernel.io_uring_disabled=2"))
+            #expect(sysctl.hint.contains("sysctl -w kernel.io_uring_disabled=0"))
+        }
+
+        /// On this machine the reading from /proc agrees with what the kernel says.
+        @Test func theLiveReadingMatchesThisProcess() throws {
+            let disabled = (try? String(contentsOfFile: "/proc/sys/kernel/io_uring_disabled", encoding: .utf8))
+                .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            let reason = EngineError.Reason.ioUringSetupFailed(.notPermitted)
+            if let disabled, disabled != 0 {
+                #expect(reason == .ioUringDisabled(by: .sysctl(disabled)))
+            } else {
+                // Seccomp: 0 outside a container here; either way the reading is the process's own.
+                let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+                let filtered = status.contains("Seccomp:\t2")
+                #expect(reason == (filtered ? .ioUringDisabled(by: .seccompFilter) : .ioUringDisabled(by: .unknown)))
             }
         }
     }

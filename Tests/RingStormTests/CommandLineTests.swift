@@ -572,3 +572,76 @@ private func waitUntilBlocking(seconds: Double, _ condition: () -> Bool) throws 
         }
     }
 }
+
+/// A refused io_uring_setup is worded with this command's options: the cause, `--backend epoll`, and
+/// the fix that keeps io_uring where there is one.
+@Suite struct IOUringRefusalWordingTests {
+    @Test func eachCauseSuggestsTheEpollBackendAndItsOwnFix() {
+        let cases: [(EngineError.Reason, [String])] = [
+            (.ioUringDisabled(by: .seccompFilter), ["seccomp filter", "Docker 25+, containerd 2.0+", "use --backend epoll",
+                                                     "seccomp profile that allows io_uring_setup", "ringstorm-io-uring.json"]),
+            (.ioUringDisabled(by: .sysctl(2)), ["kernel.io_uring_disabled=2", "use --backend epoll", "sysctl -w kernel.io_uring_disabled=0"]),
+            (.ioUringDisabled(by: .sysctl(1)), ["kernel.io_uring_disabled=1", "use --backend epoll", "kernel.io_uring_group"]),
+            (.ioUringDisabled(by: .unknown), ["neither sysctl kernel.io_uring_disabled nor a seccomp filter", "use --backend epoll"]),
+            (.ioUringMissing, ["this kernel has no io_uring: use --backend epoll"]),
+        ]
+        for (reason, words) in cases {
+            let text = EngineError("io_uring_setup", .notPermitted, reason: reason).commandLineDescription
+            #expect(text.hasPrefix("io_uring_setup: "), "\(text)")
+            for word in words { #expect(text.contains(word), "'\(word)' not in: \(text)") }
+            #expect(!text.contains("the epoll backend"), "the engine's wording leaked: \(text)")
+        }
+    }
+
+    /// The real thing: `ringstorm serve` under a seccomp filter that refuses io_uring_setup with EPERM,
+    /// as Docker's and containerd's default profiles do (`Scripts/deny-io-uring`), then with epoll.
+    @Test(.enabled(if: ringstormBinary != nil)) func underASeccompFilterServeNamesItAndEpollRuns() throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Scripts/deny-io-uring").path
+        let refused = try runRingstormUnder(script, ["serve", "--listen", "127.0.0.1:0", "--duration", "1s"])
+        if refused.status == 127 { try Test.cancel("python3 is not installed: \(refused.errors)") }
+        #expect(refused.status == 2, "\(refused.errors)")
+        #expect(refused.errors.contains("io_uring_setup: EPERM"), "\(refused.errors)")
+        #expect(refused.errors.contains("seccomp filter"), "\(refused.errors)")
+        #expect(refused.errors.contains("use --backend epoll"), "\(refused.errors)")
+        let epoll = try runRingstormUnder(script, ["serve", "--listen", "127.0.0.1:0", "--duration", "1s", "--backend", "epoll"])
+        #expect(epoll.status == 0, "\(epoll.errors)")
+    }
+
+    private func runRingstormUnder(_ script: String, _ arguments: [String]) throws -> (status: Int32, errors: String) {
+        let errorsURL = FileManager.default.temporaryDirectory.appendingPathComponent("deny-io-uring-\(UUID())")
+        FileManager.default.createFile(atPath: errorsURL.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: errorsURL) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script, ringstormBinary!] + arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: errorsURL)
+        try process.run()
+        process.waitUntilExit()
+        return (process.terminationStatus, (try? String(contentsOf: errorsURL, encoding: .utf8)) ?? "")
+    }
+}
+
+/// A container starts processes at 1024 descriptors under a much larger hard limit (containerd 2.0:
+/// 1024/524,288); `ringstorm` raises its soft limit to the hard one before checking a budget.
+@Suite struct DescriptorLimitTests {
+    @Test(.enabled(if: ringstormBinary != nil)) func aLowSoftLimitIsRaisedBeforeTheBudget() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "ulimit -Sn 512 && exec \"$0\" load --target 127.0.0.1:1 --connections 2000 --duration 1s --report-interval 0",
+                             ringstormBinary!]
+        let errorsURL = FileManager.default.temporaryDirectory.appendingPathComponent("nofile-\(UUID())")
+        FileManager.default.createFile(atPath: errorsURL.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: errorsURL) }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: errorsURL)
+        try process.run()
+        process.waitUntilExit()
+        let errors = (try? String(contentsOf: errorsURL, encoding: .utf8)) ?? ""
+        // Without the raise: 2,000 connections in 512 descriptors is refused (exit 2). With it, the run
+        // goes (nothing listens on port 1: exit 1, connections refused).
+        #expect(process.terminationStatus == 1, "\(errors)")
+        #expect(!errors.contains("RLIMIT_NOFILE"), "\(errors)")
+    }
+}

@@ -98,7 +98,7 @@ import Testing
         c.firstClient = 7
         c.sources = try SourceAddresses.parse("127.0.0.2-127.0.0.4")
         for n in 1...7 {
-            let shards = try (1...n).map { i in try c.sharded(Shard(index: i, count: n)) }
+            let shards = try (0..<n).map { i in try c.sharded(Shard(index: i, count: n)) }
             #expect(shards.reduce(0) { $0 + $1.connections } == 100)
             #expect(abs(shards.reduce(0) { $0 + $1.connectRate } - 50) < 1e-9)
             // Contiguous, non-overlapping client numbers from 7.
@@ -111,19 +111,20 @@ import Testing
                 #expect(s.sources.first == c.sources[s.firstClient % c.sources.count])
             }
         }
-        #expect(throws: Shard.Problem.moreShardsThanConnections(shards: 101, connections: 100)) { try c.sharded(Shard(index: 1, count: 101)) }
+        #expect(throws: Shard.Problem.moreShardsThanConnections(shards: 101, connections: 100)) { try c.sharded(Shard(index: 0, count: 101)) }
     }
 
     @Test func shardArgumentsAndTheirErrors() throws {
         #expect(try Shard(parsing: "2/3") == Shard(index: 2, count: 3))
-        #expect(throws: Shard.Problem.outOfRange(index: 0, count: 3)) { try Shard(parsing: "0/3") }
-        #expect(throws: Shard.Problem.outOfRange(index: 4, count: 3)) { try Shard(parsing: "4/3") }
+        #expect(try Shard(parsing: "0/3") == Shard(index: 0, count: 3))
+        #expect(throws: Shard.Problem.outOfRange(index: 3, count: 3)) { try Shard(parsing: "3/3") }
+        #expect(throws: Shard.Problem.outOfRange(index: -1, count: 3)) { try Shard(parsing: "-1/3") }
         #expect(throws: Shard.Problem.notIndexOfCount("2of3")) { try Shard(parsing: "2of3") }
-        #expect(try Shard.automatic(count: nil, environment: ["JOB_COMPLETION_INDEX": "0", "RINGSTORM_SHARD_COUNT": "4"]) == Shard(index: 1, count: 4))
-        #expect(try Shard.automatic(count: 5, environment: ["JOB_COMPLETION_INDEX": "4"]) == Shard(index: 5, count: 5))
+        #expect(try Shard.automatic(count: nil, environment: ["JOB_COMPLETION_INDEX": "0", "RINGSTORM_SHARD_COUNT": "4"]) == Shard(index: 0, count: 4))
+        #expect(try Shard.automatic(count: 5, environment: ["JOB_COMPLETION_INDEX": "4"]) == Shard(index: 4, count: 5))
         #expect(throws: Shard.Problem.indexMissing(nil)) { try Shard.automatic(count: 3, environment: [:]) }
         #expect(throws: Shard.Problem.countMissing(nil)) { try Shard.automatic(count: nil, environment: ["JOB_COMPLETION_INDEX": "1"]) }
-        #expect(throws: Shard.Problem.outOfRange(index: 4, count: 3)) { try Shard.automatic(count: 3, environment: ["JOB_COMPLETION_INDEX": "3"]) }
+        #expect(throws: Shard.Problem.outOfRange(index: 3, count: 3)) { try Shard.automatic(count: 3, environment: ["JOB_COMPLETION_INDEX": "3"]) }
         #expect(Load.text(of: .indexMissing(nil), "auto").contains("JOB_COMPLETION_INDEX"))
         #expect(Load.text(of: .countMissing(nil), "auto").contains("--shard-count"))
     }
@@ -181,9 +182,9 @@ import Testing
         c.drainNanoseconds = 300_000_000
         let one = try await LoadGenerator(configuration: c).run()
         c.startAtNanoseconds = wallClockNanoseconds() + 200_000_000
-        let shards = try (1...3).map { i in LoadGenerator(configuration: try c.sharded(Shard(index: i, count: 3))) }
+        let shards = try (0..<3).map { i in LoadGenerator(configuration: try c.sharded(Shard(index: i, count: 3))) }
         for s in shards { try s.start() }
-        let reports = try shards.enumerated().map { n, s in (path: "shard-\(n + 1).json", report: try LoadReport(json: s.wait().json())) }
+        let reports = try shards.enumerated().map { n, s in (path: "shard-\(n).json", report: try LoadReport(json: s.wait().json())) }
         let merged = try ReportMerge.mergeLoad(reports)
         #expect(merged.connections == one.connections)
         #expect(merged.connections.established == 30 && merged.connections.peakOpen == 30)
@@ -193,7 +194,7 @@ import Testing
         #expect(merged.requests.answered == reports.reduce(0) { $0 + $1.report.requests.answered })
         #expect(merged.latency.request.count == merged.requests.answered)
         #expect(merged.intervals.reduce(0) { $0 + $1.answered } == merged.requests.answered)
-        #expect(merged.mergedFrom?.compactMap(\.shard) == ["1/3", "2/3", "3/3"])
+        #expect(merged.mergedFrom?.compactMap(\.shard) == ["0/3", "1/3", "2/3"])
         #expect(reports.allSatisfy { $0.report.provenance?.startAtMs != nil })
     }
 
@@ -208,9 +209,9 @@ import Testing
             try refused(["merge"], ["give the reports to merge"])
             try refused(["merge", "/nonexistent/a.json"], ["/nonexistent/a.json: cannot read it (no such file)"])
             try refused(["load", "--report-interval", "5ms"], ["shorter than the generator can keep (10ms)"])
-            try refused(["load", "--shard", "4/3"], ["shard 4 is outside 1...3"])
+            try refused(["load", "--shard", "3/3"], ["shard 3 is outside 0...2"])
             try refused(["load", "--shard", "auto"], ["JOB_COMPLETION_INDEX"])
-            try refused(["load", "--shard", "1/3", "--shard-count", "3"], ["--shard-count is the count for --shard auto"])
+            try refused(["load", "--shard", "0/3", "--shard-count", "3"], ["--shard-count is the count for --shard auto"])
             try refused(["load", "--start-at", "tomorrow"], ["--start-at 'tomorrow'", "RFC 3339"])
         }
     }

@@ -91,7 +91,7 @@ extension LoadGenerator {
         /// The time series' interval (`--report-interval`): each worker closes an interval at every
         /// wall-clock multiple of it (`LoadInterval`).
         public var reportIntervalNanoseconds: Int64 = 1_000_000_000
-        /// `--shard I/N`: this run is shard `index` (from 1) of `count`; its configuration is already its
+        /// `--shard I/N`: this run is shard `index` (from 0) of `count`; its configuration is already its
         /// share (`WorkSplit.shard`). Recorded in the report's provenance.
         public var shard: Shard?
         /// `--start-at`: the wall clock (Unix ns) every shard starts at; nil: at once.

@@ -10,7 +10,7 @@ public struct Provenance: Codable, Sendable, Equatable {
     public var version = ringStormVersion
     /// `gethostname`.
     public var host = Provenance.hostName()
-    /// `I/N` with `--shard` (I from 1 to N), absent for an unsharded run.
+    /// `I/N` with `--shard` (I from 0 to N - 1), absent for an unsharded run.
     public var shard: String?
     /// When the run started, wall clock: RFC 3339 UTC and Unix milliseconds.
     public var startedAt: String

@@ -27,6 +27,21 @@ package enum DescriptorLimit {
         }
     }
 
+    /// Raises the soft limit to the hard one, as far as the kernel lets it (`fs.nr_open`). Container
+    /// runtimes and systemd start processes at 1024 under a far larger hard limit (containerd 2.0:
+    /// 1024 soft, 524,288 hard) and expect a program that needs more to raise its own, as Go's runtime
+    /// does; here one connection is one descriptor. Nothing changes where soft is already hard.
+    package static func raiseSoftToHard() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        let wanted = limit.rlim_max
+        limit.rlim_cur = wanted
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 { return }
+        // An unlimited hard limit is still capped by fs.nr_open (1,048,576 by default).
+        limit.rlim_cur = min(wanted, 1 << 20)
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+
     /// Descriptors open in this process now (entries of /proc/self/fd, less the one used to list it).
     package static var openCount: Int {
         guard let dir = opendir("/proc/self/fd") else { return 0 }

@@ -110,8 +110,9 @@ public struct EngineError: Error, CustomStringConvertible, Sendable {
     public enum Reason: Sendable, Equatable {
         /// The kernel has no io_uring (ENOSYS): another backend is needed.
         case ioUringMissing
-        /// io_uring is disabled (sysctl `kernel.io_uring_disabled`, a seccomp filter: EPERM).
-        case ioUringDisabled
+        /// io_uring_setup was refused (EPERM; ENOSYS under a seccomp filter), and by what: sysctl
+        /// `kernel.io_uring_disabled`, a container's seccomp profile, or something unnamed.
+        case ioUringDisabled(by: EngineError.IOUringBlocker)
         /// io_uring setup failed otherwise.
         case ioUringUnavailable
         /// The kernel lacks a feature the io_uring backend needs, first in kernel `since`.
@@ -167,7 +168,14 @@ extension EngineError.Reason {
     public var problem: String? {
         switch self {
         case .ioUringMissing: "this kernel has no io_uring"
-        case .ioUringDisabled: "io_uring is disabled here (sysctl kernel.io_uring_disabled, or a seccomp filter)"
+        case .ioUringDisabled(by: .sysctl(let value)) where value >= 2:
+            "io_uring is disabled for every process on this machine (sysctl kernel.io_uring_disabled=\(value))"
+        case .ioUringDisabled(by: .sysctl(let value)):
+            "io_uring is disabled outside the group kernel.io_uring_group (sysctl kernel.io_uring_disabled=\(value))"
+        case .ioUringDisabled(by: .seccompFilter):
+            "io_uring_setup was refused by this process's seccomp filter (container runtimes' default profiles deny io_uring: Docker 25+, containerd 2.0+)"
+        case .ioUringDisabled(by: .unknown):
+            "io_uring_setup was refused, though neither sysctl kernel.io_uring_disabled nor a seccomp filter is set (a security module's policy?)"
         case .ioUringUnavailable: "io_uring is unavailable"
         case .kernelLacks(let feature, let since): "this kernel lacks \(feature) (\(since))"
         case .invalidConfiguration(let what): what
@@ -175,11 +183,23 @@ extension EngineError.Reason {
         }
     }
 
+    /// A fix that keeps io_uring, where there is one (a front end offers it after switching backends).
+    public var keepingIOUring: String? {
+        switch self {
+        case .ioUringDisabled(by: .sysctl(let value)) where value >= 2: "or, as root: sysctl -w kernel.io_uring_disabled=0"
+        case .ioUringDisabled(by: .sysctl): "or run as root or in the group kernel.io_uring_group names"
+        case .ioUringDisabled(by: .seccompFilter):
+            "or give the container a seccomp profile that allows io_uring_setup, io_uring_enter and io_uring_register (deploy/kubernetes/base/seccomp/ringstorm-io-uring.json)"
+        default: nil
+        }
+    }
+
     /// What to do about it, in the engine's words: the one wording `EngineError.hint` comes from.
     public func advice(_ errno: Errno?) -> String {
         if case .bindFailed(let address) = self { return bindFailureHint(errno ?? .invalidArgument, address) }
         let problem = problem ?? ""
-        return needsAnotherBackend ? "\(problem): use the epoll backend" : problem
+        guard needsAnotherBackend else { return problem }
+        return "\(problem): use the epoll backend" + (keepingIOUring.map { ", \($0)" } ?? "")
     }
 }
 

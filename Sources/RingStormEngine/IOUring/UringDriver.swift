@@ -99,12 +99,7 @@ public final class UringDriver: EngineDriver {
         }
         guard result >= 0 else {
             let error = Errno.fromNegated(result)
-            let reason: EngineError.Reason = switch error {
-            case .noSystem: .ioUringMissing
-            case .notPermitted: .ioUringDisabled
-            default: .ioUringUnavailable
-            }
-            throw EngineError("io_uring_setup", error, reason: reason)
+            throw EngineError("io_uring_setup", error, reason: .ioUringSetupFailed(error))
         }
         counters.record(.mmap, 3)
         guard params.features & curing_feat_ext_arg != 0 else {
