@@ -87,6 +87,15 @@ struct Load: ParsableCommand {
     @Option(parsing: .unconditional, help: "Open loop: each connection sends one request every INTERVAL, e.g. 1s, 500ms.")
     var interval: String?
 
+    @Option(parsing: .unconditional, help: "Open loop at R requests per second over all connections together, evenly spaced (as wrk2 -R, oha -q); excludes --interval.")
+    var rate: Double?
+
+    @Flag(help: "Print the request latency's whole HDR percentile spectrum after the report (as wrk2 --latency).")
+    var latency = false
+
+    @Option(help: ArgumentHelp("Write the request latency's percentile distribution as .hgrm text (HdrHistogram's format, milliseconds) to FILE, for HdrHistogram plotters (- for standard output).", valueName: "file"))
+    var hgrm: String?
+
     @Flag(help: "Closed loop: the next request when a response arrives (the default without --interval).")
     var closedLoop = false
 
@@ -180,8 +189,15 @@ struct Load: ParsableCommand {
             }
         }
         if silent {
-            guard interval == nil && !closedLoop else { throw UsageError("--silent clients send nothing; drop --interval/--closed-loop") }
+            guard interval == nil && rate == nil && !closedLoop else { throw UsageError("--silent clients send nothing; drop --interval/--rate/--closed-loop") }
             c.pacing = .silent
+        } else if let rate {
+            guard interval == nil else { throw UsageError(Self.rateAndIntervalText) }
+            guard !closedLoop else { throw UsageError("--rate (open loop) and --closed-loop exclude each other; pick one") }
+            if let pipeline {
+                throw UsageError("--pipeline \(pipeline) is for the closed loop; with --rate the connections send R requests per second together. Drop one of them")
+            }
+            c.pacing = .rate(requestsPerSecond: rate, connections: c.connections)
         } else if let interval {
             guard !closedLoop else { throw UsageError("--interval (open loop) and --closed-loop exclude each other; pick one") }
             if let pipeline {
@@ -221,6 +237,9 @@ struct Load: ParsableCommand {
         c.connectionsLogPath = connectionsLog
         if connectionsLog == "-" && options.processes > 1 {
             throw UsageError("--connections-log - (standard output) works with one process; with --processes name a file, which the workers share")
+        }
+        if hgrm == "-" && (options.json == "-" || connectionsLog == "-") {
+            throw UsageError("--hgrm - and \(options.json == "-" ? "--json -" : "--connections-log -") both write to standard output; send one of them to a file")
         }
         if connectionsLog == "-" && options.json == "-" {
             throw UsageError("--connections-log - and --json - both write to standard output; send one of them to a file")
@@ -350,8 +369,9 @@ struct Load: ParsableCommand {
         let thresholds = try parsedThresholds()
         // Every output is checked before the first connection: a bad path fails now, not after the run.
         let json = try options.json.map { try OutputFile(option: "--json", path: $0) }
+        let hgrmFile = try hgrm.map { try OutputFile(option: "--hgrm", path: $0) }
         if options.processes > 1 {
-            return try runProcesses(configuration, progressEvery: progressEvery, json: json, thresholds: thresholds)
+            return try runProcesses(configuration, progressEvery: progressEvery, json: json, hgrm: hgrmFile, thresholds: thresholds)
         }
         let generator = LoadGenerator(configuration: configuration)
         let endpoint = try metrics.map { text in
@@ -376,8 +396,9 @@ struct Load: ParsableCommand {
                 if !text.isEmpty { Diagnostics.info(text) }
             }
         }
-        let report = generator.wait()
-        try finish(report, text: report.text + "\n", configuration: configuration, json: json, thresholds: thresholds)
+        let (report, histograms) = generator.waitWithHistograms()
+        try finish(report, text: report.text + "\n" + distributionText(histograms), configuration: configuration, json: json,
+                   hgrm: hgrmFile, histograms: histograms, thresholds: thresholds)
     }
 
     func parsedThresholds() throws -> [Threshold] {
@@ -389,9 +410,15 @@ struct Load: ParsableCommand {
     /// Prints the report (to standard error when the JSON goes to standard output), writes the JSON,
     /// and throws the run's failures: the JSON not written, thresholds crossed, nothing established.
     private func finish(_ report: LoadReport, text: String, configuration: LoadGenerator.Configuration, json: OutputFile?,
+                        hgrm: OutputFile?, histograms: LoadWorkerReport.Histograms,
                         thresholds: [Threshold], failures: [String] = []) throws {
-        // Standard output carrying machine output (the JSON, the connection log) takes nothing else.
-        var lines = failures + deliverReport(text: text, json: json, standardOutputTaken: connectionsLog == "-") { try report.json() }
+        // Standard output carrying machine output (the JSON, the connection log, the .hgrm) takes nothing else.
+        var lines = failures + deliverReport(text: text, json: json, standardOutputTaken: connectionsLog == "-" || hgrm?.isStandardOutput == true) {
+            try report.json()
+        }
+        if let hgrm {
+            do { try hgrm.write(Data(histograms.request.percentileDistribution().utf8)) } catch { lines.append("\(error)") }
+        }
         let verdict = LoadVerdict(report: report, configuration: configuration, thresholds: thresholds)
         for result in verdict.results where result.passed {
             Diagnostics.info("threshold \(result.threshold.expression) ok: was \(result.actual)\n")
@@ -400,6 +427,16 @@ struct Load: ParsableCommand {
         if let failure = verdict.failure { lines.append(failure.commandLineText) }
         if !lines.isEmpty { throw RunFailure(lines) }
     }
+
+    /// `--latency`: the request latency's whole percentile spectrum, as wrk2 prints it; empty without it.
+    private func distributionText(_ histograms: LoadWorkerReport.Histograms) -> String {
+        guard latency else { return "" }
+        guard !histograms.request.isEmpty else { return "latency distribution: no request was answered\n" }
+        return "latency distribution (request: intended send to response, HdrHistogram, values in ms)\n"
+            + histograms.request.percentileDistribution()
+    }
+
+    static let rateAndIntervalText = "--rate (R requests per second over all connections) and --interval (one request per connection every INTERVAL) both set the open loop's pace; pick one"
 
     private func start(_ generator: LoadGenerator) throws -> LoadGenerator {
         do {
@@ -462,7 +499,7 @@ struct Load: ParsableCommand {
     /// live line summed over them, forwards SIGINT/SIGTERM, merges their reports exactly (counts summed,
     /// histograms added) and reports a worker that died.
     private func runProcesses(_ configuration: LoadGenerator.Configuration, progressEvery: Int64, json: OutputFile?,
-                              thresholds: [Threshold]) throws {
+                              hgrm: OutputFile?, thresholds: [Threshold]) throws {
         let kernelAtStart = KernelCounters.read()
         do {
             try LoadGenerator(configuration: configuration).validate(processes: options.processes)
@@ -547,7 +584,8 @@ struct Load: ParsableCommand {
             text += "incomplete   \(workers.finals.count) of \(options.processes) final worker reports\n"
             for failed in report.failedWorkers { text += "failed       \(failed.text)\n" }
         }
-        try finish(report, text: text, configuration: configuration, json: json, thresholds: thresholds,
+        text += distributionText(merged.latency)
+        try finish(report, text: text, configuration: configuration, json: json, hgrm: hgrm, histograms: merged.latency, thresholds: thresholds,
                    failures: failure.map { [$0.description] } ?? [])
     }
 
@@ -573,6 +611,7 @@ extension LoadError {
             return "--backoff jitter must be between 0 and \(Int(maximum)) (a fraction of the wait), not \(j)"
         case .firstMessageNegative: return "--first-message cannot be negative"
         case .intervalNotPositive: return "--interval must be more than 0"
+        case .rateNotPositive(let r): return "--rate must be more than 0 requests per second, not \(r); e.g. --rate 1000"
         case .pipeline(let n, let maximum): return "--pipeline must be between 1 and \(maximum), not \(n)"
         case .sourceFamily(let source, let target):
             return "--source \(source.host) and --target \(target) are of different address families"

@@ -179,7 +179,7 @@ struct ReportTests {
         "refused", "connect_timeout", "addr_not_available", "reset", "closed", "broken_pipe", "response_timeout",
         "protocol_error", "other",
     ]
-    static let latencyKeys: Set<String> = ["count", "p50", "p90", "p99", "p999", "max", "histogram"]
+    static let latencyKeys: Set<String> = ["count", "p50", "p90", "p99", "p999", "max", "mean", "stddev", "histogram"]
 
     @Test("the load report JSON has exactly the documented keys")
     func loadReportKeys() throws {
@@ -187,7 +187,8 @@ struct ReportTests {
         let root = try jsonObject(try report.json())
         #expect(Set(root.keys) == ["backend", "duration_s", "connections", "requests", "outcomes", "latency_us", "syscalls",
                                    "complete", "failed_workers", "generator", "intervals"])
-        #expect(keys(root["generator"]) == ["ticks", "late_ticks", "max_lag_us"])
+        #expect(keys(root["generator"]) == ["ticks", "late_ticks", "max_lag_us", "submit_us", "connect_call_us", "max_connect_call_us",
+                                            "cpu_s", "max_worker_cpu", "cq_overflows", "buffer_exhaustions"])
         #expect(root["complete"] as? Bool == true)
         #expect((root["failed_workers"] as? [Any])?.isEmpty == true)
         #expect(root["backend"] as? String == "uring")
@@ -204,7 +205,7 @@ struct ReportTests {
         #expect((outcomes["request"] as? [String: Any])?["response_timeout"] as? Int == 3)
         #expect((outcomes["idle"] as? [String: Any])?["other"] as? [String: Int] == [:])
         let latency = try #require(root["latency_us"] as? [String: Any])
-        #expect(Set(latency.keys) == ["connect", "register", "request"])
+        #expect(Set(latency.keys) == ["connect", "register", "request", "send_lag", "response"])
         for summary in latency.values { #expect(keys(summary) == Self.latencyKeys) }
         #expect((latency["request"] as? [String: Any])?["count"] as? Int == 49_990)
         #expect(keys(root["syscalls"]) == ["total", "per_request"])

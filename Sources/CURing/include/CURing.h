@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -70,5 +72,11 @@ extern const char *strerrorname_np(int err);
 extern int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 
 static inline const char *curing_errno_name(int err) { return strerrorname_np(err); }
+
+/// epoll_pwait2 (kernel 5.11, glibc 2.35): epoll_wait with a nanosecond timespec; <sys/epoll.h> declares
+/// it only under _GNU_SOURCE.
+extern int epoll_pwait2(int epfd, struct epoll_event *events, int maxevents, const struct timespec *timeout, const __sigset_t *sigmask);
+/// prctl(PR_SET_TIMERSLACK, ns): variadic prctl is not callable from Swift.
+static inline int curing_set_timer_slack(unsigned long nanoseconds) { return prctl(PR_SET_TIMERSLACK, nanoseconds, 0UL, 0UL, 0UL); }
 
 #endif

@@ -20,6 +20,14 @@ extension LoadGenerator {
         /// answered. Latency runs from the *intended* send time, so a stall is not hidden by sending
         /// late (coordinated omission).
         case openLoop(intervalNanoseconds: Int64)
+        /// Open loop at a whole-run rate (`--rate`): `requestsPerSecond` over the run's `connections` (all
+        /// threads and processes together), sends evenly spaced overall. Each connection sends every
+        /// `connections / requestsPerSecond` seconds; client `g` (its global number) on the grid of
+        /// times `≡ g / requestsPerSecond` modulo that interval, on the machine's monotonic clock. Its
+        /// schedule depends only on these two whole-run numbers and `g`, so however `WorkSplit` divides
+        /// the clients among threads and processes, together they send one request every
+        /// `1 / requestsPerSecond` s, not bursts; a part's share of the rate is `WorkSplit.Share.requestRate`.
+        case rate(requestsPerSecond: Double, connections: Int)
         /// The next request when a response arrives, `pipeline` requests in flight.
         case closedLoop(pipeline: Int)
         /// Connect and send nothing, like a telnet that says nothing: no registration, no request. The
@@ -112,9 +120,9 @@ extension LoadGenerator {
             switch pacing {
             case .closedLoop(let pipeline): return max(1, pipeline)
             case .silent: return 1
-            case .openLoop(let interval):
-                // Beyond timeout/interval (+ slack for the tick) the oldest has timed out anyway.
-                let n = requestTimeoutNanoseconds / max(interval, 1) + 3
+            case .openLoop, .rate:
+                // Beyond timeout/interval (+ slack for a late loop) the oldest has timed out anyway.
+                let n = requestTimeoutNanoseconds / max(pacing.openLoopIntervalNanoseconds ?? 1, 1) + 3
                 return Int(min(max(n, 1), 1024))
             }
         }
@@ -131,5 +139,27 @@ extension LoadGenerator {
             let fraction = Double(z >> 11) / Double(UInt64(1) << 53)
             return backoff + Int64(Double(backoff) * reconnectJitter * fraction)
         }
+    }
+}
+
+extension LoadGenerator.Pacing {
+    /// Open loop: each connection's interval between sends; nil for the closed loop and silent clients.
+    public var openLoopIntervalNanoseconds: Int64? {
+        switch self {
+        case .openLoop(let interval): return interval
+        case .rate(let perSecond, let connections):
+            guard perSecond > 0 && perSecond.isFinite else { return nil }
+            return max(1, Int64((Double(max(connections, 1)) * 1e9 / perSecond).rounded()))
+        case .closedLoop, .silent: return nil
+        }
+    }
+
+    /// `--rate`: when global client `client` first sends at or after `now` (monotonic nanoseconds): the
+    /// next point of its grid (see `rate`). nil for other pacings (they send at once).
+    public func firstSendTime(client: Int, now: Int64) -> Int64? {
+        guard case .rate(let perSecond, _) = self, let interval = openLoopIntervalNanoseconds else { return nil }
+        let phase = Int64((Double(client) * 1e9 / perSecond).rounded()) % interval
+        let ahead = ((phase - now) % interval + interval) % interval
+        return now + ahead
     }
 }

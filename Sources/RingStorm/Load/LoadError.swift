@@ -20,6 +20,8 @@ public enum LoadError: Error, CustomStringConvertible, Sendable, Equatable {
     case reconnectJitter(Double, maximum: Double)
     case firstMessageNegative(Int)
     case intervalNotPositive(Int64)
+    /// A whole-run request rate that is not a positive number.
+    case rateNotPositive(Double)
     /// A closed-loop pipeline outside `1...maximum`.
     case pipeline(Int, maximum: Int)
     /// A source address of another family than the target.
@@ -120,6 +122,7 @@ public enum LoadError: Error, CustomStringConvertible, Sendable, Equatable {
         case .reconnectJitter(let j, let maximum): "the reconnect jitter must be between 0 and \(maximum), not \(j)"
         case .firstMessageNegative: "the first message size cannot be negative"
         case .intervalNotPositive: "the open-loop interval must be more than 0"
+        case .rateNotPositive(let r): "the request rate must be more than 0 requests per second, not \(r)"
         case .pipeline(let n, let maximum): "the pipeline must be between 1 and \(maximum), not \(n)"
         case .sourceFamily(let source, let target): "source \(source.host) and target \(target) are of different address families"
         case .messageSizeTooSmall(let n, let minimum, let p): "a \(p) message must be at least \(minimum) bytes, not \(n)"

@@ -47,6 +47,7 @@ public final class LoadGenerator: Sendable {
         guard c.firstMessageSize >= 0 else { throw .firstMessageNegative(c.firstMessageSize) }
         switch c.pacing {
         case .openLoop(let interval): guard interval > 0 else { throw .intervalNotPositive(interval) }
+        case .rate(let perSecond, _): guard perSecond > 0 && perSecond.isFinite else { throw .rateNotPositive(perSecond) }
         case .closedLoop(let pipeline): guard (1...1024).contains(pipeline) else { throw .pipeline(pipeline, maximum: 1024) }
         case .silent: break
         }
@@ -123,12 +124,16 @@ public final class LoadGenerator: Sendable {
     }
 
     /// Waits for the workers to finish; the merged report.
-    public func wait() -> LoadReport {
+    public func wait() -> LoadReport { waitWithHistograms().report }
+
+    /// Waits for the workers to finish; the merged report and the histograms it was made from (for the
+    /// whole distribution: `--latency`, `--hgrm`).
+    public func waitWithHistograms() -> (report: LoadReport, histograms: LoadWorkerReport.Histograms) {
         let merged = waitMergeable()
         var report = merged.report
         report.provenance = configuration.provenance(of: merged)
         report.kernel = KernelCounters.read() - kernelAtStart.withLock { $0 }
-        return report
+        return (report, merged.latency)
     }
 
     /// Runs to the end of the duration on the calling thread.

@@ -22,6 +22,10 @@ extension LoadWorker {
         clients[c].peerCloses = false
         wireStates[c] = wire.newConnection(client: firstClient + c)
         let id: ConnectionID
+        // Timed: socket, bind and (epoll) connect run on this thread, and a port search near exhaustion
+        // stalls the whole loop here (the generator's health).
+        let callStarted = monotonicNanoseconds()
+        defer { report.generator.recordConnectCall(nanoseconds: monotonicNanoseconds() - callStarted) }
         do {
             id = try engine.connect(to: config.target, from: source(of: c), timeoutNanoseconds: config.connectTimeoutNanoseconds)
         } catch {

@@ -5,6 +5,9 @@ import RingStormEngine
 extension LoadWorker {
     // MARK: The tick
 
+    /// Runs every wake-up whose time has come (to the nanosecond: `DeadlineWheel`) and sets the engine
+    /// timer for the earliest one left, so an open-loop send leaves at its intended time rather than at
+    /// the next millisecond.
     func tick() {
         let now = monotonicNanoseconds()
         wheel.advance(to: now) { c in wake(c, now: now) }
@@ -21,7 +24,7 @@ extension LoadWorker {
     @inline(__always)
     func tickForNewDeadlines(now: Int64) {
         let requested = wheel.takeEarliestRequest()
-        if requested != .max { scheduleTick(at: wheel.dueTime(of: requested), now: now) }
+        if requested != .max { scheduleTick(at: requested, now: now) }
     }
 
     func scheduleTick(at time: Int64, now: Int64) {
@@ -68,6 +71,14 @@ extension LoadWorker {
             sendRequest(c, intended: now)
             clients[c].nextSendAt = now + interval
             scheduleActive(c)
+        case .rate:
+            // On the client's own point of the whole run's grid: evenly spaced with every other client's.
+            clients[c].nextSendAt = config.pacing.firstSendTime(client: firstClient + c, now: now) ?? now
+            if clients[c].nextSendAt <= now {
+                sendRequest(c, intended: now)
+                clients[c].nextSendAt = now + (openLoopInterval ?? 1)
+            }
+            scheduleActive(c)
         case .silent:
             break  // connected; nothing to send, nothing to wait for
         }
@@ -83,11 +94,25 @@ extension LoadWorker {
             report.requests.heldBack += 1
             return
         }
-        sendTimes[c * maxInFlight + (Int(clients[c].oldest) + inFlight) % maxInFlight] = intended
+        let index = c * maxInFlight + (Int(clients[c].oldest) + inFlight) % maxInFlight
+        sendTimes[index] = intended
+        if openLoopInterval != nil {
+            // The generator's own lateness, apart from the server's (a vDSO clock read, no syscall).
+            let actual = monotonicNanoseconds()
+            actualSendTimes[index] = actual
+            report.latency.sendLag.record(nanoseconds: actual - intended)
+            intervals.sendLag.record(nanoseconds: actual - intended)
+        }
         clients[c].inFlight += 1
         let request = wire.request(sequence: clients[c].sequence, timestamp: intended, &wireStates[c])
         if unsent + request.count > report.requests.peakUnsentBytes { report.requests.peakUnsentBytes = unsent + request.count }
-        engine.send(clients[c].connection, request)
+        if timesSends {
+            let started = monotonicNanoseconds()
+            engine.send(clients[c].connection, request)
+            sendCallNanoseconds += monotonicNanoseconds() - started
+        } else {
+            engine.send(clients[c].connection, request)
+        }
         clients[c].sequence &+= 1
         report.requests.sent += 1
     }
@@ -95,7 +120,9 @@ extension LoadWorker {
     /// The oldest request in flight was answered at `now`.
     @inline(__always)
     func answerOldest(_ c: Int, now: Int64) {
-        let sentAt = sendTimes[c * maxInFlight + Int(clients[c].oldest)]
+        let index = c * maxInFlight + Int(clients[c].oldest)
+        let sentAt = sendTimes[index]
+        if openLoopInterval != nil { report.latency.response.record(nanoseconds: now - actualSendTimes[index]) }
         clients[c].oldest = Int32((Int(clients[c].oldest) + 1) % maxInFlight)
         clients[c].inFlight -= 1
         clients[c].answered += 1
@@ -113,7 +140,7 @@ extension LoadWorker {
     @inline(__always)
     func scheduleActive(_ c: Int) {
         var at = Int64.max
-        if case .openLoop = config.pacing { at = clients[c].nextSendAt }
+        if openLoopInterval != nil { at = clients[c].nextSendAt }
         if clients[c].inFlight > 0 { at = min(at, oldestSendTime(c) + config.requestTimeoutNanoseconds) }
         if at != .max { wheel.wake(c, at: at) }
     }
@@ -138,7 +165,7 @@ extension LoadWorker {
                 fail(c, phase: .request, .responseTimeout, mode: .abortive)
                 return
             }
-            if case .openLoop(let interval) = config.pacing {
+            if let interval = openLoopInterval {
                 // Every intended send time that has passed gets its request now, stamped with the
                 // intended time: a stall shows in the latencies instead of thinning the requests.
                 while clients[c].nextSendAt <= now && Int(clients[c].inFlight) < maxInFlight {

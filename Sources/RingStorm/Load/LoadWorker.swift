@@ -1,3 +1,4 @@
+import Glibc
 import RingStormEngine
 
 /// What one worker thread is given: its share of the run (`LoadGenerator.Configuration.narrowed(to:)`)
@@ -56,6 +57,10 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
     let slotClient: FlatArray<Int32>
     /// Per client, `maxInFlight` send times (intended times, open loop) of requests in flight, a ring.
     let sendTimes: FlatArray<Int64>
+    /// Open loop: beside each `sendTimes` entry, when the request was actually handed to the engine.
+    let actualSendTimes: FlatArray<Int64>
+    /// Open loop (`--interval`, `--rate`): each connection's interval between sends; nil otherwise.
+    let openLoopInterval: Int64?
     let maxInFlight: Int
     let sendsFirstMessage: Bool
     let wheel: DeadlineWheel
@@ -74,6 +79,12 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
     /// After the deadline: connections still waiting for answers before they close.
     var finishing = 0
     var startedAt: Int64 = 0
+    /// epoll: time inside `engine.send`, which writes through (the generator's health).
+    var sendCallNanoseconds: Int64 = 0
+    let timesSends: Bool
+    /// This thread's CPU seconds at the last snapshot, and when the run (drain included) ended.
+    var cpuAtSnapshot = 0.0
+    var lastActiveAt: Int64 = 0
     var finishedAt: Int64 = 0
     var finished = false
 
@@ -95,6 +106,9 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         slotClient = FlatArray(repeating: -1, count: config.engine.maxConnections + 1)
         maxInFlight = config.maxInFlight
         sendTimes = FlatArray(repeating: 0, count: clientCount * maxInFlight)
+        openLoopInterval = config.pacing.openLoopIntervalNanoseconds
+        timesSends = engine.backend == .epoll
+        actualSendTimes = FlatArray(repeating: 0, count: openLoopInterval == nil ? 1 : clientCount * maxInFlight)
         sendsFirstMessage = config.pacing != .silent && Wire.sendsFirstMessage(config)
         wheel = DeadlineWheel(clients: clientCount, tickNanoseconds: Self.tickNanoseconds, now: monotonicNanoseconds())
         queue = ClientQueue(capacity: clientCount)
@@ -109,13 +123,24 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         wireStates.deallocate()
         slotClient.deallocate()
         sendTimes.deallocate()
+        actualSendTimes.deallocate()
         queue.deallocate()
     }
 
+    /// This worker's report so far. Made on the worker's own thread (its CPU time is this thread's).
     var snapshot: LoadWorkerSnapshot {
         var r = report
-        r.syscalls = engine.statistics.syscalls.total
-        r.durationSeconds = Double((finished ? finishedAt : monotonicNanoseconds()) - startedAt) / 1e9
+        let statistics = engine.statistics
+        r.syscalls = statistics.syscalls.total
+        let now = monotonicNanoseconds()
+        r.durationSeconds = Double((finished ? finishedAt : now) - startedAt) / 1e9
+        r.generator.submitMicroseconds = Int((statistics.submitNanoseconds + sendCallNanoseconds) / 1000)
+        r.generator.completionQueueOverflows = statistics.completionQueueOverflows
+        r.generator.bufferExhaustions = statistics.bufferExhaustions
+        if !finished { cpuAtSnapshot = threadCPUSeconds() }
+        r.generator.cpuSeconds = cpuAtSnapshot
+        let ran = Double((finished ? lastActiveAt : now) - startedAt) / 1e9
+        r.generator.maxWorkerCPU = ran > 0.05 ? cpuAtSnapshot / ran : 0
         return LoadWorkerSnapshot(report: r, open: open, finished: finished)
     }
 
@@ -182,6 +207,8 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         intervals.close(into: &report, open: openAtDeadline)
         log?.flush()
         report.connectionsLogFailure = log?.failure
+        cpuAtSnapshot = threadCPUSeconds()
+        lastActiveAt = monotonicNanoseconds()
         finished = true
         publish(snapshot)
     }
@@ -253,4 +280,11 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         if got.responses > 0 { scheduleActive(c) }
         if stopping { finishIfAnswered(c, now: now) }
     }
+}
+
+/// The calling thread's CPU time, user plus system, in seconds (`getrusage(RUSAGE_THREAD)`; 0 if refused).
+func threadCPUSeconds() -> Double {
+    var usage = rusage()
+    guard getrusage(__rusage_who_t(1) /* RUSAGE_THREAD */, &usage) == 0 else { return 0 }
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }

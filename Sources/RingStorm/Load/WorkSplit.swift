@@ -12,6 +12,10 @@ public struct WorkSplit: Sendable, Equatable {
         public var connections: Int
         /// Its part of the connect rate (0: all at once, as the whole).
         public var connectRate: Double
+        /// `--rate`: its part of the whole run's request rate (0 for other pacings). Information only:
+        /// each connection's schedule follows from the whole run's rate (`Pacing.rate`), which the part
+        /// keeps, so the parts' sends interleave evenly.
+        public var requestRate: Double
         /// The source addresses its clients use, in order: its client `i` connects from
         /// `sources[i % sources.count]`, which is the whole run's round-robin by global client number.
         public var sources: [SocketAddress]
@@ -20,6 +24,8 @@ public struct WorkSplit: Sendable, Equatable {
     public let firstClient: Int
     public let connections: Int
     public let connectRate: Double
+    /// This configuration's part of the whole run's request rate (`--rate`; 0 for other pacings).
+    public let requestRate: Double
     public let sources: [SocketAddress]
     /// How many parts.
     public let parts: Int
@@ -29,6 +35,12 @@ public struct WorkSplit: Sendable, Equatable {
         firstClient = configuration.firstClient
         connections = configuration.connections
         connectRate = configuration.connectRate
+        // This configuration's part of the whole run's rate (all of it unless it is itself a part).
+        if case .rate(let perSecond, let whole) = configuration.pacing {
+            requestRate = perSecond * Double(configuration.connections) / Double(max(whole, 1))
+        } else {
+            requestRate = 0
+        }
         sources = configuration.sources
         self.parts = max(1, min(parts, configuration.connections))
     }
@@ -41,12 +53,14 @@ public struct WorkSplit: Sendable, Equatable {
         let count = base + (index < extra ? 1 : 0)
         let offset = index * base + min(index, extra)
         let rate = connectRate * Double(count) / Double(max(connections, 1))
+        // As the connections it runs: every connection sends at the same rate.
+        let requests = requestRate * Double(count) / Double(max(connections, 1))
         var own: [SocketAddress] = []
         if !sources.isEmpty {
             let start = firstClient + offset
             for i in 0..<min(count, sources.count) { own.append(sources[(start + i) % sources.count]) }
         }
-        return Share(firstClient: firstClient + offset, connections: count, connectRate: rate, sources: own)
+        return Share(firstClient: firstClient + offset, connections: count, connectRate: rate, requestRate: requests, sources: own)
     }
 
     /// Every part.

@@ -98,7 +98,21 @@ public struct LatencyRecorder: Sendable, Equatable {
             p90: histogram.valueAtPercentile(90),
             p99: histogram.valueAtPercentile(99),
             p999: histogram.valueAtPercentile(99.9),
-            max: histogram.maxRecorded)
+            max: histogram.maxRecorded,
+            mean: LatencySummary.rounded(histogram.mean),
+            standardDeviation: LatencySummary.rounded(histogram.stdDeviation))
+    }
+
+    // MARK: The whole distribution
+
+    /// The percentile spectrum in HdrHistogram's `outputPercentileDistribution` text, the `.hgrm` format
+    /// plotters read (and what wrk2 `--latency` prints): values in milliseconds, `ticksPerHalfDistance`
+    /// rows per halving of the distance to 100%, then the mean, standard deviation, maximum and count.
+    public func percentileDistribution(ticksPerHalfDistance: Int = 5) -> String {
+        var text = ""
+        histogram.outputPercentileDistribution(to: &text, outputValueUnitScalingRatio: 1000,
+                                               percentileTicksPerHalfDistance: ticksPerHalfDistance)
+        return text
     }
 
     /// Records `count` values of `value` without counting clamps: a decoder rebuilding a histogram.
@@ -209,22 +223,30 @@ public struct LatencySummary: Codable, Sendable, Equatable {
     public var p99: UInt64 = 0
     public var p999: UInt64 = 0
     public var max: UInt64 = 0
+    /// The mean and standard deviation, µs to 0.1 (from the histogram: each value at the middle of its
+    /// bucket, so to within 0.1%). Next to the percentiles they show a skew: a mean far above p50 is a tail.
+    public var mean: Double = 0
+    public var standardDeviation: Double = 0
     /// The whole histogram in HdrHistogram's compressed V2 encoding, base64 ("HISTFAAA..."): what
     /// `ringstorm merge` adds exactly and other HdrHistogram libraries read. Absent in reports written
     /// before it existed (those cannot be merged).
     public var histogram: String?
 
-    public init(count: Int = 0, p50: UInt64 = 0, p90: UInt64 = 0, p99: UInt64 = 0, p999: UInt64 = 0, max: UInt64 = 0) {
+    public init(count: Int = 0, p50: UInt64 = 0, p90: UInt64 = 0, p99: UInt64 = 0, p999: UInt64 = 0, max: UInt64 = 0,
+                mean: Double = 0, standardDeviation: Double = 0) {
         self.count = count
         self.p50 = p50
         self.p90 = p90
         self.p99 = p99
         self.p999 = p999
         self.max = max
+        self.mean = mean
+        self.standardDeviation = standardDeviation
     }
 
     enum CodingKeys: String, CodingKey {
-        case count, p50, p90, p99, p999, max, histogram
+        case count, p50, p90, p99, p999, max, mean, histogram
+        case standardDeviation = "stddev"
     }
 
     /// The histogram this summary publishes, with its exact maximum; nil when it carries none.
@@ -232,4 +254,21 @@ public struct LatencySummary: Codable, Sendable, Equatable {
         guard let histogram else { return nil }
         return try HdrHistogramEncoding.decode(histogram, exactMaximum: max)
     }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        count = try c.decode(Int.self, forKey: .count)
+        p50 = try c.decode(UInt64.self, forKey: .p50)
+        p90 = try c.decode(UInt64.self, forKey: .p90)
+        p99 = try c.decode(UInt64.self, forKey: .p99)
+        p999 = try c.decode(UInt64.self, forKey: .p999)
+        max = try c.decode(UInt64.self, forKey: .max)
+        // Reports written before these fields existed have none.
+        mean = try c.decodeIfPresent(Double.self, forKey: .mean) ?? 0
+        standardDeviation = try c.decodeIfPresent(Double.self, forKey: .standardDeviation) ?? 0
+        histogram = try c.decodeIfPresent(String.self, forKey: .histogram)
+    }
+
+    /// To 0.1 µs, so the JSON shows no float noise.
+    static func rounded(_ value: Double) -> Double { value.isFinite ? (value * 10).rounded() / 10 : 0 }
 }

@@ -105,13 +105,39 @@ public struct LoadReport: Codable, Sendable, Equatable {
         public var connect: LatencySummary
         /// REGISTER sent → REGISTERED received.
         public var register: LatencySummary
-        /// REQUEST sent → RESPONSE received (echo: message sent → last byte of its echo received).
+        /// REQUEST sent → RESPONSE received (echo: message sent → last byte of its echo received). Open
+        /// loop: from the *intended* send time, so the generator's own lateness counts (coordinated
+        /// omission corrected); this is `sendLag` and `response` together.
         public var request: LatencySummary
+        /// Open loop only (empty otherwise): intended send time → the moment the request was handed to
+        /// the engine (epoll writes it then; io_uring submits it with that loop's `io_uring_enter`): the
+        /// generator's own lateness.
+        public var sendLag: LatencySummary
+        /// Open loop only: actual send → response, the server's and the network's part.
+        public var response: LatencySummary
 
-        public init(connect: LatencySummary = .init(), register: LatencySummary = .init(), request: LatencySummary = .init()) {
+        public init(connect: LatencySummary = .init(), register: LatencySummary = .init(), request: LatencySummary = .init(),
+                    sendLag: LatencySummary = .init(), response: LatencySummary = .init()) {
             self.connect = connect
             self.register = register
             self.request = request
+            self.sendLag = sendLag
+            self.response = response
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case connect, register, request, response
+            case sendLag = "send_lag"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            connect = try c.decode(LatencySummary.self, forKey: .connect)
+            register = try c.decode(LatencySummary.self, forKey: .register)
+            request = try c.decode(LatencySummary.self, forKey: .request)
+            // Reports written before these fields existed have none.
+            sendLag = try c.decodeIfPresent(LatencySummary.self, forKey: .sendLag) ?? .init()
+            response = try c.decodeIfPresent(LatencySummary.self, forKey: .response) ?? .init()
         }
     }
 
@@ -248,17 +274,28 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         public var connect = LatencyRecorder()
         public var register = LatencyRecorder()
         public var request = LatencyRecorder()
+        /// Open loop: intended → actual send, and actual send → response (see `LoadReport.Latencies`).
+        public var sendLag = LatencyRecorder()
+        public var response = LatencyRecorder()
 
         public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case connect, register, request, response
+            case sendLag = "send_lag"
+        }
 
         public mutating func merge(_ other: Histograms) {
             connect.merge(other.connect)
             register.merge(other.register)
             request.merge(other.request)
+            sendLag.merge(other.sendLag)
+            response.merge(other.response)
         }
 
         public var summaries: LoadReport.Latencies {
-            .init(connect: connect.publishedSummary, register: register.publishedSummary, request: request.publishedSummary)
+            .init(connect: connect.publishedSummary, register: register.publishedSummary, request: request.publishedSummary,
+                  sendLag: sendLag.publishedSummary, response: response.publishedSummary)
         }
     }
 

@@ -111,6 +111,8 @@ public enum ReportMerge {
         w.latency.connect = try histogram(r.latency.connect, "connect")
         w.latency.register = try histogram(r.latency.register, "register")
         w.latency.request = try histogram(r.latency.request, "request")
+        w.latency.sendLag = try histogram(r.latency.sendLag, "send_lag")
+        w.latency.response = try histogram(r.latency.response, "response")
         w.syscalls = r.syscalls.total
         w.serverErrors = r.serverErrors ?? [:]
         w.http = r.http ?? HTTPStatusCounts()

@@ -132,6 +132,8 @@ package struct LoadIntervalRecorder {
     var currentStart: Int64
     var base = LoadWorkerReport(backend: "")
     package var latency = LatencyRecorder()
+    /// The interval's send lag (open loop).
+    package var sendLag = LatencyRecorder()
 
     package init(intervalNanoseconds: Int64, now: UInt64) {
         self.intervalNanoseconds = max(intervalNanoseconds, 1_000_000)
@@ -157,6 +159,8 @@ package struct LoadIntervalRecorder {
         }
         interval.setRequestLatency(latency)
         latency.reset()
+        if !sendLag.isEmpty { interval.sendLagP99 = sendLag.value(atPercentile: 99) }
+        sendLag.reset()
         base.connections = report.connections
         base.requests = report.requests
         base.outcomes = report.outcomes

@@ -221,6 +221,10 @@ public struct EngineStatistics: Sendable, Equatable {
     public var slotExhaustions = 0
     /// Orderly closes that could not drain within the close deadline and were aborted.
     public var drainTimeouts = 0
+    /// Time spent inside `io_uring_enter` calls that only submitted (no wait for completions): the
+    /// kernel's work on our sends, connects and closes, done on this thread (io_uring; epoll's sends are
+    /// write-through and timed by the caller).
+    public var submitNanoseconds: Int64 = 0
     /// Setup notes, e.g. "DEFER_TASKRUN refused; using COOP_TASKRUN".
     public var notes: [String] = []
 
@@ -242,6 +246,7 @@ public struct EngineStatistics: Sendable, Equatable {
         s.backpressurePauses += b.backpressurePauses
         s.slotExhaustions += b.slotExhaustions
         s.drainTimeouts += b.drainTimeouts
+        s.submitNanoseconds += b.submitNanoseconds
         for note in b.notes where !s.notes.contains(note) { s.notes.append(note) }
         return s
     }
