@@ -171,31 +171,34 @@ import Testing
     }
 
     @Test func threeShardsMergedEqualOneRun() async throws {
-        let server = try RingStormServer(configuration: .testing(.epoll))
-        defer { server.stop(); _ = server.wait() }
-        var c = LoadGenerator.Configuration(target: server.address)
-        c.backend = .epoll
-        c.connections = 30
-        c.durationNanoseconds = 600_000_000
-        c.pacing = .openLoop(intervalNanoseconds: 20_000_000)
-        c.reportIntervalNanoseconds = 200_000_000
-        c.drainNanoseconds = 300_000_000
-        let one = try await LoadGenerator(configuration: c).run()
-        c.startAtNanoseconds = wallClockNanoseconds() + 200_000_000
-        let shards = try (0..<3).map { i in LoadGenerator(configuration: try c.sharded(Shard(index: i, count: 3))) }
-        for s in shards { try s.start() }
-        let reports = try shards.enumerated().map { n, s in (path: "shard-\(n).json", report: try LoadReport(json: s.wait().json())) }
-        let merged = try ReportMerge.mergeLoad(reports)
-        #expect(merged.connections == one.connections)
-        #expect(merged.connections.established == 30 && merged.connections.peakOpen == 30)
-        #expect(merged.latency.connect.count == one.latency.connect.count)
-        #expect(merged.latency.register.count == one.latency.register.count)
-        #expect(merged.outcomes == one.outcomes)
-        #expect(merged.requests.answered == reports.reduce(0) { $0 + $1.report.requests.answered })
-        #expect(merged.latency.request.count == merged.requests.answered)
-        #expect(merged.intervals.reduce(0) { $0 + $1.answered } == merged.requests.answered)
-        #expect(merged.mergedFrom?.compactMap(\.shard) == ["0/3", "1/3", "2/3"])
-        #expect(reports.allSatisfy { $0.report.provenance?.startAtMs != nil })
+        // Blocking waits (the runs) on a thread of their own: the cooperative pool stays free.
+        try await onThread {
+            let server = try RingStormServer(configuration: .testing(.epoll))
+            defer { server.stop(); _ = server.wait() }
+            var c = LoadGenerator.Configuration(target: server.address)
+            c.backend = .epoll
+            c.connections = 30
+            c.durationNanoseconds = 600_000_000
+            c.pacing = .openLoop(intervalNanoseconds: 20_000_000)
+            c.reportIntervalNanoseconds = 200_000_000
+            c.drainNanoseconds = 300_000_000
+            let one = try LoadGenerator(configuration: c).runBlocking()
+            c.startAtNanoseconds = wallClockNanoseconds() + 200_000_000
+            let shards = try (0..<3).map { i in LoadGenerator(configuration: try c.sharded(Shard(index: i, count: 3))) }
+            for s in shards { try s.start() }
+            let reports = try shards.enumerated().map { n, s in (path: "shard-\(n).json", report: try LoadReport(json: s.wait().json())) }
+            let merged = try ReportMerge.mergeLoad(reports)
+            #expect(merged.connections == one.connections)
+            #expect(merged.connections.established == 30 && merged.connections.peakOpen == 30)
+            #expect(merged.latency.connect.count == one.latency.connect.count)
+            #expect(merged.latency.register.count == one.latency.register.count)
+            #expect(merged.outcomes == one.outcomes)
+            #expect(merged.requests.answered == reports.reduce(0) { $0 + $1.report.requests.answered })
+            #expect(merged.latency.request.count == merged.requests.answered)
+            #expect(merged.intervals.reduce(0) { $0 + $1.answered } == merged.requests.answered)
+            #expect(merged.mergedFrom?.compactMap(\.shard) == ["0/3", "1/3", "2/3"])
+            #expect(reports.allSatisfy { $0.report.provenance?.startAtMs != nil })
+        }
     }
 
     @Test(.enabled(if: ringstormBinary != nil)) func commandLineRefusals() async throws {
