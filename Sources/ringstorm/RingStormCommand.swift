@@ -18,9 +18,10 @@ struct RingStormCommand: ParsableCommand {
           ringstorm load --target 127.0.0.1:7200 -c 1000 -d 10s
           ringstorm load -d 10s --threshold 'answered>=99.9%'
           ringstorm repro -d 5s
+          ringstorm bench --html bench.html
         """,
         version: ringstormVersion,
-        subcommands: [ReproCommand.self, Serve.self, Load.self, Merge.self]
+        subcommands: [ReproCommand.self, Serve.self, Load.self, BenchCommand.self, Merge.self]
     )
 
     /// Every failure ends the same way: one line naming the problem and the fix; exit status 2 for bad
@@ -37,7 +38,7 @@ struct RingStormCommand: ParsableCommand {
         } catch {
             let arguments = CommandLine.arguments.dropFirst()
             if let first = arguments.first, !first.hasPrefix("-"), !configuration.subcommands.contains(where: { $0._commandName == first }) {
-                FileHandleOutput.standardError("ringstorm: unknown command '\(first)'; the commands are serve, load, merge and repro (see ringstorm --help)\n")
+                FileHandleOutput.standardError("ringstorm: unknown command '\(first)'; the commands are serve, load, merge, repro and bench (see ringstorm --help)\n")
                 Glibc.exit(2)
             }
             let code = exitCode(for: error)

@@ -96,7 +96,7 @@ import RingStormEngine
     @Test(.enabled(if: ringstormBinary != nil)) func unknownCommandListsTheCommands() async throws {
         // Blocking work (children, sleeps) on a thread of its own: the cooperative pool stays free.
         try await onThread {
-            try refused(["frobnicate"], ["unknown command 'frobnicate'", "serve, load, merge and repro"])
+            try refused(["frobnicate"], ["unknown command 'frobnicate'", "serve, load, merge, repro and bench"])
         }
     }
 
@@ -106,7 +106,7 @@ import RingStormEngine
             let version = try runRingstorm(["--version"])
             #expect(version.status == 0)
             #expect(version.output.trimmingCharacters(in: .whitespacesAndNewlines) == ringstormVersion)
-            for command in ["serve", "load", "repro"] {
+            for command in ["serve", "load", "repro", "bench"] {
                 let help = try runRingstorm([command, "--help"])
                 #expect(help.status == 0)
                 #expect(help.output.contains("Examples:"), "\(command) --help has no examples")
