@@ -121,6 +121,9 @@ struct Load: ParsableCommand {
     @Option(help: "Local addresses to connect from: ADDR[,ADDR...] or a range 127.0.0.2-127.0.0.50.")
     var source: String?
 
+    @Option(help: "Who picks source ports: assign (the generator binds each connection to a port of its worker's own slice: no kernel search), range (the kernel searches only the worker's slice, IP_LOCAL_PORT_RANGE, kernel 6.3+) or kernel (the kernel searches the whole range); see Docs/load.md, Ramping.")
+    var localPorts: LoadGenerator.LocalPorts = .range
+
     @Option(help: "Write one JSON line per connection lifecycle to FILE (- for standard output).")
     var connectionsLog: String?
 
@@ -232,6 +235,7 @@ struct Load: ParsableCommand {
         if let source {
             do { c.sources = try SourceAddresses.parse(source) } catch { throw UsageError(error.commandLineText) }
         }
+        c.localPorts = localPorts
         c.backend = options.backend
         c.threads = options.threads
         c.connectionsLogPath = connectionsLog
@@ -592,6 +596,7 @@ struct Load: ParsableCommand {
 }
 
 extension LoadGenerator.WireProtocol: ExpressibleByArgument {}
+extension LoadGenerator.LocalPorts: ExpressibleByArgument {}
 
 extension LoadError {
     /// The problem in `ringstorm load`'s terms: its option names, the numbers and the fix.

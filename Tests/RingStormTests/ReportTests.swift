@@ -188,7 +188,7 @@ struct ReportTests {
         #expect(Set(root.keys) == ["backend", "duration_s", "connections", "requests", "outcomes", "latency_us", "syscalls",
                                    "complete", "failed_workers", "generator", "intervals"])
         #expect(keys(root["generator"]) == ["ticks", "late_ticks", "max_lag_us", "submit_us", "connect_call_us", "max_connect_call_us",
-                                            "cpu_s", "max_worker_cpu", "cq_overflows", "buffer_exhaustions"])
+                                            "cpu_s", "max_worker_cpu", "cq_overflows", "buffer_exhaustions", "ports_in_use"])
         #expect(root["complete"] as? Bool == true)
         #expect((root["failed_workers"] as? [Any])?.isEmpty == true)
         #expect(root["backend"] as? String == "uring")

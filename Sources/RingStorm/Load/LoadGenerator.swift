@@ -19,6 +19,8 @@ public final class LoadGenerator: Sendable {
     private let stopFlag = StopFlag()
     /// The kernel's network counters when the run started, for the report's `kernel` delta.
     private let kernelAtStart = Locked(KernelCounters())
+    /// The process's resident set before the engines are made, and at the most connections open.
+    private let memory = MemorySampler()
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -80,7 +82,9 @@ public final class LoadGenerator: Sendable {
     /// The run so far, summed over the workers (as last published, about once a second).
     public var progress: LoadProgress {
         guard let current = workers.withLock({ $0 }) else { return LoadProgress() }
-        return LoadProgress(current.snapshots.compactMap { $0 })
+        let p = LoadProgress(current.snapshots.compactMap { $0 })
+        memory.sample(open: p.open)
+        return p
     }
 
     /// The run so far as one mergeable snapshot (the threads' reports merged exactly, histograms
@@ -98,8 +102,11 @@ public final class LoadGenerator: Sendable {
             r.intervals.removeAll { $0.startMs < since }
             return r
         }
-        let report = LoadWorkerReport.merged(reports) ?? LoadWorkerReport(backend: configuration.backend)
-        return LoadWorkerSnapshot(report: report, open: snapshots.reduce(0) { $0 + $1.open },
+        var report = LoadWorkerReport.merged(reports) ?? LoadWorkerReport(backend: configuration.backend)
+        let open = snapshots.reduce(0) { $0 + $1.open }
+        memory.sample(open: open)
+        report.memory = memory.use
+        return LoadWorkerSnapshot(report: report, open: open,
                                   finished: !snapshots.isEmpty && snapshots.allSatisfy(\.finished))
     }
 
@@ -120,7 +127,9 @@ public final class LoadGenerator: Sendable {
     public func waitMergeable() -> LoadWorkerReport {
         guard let current = workers.withLock({ $0 }) else { return LoadWorkerReport(backend: configuration.backend) }
         let finals = current.join().map(\.report)
-        return LoadWorkerReport.merged(finals) ?? LoadWorkerReport(backend: configuration.backend)
+        var report = LoadWorkerReport.merged(finals) ?? LoadWorkerReport(backend: configuration.backend)
+        report.memory = memory.use
+        return report
     }
 
     /// Waits for the workers to finish; the merged report.

@@ -14,6 +14,11 @@ struct LoadWorkerPlan: Sendable {
         var plan = self
         // One connection per client at most, plus a few slots of slack for closes still finishing.
         plan.configuration.engine.maxConnections = configuration.connections + 16
+        // The kernel searches only this worker's slice of the ports (`WorkSplit`).
+        if configuration.localPorts == .range, let r = configuration.localPortRange,
+           r.lowerBound >= 1, r.upperBound <= Int(UInt16.max) {
+            plan.configuration.engine.localPortRange = UInt16(r.lowerBound)...UInt16(r.upperBound)
+        }
         struct Make: EngineBody {
             let plan: LoadWorkerPlan
             func run<E: NetworkEngine>(on engine: E) -> any EngineWorker<LoadWorkerSnapshot> {
@@ -71,9 +76,10 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
     var intervals: LoadIntervalRecorder
     let log: ConnectionLogWriter?
 
-    /// Connect-rate token bucket.
-    var tokens: Double = 1
-    var lastRefill: Int64 = 0
+    /// When queued connects start (this worker's share of the connect rate).
+    var pacer: ConnectPacer
+    /// Source ports the worker assigns itself (`LocalPorts.assign`), nil otherwise.
+    var ports: PortPool?
 
     var stopping = false
     /// After the deadline: connections still waiting for answers before they close.
@@ -116,6 +122,10 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         report.intervalMs = config.reportIntervalNanoseconds / 1_000_000
         intervals = LoadIntervalRecorder(intervalNanoseconds: config.reportIntervalNanoseconds, now: UInt64(monotonicNanoseconds()))
         log = plan.logFile.map { ConnectionLogWriter(fd: $0.fd) }
+        pacer = ConnectPacer(ratePerSecond: config.connectRate, now: monotonicNanoseconds())
+        if config.localPorts == .assign, let range = config.localPortRange {
+            ports = PortPool(sources: max(config.sources.count, 1), ports: range)
+        }
     }
 
     deinit {
@@ -125,6 +135,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         sendTimes.deallocate()
         actualSendTimes.deallocate()
         queue.deallocate()
+        ports?.deallocate()
     }
 
     /// This worker's report so far. Made on the worker's own thread (its CPU time is this thread's).
@@ -155,7 +166,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         report.startedAtMs = wallClockNanoseconds() / 1_000_000
         startedAt = monotonicNanoseconds()
         intervals = LoadIntervalRecorder(intervalNanoseconds: config.reportIntervalNanoseconds, now: UInt64(startedAt))
-        lastRefill = startedAt
+        pacer = ConnectPacer(ratePerSecond: config.connectRate, now: startedAt)
         let deadline = startedAt + config.durationNanoseconds
         for c in 0..<clientCount { queue.push(c) }
         startConnections(now: startedAt)
@@ -250,6 +261,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
             guard let c = client(of: event.connection) else { return }
             slotClient[Int(event.connection.slot)] = -1
             clients[c].connection = .none
+            releasePort(of: c)
             if clients[c].stage == .closing { lifecycleEnded(c, now: monotonicNanoseconds()) }
         case .accepted, .acceptFailed:
             break

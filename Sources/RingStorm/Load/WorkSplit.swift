@@ -1,3 +1,4 @@
+import Foundation
 import RingStormEngine
 
 /// How a load run is divided among its workers — the threads of a process and the processes of
@@ -19,6 +20,9 @@ public struct WorkSplit: Sendable, Equatable {
         /// The source addresses its clients use, in order: its client `i` connects from
         /// `sources[i % sources.count]`, which is the whole run's round-robin by global client number.
         public var sources: [SocketAddress]
+        /// Its slice of the local port range: the parts' slices are disjoint and cover the whole, so
+        /// no two workers ever probe or bind the same port of a source address.
+        public var localPorts: ClosedRange<Int>
     }
 
     public let firstClient: Int
@@ -27,6 +31,7 @@ public struct WorkSplit: Sendable, Equatable {
     /// This configuration's part of the whole run's request rate (`--rate`; 0 for other pacings).
     public let requestRate: Double
     public let sources: [SocketAddress]
+    public let localPorts: ClosedRange<Int>
     /// How many parts.
     public let parts: Int
 
@@ -42,6 +47,7 @@ public struct WorkSplit: Sendable, Equatable {
             requestRate = 0
         }
         sources = configuration.sources
+        localPorts = configuration.localPortRange ?? EphemeralPorts.system
         self.parts = max(1, min(parts, configuration.connections))
     }
 
@@ -60,7 +66,17 @@ public struct WorkSplit: Sendable, Equatable {
             let start = firstClient + offset
             for i in 0..<min(count, sources.count) { own.append(sources[(start + i) % sources.count]) }
         }
-        return Share(firstClient: firstClient + offset, connections: count, connectRate: rate, requestRate: requests, sources: own)
+        return Share(firstClient: firstClient + offset, connections: count, connectRate: rate, requestRate: requests, sources: own,
+                     localPorts: Self.portSlice(localPorts, index: index, parts: parts))
+    }
+
+    /// Slice `index` of `parts` of `ports`: contiguous, disjoint, together exactly `ports`. With fewer
+    /// ports than parts, every part shares the whole range (the kernel then arbitrates).
+    static func portSlice(_ ports: ClosedRange<Int>, index: Int, parts: Int) -> ClosedRange<Int> {
+        guard ports.count >= parts else { return ports }
+        let low = ports.lowerBound + ports.count * index / parts
+        let high = ports.lowerBound + ports.count * (index + 1) / parts - 1
+        return low...high
     }
 
     /// Every part.
@@ -75,6 +91,7 @@ extension LoadGenerator.Configuration {
         c.connections = share.connections
         c.connectRate = share.connectRate
         c.sources = share.sources
+        c.localPortRange = share.localPorts
         return c
     }
 }
@@ -137,5 +154,22 @@ extension LoadGenerator.Configuration {
         var c = narrowed(to: WorkSplit(self, parts: shard.count).share(index: shard.index))
         c.shard = shard
         return c
+    }
+}
+
+/// The system's ephemeral port range (`net.ipv4.ip_local_port_range`), read once.
+enum EphemeralPorts {
+    static let system: ClosedRange<Int> = read() ?? 32_768...60_999
+
+    static func read() -> ClosedRange<Int>? {
+        guard let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8) else { return nil }
+        return parse(text)
+    }
+
+    /// "32768\t60999\n" → 32768...60999.
+    static func parse(_ text: String) -> ClosedRange<Int>? {
+        let fields = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) }
+        guard fields.count == 2, fields[0] >= 1, fields[0] <= fields[1], fields[1] <= 65_535 else { return nil }
+        return fields[0]...fields[1]
     }
 }

@@ -161,6 +161,8 @@ public struct LoadReport: Codable, Sendable, Equatable {
     public var failedWorkers: [FailedWorker] = []
     /// How late the generator's own loop ran (see `Generator`).
     public var generator = Generator()
+    /// User memory per connection (see `MemoryUse`); absent where /proc was unreadable.
+    public var memory: MemoryUse?
     /// `--protocol http`: final responses by status class (a non-2xx is an answer, not a success).
     /// Absent for other protocols.
     public var http: HTTPStatusCounts?
@@ -230,6 +232,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         case intervalMs = "interval_ms"
         case provenance
         case mergedFrom = "merged_from"
+        case memory
     }
 
     public init(from decoder: any Decoder) throws {
@@ -253,6 +256,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         intervalMs = try c.decodeIfPresent(Int64.self, forKey: .intervalMs)
         provenance = try c.decodeIfPresent(Provenance.self, forKey: .provenance)
         mergedFrom = try c.decodeIfPresent([Provenance].self, forKey: .mergedFrom)
+        memory = try c.decodeIfPresent(MemoryUse.self, forKey: .memory)
     }
 
     /// The JSON document, keys sorted.
@@ -327,6 +331,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     /// how late past it (ms; a merge keeps the latest start).
     public var startedAtMs: Int64?
     public var startLateByMs: Double?
+    /// The process's user memory per connection (set per process, not per thread: see `MemorySampler`).
+    public var memory: MemoryUse?
 
     public init(backend: String, durationSeconds: Double = 0) {
         self.backend = backend
@@ -363,6 +369,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         workers += other.workers
         generator.merge(other.generator)
         connectionsLogFailure = .merged(connectionsLogFailure, other.connectionsLogFailure)
+        memory = .merged(memory, other.memory)
     }
 
     public static func + (a: LoadWorkerReport, b: LoadWorkerReport) -> LoadWorkerReport {
@@ -389,6 +396,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         report.connectionsLogFailure = connectionsLogFailure
         report.intervals = intervals
         report.intervalMs = intervalMs
+        report.memory = memory
         return report
     }
 
@@ -402,6 +410,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         case generator
         case http
         case connectionsLogFailure = "connections_log_failure"
+        case memory
         case intervals
         case intervalMs = "interval_ms"
         case startedAtMs = "started_at_ms"
@@ -426,6 +435,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         connectionsLogFailure = try c.decodeIfPresent(LoadReport.ConnectionsLogFailure.self, forKey: .connectionsLogFailure)
         intervals = try c.decodeIfPresent([LoadInterval].self, forKey: .intervals) ?? []
         intervalMs = try c.decodeIfPresent(Int64.self, forKey: .intervalMs)
+        memory = try c.decodeIfPresent(MemoryUse.self, forKey: .memory)
     }
 
     /// Compact JSON on one line (no newline inside), for a pipe from worker to parent.

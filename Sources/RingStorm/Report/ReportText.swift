@@ -66,6 +66,7 @@ extension LoadReport {
         lines.append(label("syscalls") + ReportFormat.count(syscalls.total)
             + (requests.answered > 0 ? " (" + ReportFormat.decimal(syscalls.perRequest, places: 2) + " per request)" : ""))
         if generator.ticks > 0 || generator.cpuSeconds > 0 { lines.append(label("generator") + generator.text) }
+        if let memory { lines.append(label("memory") + memory.text) }
         lines += kernelLines(kernel)
         return lines.joined(separator: "\n")
     }
@@ -128,6 +129,7 @@ extension ServerReport {
         lines.append(label("requests") + requestLine)
         lines.append(label("syscalls") + ReportFormat.count(syscalls)
             + (requests > 0 ? " (" + ReportFormat.decimal(syscallSummary.perRequest, places: 2) + " per request)" : ""))
+        if let memory { lines.append(label("memory") + memory.text) }
         lines += kernelLines(kernel)
         return lines.joined(separator: "\n")
     }

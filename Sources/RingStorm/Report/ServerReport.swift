@@ -54,6 +54,8 @@ public struct ServerReport: Sendable, Equatable {
     public var intervalMs: Int64?
     /// Who made the report (absent in a worker's partial report and in a merged one).
     public var provenance: Provenance?
+    /// User memory per connection (see `MemoryUse`): set per process, summed over worker processes.
+    public var memory: MemoryUse?
 
     public init(backend: String, durationSeconds: Double = 0) {
         self.backend = backend
@@ -92,6 +94,7 @@ public struct ServerReport: Sendable, Equatable {
             intervals = ServerInterval.merged(intervals, other.intervals)
             peakOpen = max(peaks, intervals.map(\.open).max() ?? 0)
         }
+        memory = .merged(memory, other.memory)
     }
 
     public static func + (a: ServerReport, b: ServerReport) -> ServerReport {
@@ -137,6 +140,7 @@ extension ServerReport: Codable {
         case intervals
         case intervalMs = "interval_ms"
         case provenance
+        case memory
     }
 
     /// The plain counts, each with its key: the one list that `merge` sums and the JSON writes and reads.
@@ -162,6 +166,7 @@ extension ServerReport: Codable {
         try c.encode(intervals, forKey: .intervals)
         try c.encodeIfPresent(intervalMs, forKey: .intervalMs)
         try c.encodeIfPresent(provenance, forKey: .provenance)
+        try c.encodeIfPresent(memory, forKey: .memory)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -179,5 +184,6 @@ extension ServerReport: Codable {
         intervals = try c.decodeIfPresent([ServerInterval].self, forKey: .intervals) ?? []
         intervalMs = try c.decodeIfPresent(Int64.self, forKey: .intervalMs)
         provenance = try c.decodeIfPresent(Provenance.self, forKey: .provenance)
+        memory = try c.decodeIfPresent(MemoryUse.self, forKey: .memory)
     }
 }
