@@ -101,7 +101,7 @@ if samples:
             return
         ours = (b["cpu_ticks"] - a["cpu_ticks"]) / hz
         busy = (b["busy"] - a["busy"]) / max(b["total"] - a["total"], 1)
-        mine = f"ours {ours:,.1f} s = {ours / secs:.2f} cores; " if b["procs"] == a["procs"] else ""
+        mine = f"ours {ours:,.1f} s = {ours / secs:.2f} cores; " if b["procs"] == a["procs"] and ours >= 0 else ""
         print(f"  cpu {label} ({secs:.0f} s): {mine}machine busy {busy * 200:.0f}% of 2 cores")
     if ramp_end:
         span(first, ramp_end, "ramp")
