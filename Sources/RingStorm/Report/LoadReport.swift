@@ -166,6 +166,13 @@ public struct LoadReport: Codable, Sendable, Equatable {
     /// `--protocol http`: final responses by status class (a non-2xx is an answer, not a success).
     /// Absent for other protocols.
     public var http: HTTPStatusCounts?
+    /// Requests/s over the whole run (answered / `durationSeconds`, the connect ramp and the drain
+    /// included); 0 when the run took no time.
+    public var requestsPerSecond: Double { durationSeconds > 0 ? Double(requests.answered) / durationSeconds : 0 }
+    /// Requests answered from the moment all connections were open to the deadline (see `SteadyWindow`).
+    public var steady: SteadyWindow?
+    /// What the protocol errors' bytes looked like (for the mismatch hint; not in the JSON).
+    public var peerSignals = PeerSignals()
     /// The connections log could not be written (a full disk, an I/O error): the first errno and the
     /// lines lost. Absent when every line was written (or there was no log).
     public var connectionsLogFailure: ConnectionsLogFailure?
@@ -220,6 +227,8 @@ public struct LoadReport: Codable, Sendable, Equatable {
         case http
         case connectionsLogFailure = "connections_log_failure"
         case memory
+        case requestsPerSecond = "requests_per_s"
+        case steady
     }
 
     public init(from decoder: any Decoder) throws {
@@ -240,6 +249,29 @@ public struct LoadReport: Codable, Sendable, Equatable {
         http = try c.decodeIfPresent(HTTPStatusCounts.self, forKey: .http)
         connectionsLogFailure = try c.decodeIfPresent(ConnectionsLogFailure.self, forKey: .connectionsLogFailure)
         memory = try c.decodeIfPresent(MemoryUse.self, forKey: .memory)
+        steady = try c.decodeIfPresent(SteadyWindow.self, forKey: .steady)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(backend, forKey: .backend)
+        try c.encode(durationSeconds, forKey: .durationSeconds)
+        try c.encode(connections, forKey: .connections)
+        try c.encode(requests, forKey: .requests)
+        try c.encode(outcomes, forKey: .outcomes)
+        try c.encode(latency, forKey: .latency)
+        try c.encode(syscalls, forKey: .syscalls)
+        try c.encodeIfPresent(kernel, forKey: .kernel)
+        try c.encodeIfPresent(serverErrors, forKey: .serverErrors)
+        try c.encode(complete, forKey: .complete)
+        try c.encode(failedWorkers, forKey: .failedWorkers)
+        try c.encode(generator, forKey: .generator)
+        try c.encodeIfPresent(http, forKey: .http)
+        try c.encodeIfPresent(connectionsLogFailure, forKey: .connectionsLogFailure)
+        try c.encodeIfPresent(memory, forKey: .memory)
+        // Derived, written for readers of the JSON (not read back: it follows from the two above).
+        try c.encode((requestsPerSecond * 10).rounded() / 10, forKey: .requestsPerSecond)
+        try c.encodeIfPresent(steady, forKey: .steady)
     }
 
     /// The JSON document, keys sorted.
@@ -309,6 +341,12 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     public var connectionsLogFailure: LoadReport.ConnectionsLogFailure?
     /// The process's user memory per connection (set per process, not per thread: see `MemorySampler`).
     public var memory: MemoryUse?
+    /// The steady window (`SteadyWindow`); nil until all this worker's connections were open at once.
+    public var steady: SteadyWindow?
+    /// Protocol errors whose bytes began with an HTTP status line (`HTTP/`) on a client that does not
+    /// speak HTTP, or with our own request line on one that does (an echo): what names the server's
+    /// protocol in the mismatch hint (`LoadRunFailure.noResponseParsed`).
+    public var peerSignals = PeerSignals()
 
     public init(backend: String, durationSeconds: Double = 0) {
         self.backend = backend
@@ -335,6 +373,9 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         generator.merge(other.generator)
         connectionsLogFailure = .merged(connectionsLogFailure, other.connectionsLogFailure)
         memory = .merged(memory, other.memory)
+        steady = .merged(steady, other.steady)
+        peerSignals.httpStatusLines += other.peerSignals.httpStatusLines
+        peerSignals.echoedRequests += other.peerSignals.echoedRequests
     }
 
     public static func + (a: LoadWorkerReport, b: LoadWorkerReport) -> LoadWorkerReport {
@@ -360,6 +401,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         report.http = http.total > 0 ? http : nil
         report.connectionsLogFailure = connectionsLogFailure
         report.memory = memory
+        report.steady = steady
+        report.peerSignals = peerSignals
         return report
     }
 
@@ -374,6 +417,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         case http
         case connectionsLogFailure = "connections_log_failure"
         case memory
+        case steady
+        case peerSignals = "peer_signals"
     }
 
     /// Compact JSON on one line (no newline inside), for a pipe from worker to parent.
