@@ -101,7 +101,7 @@ import RingStormEngine
     @Test(.enabled(if: ringstormBinary != nil)) func unknownCommandListsTheCommands() async throws {
         // Blocking work (children, sleeps) on a thread of its own: the cooperative pool stays free.
         try await onThread {
-            try refused(["frobnicate"], ["unknown command 'frobnicate'", "serve, load, repro and bench"])
+            try refused(["frobnicate"], ["unknown command 'frobnicate'", "serve, load, merge, repro and bench"])
         }
     }
 
