@@ -202,6 +202,23 @@ struct ReportTests {
         #expect(!(a + b).report.text.contains("steady"))
     }
 
+    @Test("peer signals: an HTTP status line on a non-HTTP client, our request line back on the HTTP client")
+    func peerSignals() {
+        var signals = PeerSignals()
+        let status = Array("HTTP/1.1 400 Bad Request\r\n".utf8)
+        let echoed = Array("GET / HTTP/1.1\r\nHost: x\r\n".utf8)
+        status.withUnsafeBytes { signals.record($0, requestLine: nil) }
+        #expect(signals.httpStatusLines == 1 && signals.likelyProtocol == .http)
+        // The HTTP client does not count status lines (its own protocol) but does count an echo.
+        var http = PeerSignals()
+        status.withUnsafeBytes { http.record($0, requestLine: Array("GET ".utf8)) }
+        #expect(http.likelyProtocol == nil)
+        echoed.withUnsafeBytes { http.record($0, requestLine: Array("GET ".utf8)) }
+        #expect(http.echoedRequests == 1 && http.likelyProtocol == .echo)
+        #expect(LoadRunFailure.mismatchHint(.ringstorm, likely: .http).contains("try --protocol http"))
+        #expect(LoadRunFailure.mismatchHint(.ringstorm, likely: nil) == " An echo server would explain it")
+    }
+
     @Test("the load report JSON has exactly the documented keys")
     func loadReportKeys() throws {
         let report = sampleWorkerReport(seed: 1).report
