@@ -86,6 +86,7 @@ public final class RingStormServer: Sendable {
             r.durationSeconds = elapsedSeconds
             r.kernel = KernelCounters.read() - kernelAtStart
             r.provenance = configuration.provenance(startedAtMs: startedAtMs)
+            r.provenance?.backendFeatures = s.engine.features
             r.memory = memory.use
             saved = r
             return r
