@@ -129,8 +129,11 @@ extension LoadGenerator.Configuration {
 }
 
 extension RingStormServer.Configuration {
-    /// The provenance of a server run of this configuration that started at `startedAtMs`.
-    public func provenance(startedAtMs: Int64) -> Provenance {
-        Provenance(backend: backend.rawValue, startedAtMs: startedAtMs, configuration: JSONValue(encoding: self))
+    /// The provenance of a server run of this configuration that started at `startedAtMs`, whose engines
+    /// (all threads and processes) used `backendFeatures`.
+    public func provenance(startedAtMs: Int64, backendFeatures: [String]) -> Provenance {
+        var p = Provenance(backend: backend.rawValue, startedAtMs: startedAtMs, configuration: JSONValue(encoding: self))
+        p.backendFeatures = backendFeatures
+        return p
     }
 }
