@@ -151,6 +151,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         var r = report
         let statistics = engine.statistics
         r.syscalls = statistics.syscalls.total
+        r.backendFeatures = statistics.features
         let now = monotonicNanoseconds()
         r.durationSeconds = Double((finished ? finishedAt : now) - startedAt) / 1e9
         r.generator.submitMicroseconds = Int((statistics.submitNanoseconds + sendCallNanoseconds) / 1000)

@@ -367,6 +367,9 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     /// how late past it (ms; a merge keeps the latest start).
     public var startedAtMs: Int64?
     public var startLateByMs: Double?
+    /// The kernel features the workers' engines used (`EngineStatistics.features`), for the provenance;
+    /// a merge keeps each once, in order.
+    public var backendFeatures: [String] = []
     /// The process's user memory per connection (set per process, not per thread: see `MemorySampler`).
     public var memory: MemoryUse?
     /// The steady window (`SteadyWindow`); nil until all this worker's connections were open at once.
@@ -402,6 +405,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         intervalMs = intervalMs ?? other.intervalMs
         if let a = startedAtMs, let b = other.startedAtMs { startedAtMs = min(a, b) } else { startedAtMs = startedAtMs ?? other.startedAtMs }
         if let a = startLateByMs, let b = other.startLateByMs { startLateByMs = max(a, b) } else { startLateByMs = startLateByMs ?? other.startLateByMs }
+        for feature in other.backendFeatures where !backendFeatures.contains(feature) { backendFeatures.append(feature) }
         requests.merge(other.requests)
         outcomes.merge(other.outcomes)
         latency.merge(other.latency)
@@ -464,12 +468,14 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         case intervalMs = "interval_ms"
         case startedAtMs = "started_at_ms"
         case startLateByMs = "start_late_by_ms"
+        case backendFeatures = "backend_features"
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         startedAtMs = try c.decodeIfPresent(Int64.self, forKey: .startedAtMs)
         startLateByMs = try c.decodeIfPresent(Double.self, forKey: .startLateByMs)
+        backendFeatures = try c.decodeIfPresent([String].self, forKey: .backendFeatures) ?? []
         backend = try c.decode(String.self, forKey: .backend)
         durationSeconds = try c.decode(Double.self, forKey: .durationSeconds)
         connections = try c.decode(LoadReport.Connections.self, forKey: .connections)
