@@ -12,12 +12,14 @@
 #      that closes idle clients (ringstorm load --silent), and for the repro (ringstorm repro).
 #  (c) requests/s: ringstorm load against the C yardstick client (c-echo-client) on the same ringstorm
 #      echo server, 200 connections, closed loop, interleaved rounds, median ratio within 5%.
-#      Server pinned to CPU 0, clients to CPU 1. Both clients run flat out, so this holds only where the
-#      server, not the client, sets the rate; where a client is the bottleneck it measures which client
-#      is cheaper per request (see Docs/benchmarks.md).
+#      Server pinned to CPU 0, clients to CPU 1. The check means something only where the server, not
+#      the client, sets the rate (otherwise it measures which client is cheaper per request), so the
+#      server runs in a CPU cgroup capped at SERVER_CPU percent of one CPU (default 20: cgroup v2
+#      cpu.max, or v1 cpu.cfs_quota_us where the cpu controller is mounted as v1; removed at exit),
+#      far below what either client can drive: both must reach the server's capacity and agree.
 #
-# Needs: a release build (swift build -c release), perf, tcpdump, python3, taskset, and the C yardstick
-# client (YARDSTICKS=DIR, default ../shared/yardsticks, built into /tmp/ringstorm-yardsticks).
+# Needs: root (the cgroup), a release build (swift build -c release), perf, tcpdump, python3, taskset,
+# and the C yardstick client (YARDSTICKS=DIR, default ../shared/yardsticks, built into /tmp/ringstorm-yardsticks).
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-4}
@@ -32,7 +34,18 @@ done
 "$yard/measure.sh" build >/dev/null || { echo "truth.sh: could not build the yardsticks from $yard" >&2; exit 2; }
 client=${YARDSTICKS_BUILD:-/tmp/ringstorm-yardsticks}/c-echo-client
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+cgroup=
+cleanup() {
+  [ -n "${capped:-}" ] && kill "$capped" 2>/dev/null
+  if [ -n "$cgroup" ] && [ -d "$cgroup" ]; then
+    # A cgroup is removed only when empty: wait for the capped server to go.
+    for _ in $(seq 50); do [ -s "$cgroup/cgroup.procs" ] || break; sleep 0.1; done
+    rmdir "$cgroup" 2>/dev/null || echo "truth.sh: could not remove $cgroup" >&2
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 failed=0
 port=$((7950 + RANDOM % 40))
 
@@ -150,12 +163,33 @@ verdict "repro: clients reset (RST from the server)" "$(sum reset)" "$(field ser
 verdict "repro: server closed_by_peer (FIN from clients)" "$(json "$tmp/repro.json" "d['server_final']['closed_by_peer']")" "$(field client_fin_first)" 0
 verdict "repro: server reset_by_peer (RST from clients)" "$(json "$tmp/repro.json" "d['server_final']['reset_by_peer']")" "$(field client_rst_first)" 0
 
-echo "== (c) requests/s: ringstorm load against the C yardstick client, same server (CPU 0), clients on CPU 1"
+server_cpu=${SERVER_CPU:-20}
+# A CPU cgroup capping the server at server_cpu% of one CPU, in 10 ms periods (short, so the server is
+# throttled in small steps, not for most of a 100 ms period).
+make_cgroup() {
+  local period=10000 quota=$(( 10000 * server_cpu / 100 ))
+  if grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    cgroup=/sys/fs/cgroup/ringstorm-truth-$$
+    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu > /sys/fs/cgroup/cgroup.subtree_control || return 1
+    mkdir "$cgroup" && echo "$quota $period" > "$cgroup/cpu.max"
+  elif [ -w /sys/fs/cgroup/cpu ]; then
+    cgroup=/sys/fs/cgroup/cpu/ringstorm-truth-$$
+    mkdir "$cgroup" && echo $period > "$cgroup/cpu.cfs_period_us" && echo $quota > "$cgroup/cpu.cfs_quota_us"
+  else
+    return 1
+  fi
+}
+echo "== (c) requests/s: ringstorm load against the C yardstick client, same server (CPU 0, capped at ${server_cpu}% of it), clients on CPU 1"
+if ! make_cgroup; then
+  echo "FAIL could not make a CPU cgroup to cap the server (needs root and the cpu controller): set SERVER_CPU or run as root"
+  failed=1
+else
 port=$((port + 1))
 rounds=3
-taskset -c 0 "$R" serve --protocol echo --listen 127.0.0.1:$port --duration $(( (secs + 3) * rounds * 2 + 10 ))s \
-  --report-interval 0 --log-level warning >/dev/null &
-spid=$!
+# The server enters the cgroup before it execs, so all its threads are capped.
+sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' sh "$cgroup" taskset -c 0 "$R" serve --protocol echo --listen 127.0.0.1:$port \
+  --duration $(( (secs + 3) * rounds * 2 + 10 ))s --report-interval 0 --log-level warning >/dev/null &
+capped=$!
 wait_port $port
 ratios=()
 for round in $(seq $rounds); do
@@ -166,7 +200,8 @@ for round in $(seq $rounds); do
   echo "round $round: C client ${c_rate} msgs/s, the load generator ${r_rate} requests/s, ratio $(python3 -c "print('%.3f' % ($r_rate / $c_rate))")"
   ratios+=("$r_rate $c_rate")
 done
-kill $spid 2>/dev/null; wait $spid 2>/dev/null
+kill $capped 2>/dev/null; wait $capped 2>/dev/null
+capped=
 median=$(printf '%s\n' "${ratios[@]}" | python3 -c "
 import sys, statistics
 pairs = [tuple(map(float, l.split())) for l in sys.stdin if l.strip()]
@@ -174,6 +209,7 @@ r = statistics.median(a / b for a, b in pairs)
 m = statistics.median(b for a, b in pairs)
 print(r * m, m)")
 verdict "requests/s, median over $rounds rounds (witness: C client)" ${median% *} ${median#* } 5
+fi
 
 echo
 [ $failed -eq 0 ] && echo "all checks passed" || echo "some checks FAILED"

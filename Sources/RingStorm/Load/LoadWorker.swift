@@ -14,6 +14,8 @@ struct LoadWorkerPlan: Sendable {
         var plan = self
         // One connection per client at most, plus a few slots of slack for closes still finishing.
         plan.configuration.engine.maxConnections = configuration.connections + 16
+        // Only open-loop sends have a time to be on: the closed loop and silent clients never spin.
+        plan.configuration.engine.spinNanoseconds = configuration.pacing.openLoopIntervalNanoseconds == nil ? 0 : configuration.sendSpinNanoseconds
         struct Make: EngineBody {
             let plan: LoadWorkerPlan
             func run<E: NetworkEngine>(on engine: E) -> any EngineWorker<LoadWorkerSnapshot> {
@@ -66,6 +68,8 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
     let wheel: DeadlineWheel
     var queue: ClientQueue
     var report: LoadWorkerReport
+    /// The per-request latencies, counted flat and folded into `report.latency` at each snapshot.
+    let tallies = LatencyTallies()
     var open = 0
     let log: ConnectionLogWriter?
 
@@ -125,6 +129,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
 
     /// This worker's report so far. Made on the worker's own thread (its CPU time is this thread's).
     var snapshot: LoadWorkerSnapshot {
+        tallies.fold(into: &report.latency)
         var r = report
         let statistics = engine.statistics
         r.syscalls = statistics.syscalls.total

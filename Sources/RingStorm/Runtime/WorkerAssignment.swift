@@ -107,7 +107,7 @@ extension EngineConfiguration: Codable {
     private enum CodingKeys: String, CodingKey {
         case maxConnections, submissionQueueEntries, completionQueueEntries, receiveBufferCount, receiveBufferSize
         case maxPendingBytesPerConnection, deferTaskRun, batchWaitMicroseconds, batchSize, noDelay
-        case closeTimeoutNanoseconds
+        case closeTimeoutNanoseconds, spinNanoseconds
     }
 
     public init(from decoder: any Decoder) throws {
@@ -124,6 +124,7 @@ extension EngineConfiguration: Codable {
         batchSize = try c.decode(UInt32.self, forKey: .batchSize)
         noDelay = try c.decode(Bool.self, forKey: .noDelay)
         closeTimeoutNanoseconds = try c.decodeIfPresent(Int64.self, forKey: .closeTimeoutNanoseconds) ?? closeTimeoutNanoseconds
+        spinNanoseconds = try c.decodeIfPresent(Int64.self, forKey: .spinNanoseconds) ?? spinNanoseconds
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -139,5 +140,6 @@ extension EngineConfiguration: Codable {
         try c.encode(batchSize, forKey: .batchSize)
         try c.encode(noDelay, forKey: .noDelay)
         try c.encode(closeTimeoutNanoseconds, forKey: .closeTimeoutNanoseconds)
+        try c.encode(spinNanoseconds, forKey: .spinNanoseconds)
     }
 }
