@@ -72,7 +72,7 @@ for round in $(seq "$rounds"); do
       awk -v b="$backend" -v l="$label" -v o="$(p50 "$tmp/$label.json")" -v c="$closed" \
         'BEGIN { printf "round %s %s %s open/closed p50 = %d/%d = %.2f\n", "'"$round"'", b, l, o, c, c ? o / c : 0 }'
     done
-    paced "c-client->ringstorm-serve-$backend" "$ringstorm" serve --backend "$backend" --listen "127.0.0.1:$((port + 1))" --report-interval 0
+    paced "c-client->ringstorm-serve-$backend" "$ringstorm" serve --protocol echo --backend "$backend" --listen "127.0.0.1:$((port + 1))" --report-interval 0
   done
   if [ -n "$yard" ]; then paced "c-client->c-epoll-echo" "$tmp/c-epoll-echo" "$((port + 1))"; fi
 done

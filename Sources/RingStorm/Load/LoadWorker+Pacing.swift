@@ -27,11 +27,15 @@ extension LoadWorker {
         if requested != .max { scheduleTick(at: requested, now: now) }
     }
 
+    /// Sets the engine timer for `time`. The engine counts the delay from its own clock reading, so the
+    /// delay is taken from a fresh one, not from `now`: a tick that sent for 30 µs (epoll writes through,
+    /// and on loopback a write runs the peer's receive path too) would otherwise set the next send 30 µs
+    /// late. One clock read per tick, not per request.
     func scheduleTick(at time: Int64, now: Int64) {
         guard time < tickAt else { return }
         tickAt = time
         tickToken = Self.tickTokenBit | (tickToken &+ 1) & (Self.tickTokenBit - 1)
-        engine.schedule(afterNanoseconds: max(0, time - now), token: tickToken)
+        engine.schedule(afterNanoseconds: max(0, time - max(now, monotonicNanoseconds())), token: tickToken)
     }
 
     // MARK: Connect rate
