@@ -14,7 +14,7 @@
 #      echo server, 200 connections, closed loop, interleaved rounds, median ratio within 5%.
 #      Server pinned to CPU 0, clients to CPU 1. The check means something only where the server, not
 #      the client, sets the rate (otherwise it measures which client is cheaper per request), so the
-#      server runs in a CPU cgroup capped at SERVER_CPU percent of one CPU (default 20: cgroup v2
+#      server runs in a CPU cgroup capped at SERVER_CPU percent of one CPU (default 10: cgroup v2
 #      cpu.max, or v1 cpu.cfs_quota_us where the cpu controller is mounted as v1; removed at exit),
 #      far below what either client can drive: both must reach the server's capacity and agree.
 #
@@ -163,7 +163,7 @@ verdict "repro: clients reset (RST from the server)" "$(sum reset)" "$(field ser
 verdict "repro: server closed_by_peer (FIN from clients)" "$(json "$tmp/repro.json" "d['server_final']['closed_by_peer']")" "$(field client_fin_first)" 0
 verdict "repro: server reset_by_peer (RST from clients)" "$(json "$tmp/repro.json" "d['server_final']['reset_by_peer']")" "$(field client_rst_first)" 0
 
-server_cpu=${SERVER_CPU:-20}
+server_cpu=${SERVER_CPU:-10}
 # A CPU cgroup capping the server at server_cpu% of one CPU, in 10 ms periods (short, so the server is
 # throttled in small steps, not for most of a 100 ms period).
 make_cgroup() {
@@ -185,7 +185,7 @@ if ! make_cgroup; then
   failed=1
 else
 port=$((port + 1))
-rounds=3
+rounds=${ROUNDS:-5}
 # The server enters the cgroup before it execs, so all its threads are capped.
 sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' sh "$cgroup" taskset -c 0 "$R" serve --protocol echo --listen 127.0.0.1:$port \
   --duration $(( (secs + 3) * rounds * 2 + 10 ))s --report-interval 0 --log-level warning >/dev/null &
