@@ -19,7 +19,12 @@ import RingStormEngine
             #expect(run.errors.contains(word), "\(arguments): '\(word)' not in: \(run.errors)", sourceLocation: sourceLocation)
         }
         #expect(!run.errors.contains("NSCocoaErrorDomain") && !run.errors.contains("Error Domain"), sourceLocation: sourceLocation)
-        #expect(monotonicNanoseconds() - started < 5_000_000_000, "\(arguments) took a run's time", sourceLocation: sourceLocation)
+        // No run: a run prints its report on standard output, whatever the machine's speed. The time
+        // is checked too in a normal run; instrumented, starting the binary alone took 5.6 s (ASan, a
+        // loaded machine).
+        if activeSanitizer == nil {
+            #expect(monotonicNanoseconds() - started < 5_000_000_000, "\(arguments) took a run's time", sourceLocation: sourceLocation)
+        }
         #expect(run.output.isEmpty, "\(arguments): printed \(run.output)", sourceLocation: sourceLocation)
     }
 
@@ -96,7 +101,7 @@ import RingStormEngine
     @Test(.enabled(if: ringstormBinary != nil)) func unknownCommandListsTheCommands() async throws {
         // Blocking work (children, sleeps) on a thread of its own: the cooperative pool stays free.
         try await onThread {
-            try refused(["frobnicate"], ["unknown command 'frobnicate'", "serve, load, repro and bench"])
+            try refused(["frobnicate"], ["unknown command 'frobnicate'", "serve, load, merge, repro and bench"])
         }
     }
 
@@ -430,15 +435,19 @@ private func waitUntilBlocking(seconds: Double, _ condition: () -> Bool) throws 
         let configuration = load(server, backend, duration: .seconds(60))
         #expect(configuration.durationNanoseconds == 60_000_000_000)
         let generator = LoadGenerator(configuration: configuration)
-        let started = monotonicNanoseconds()
         let run = Task { try await generator.run() }
+        // Cancelled from a thread of its own as soon as answers flow, so the moment of the cancel does
+        // not wait for a thread of the cooperative pool. The task itself needs one to start, and the
+        // suite's synchronous tests can hold both for over a minute under a sanitizer (ASan: no
+        // connection after 45 s), so the wait is for the answers, bounded only far out.
         try await onThread {
-            let deadline = monotonicNanoseconds() + 15_000_000_000
+            let deadline = monotonicNanoseconds() + Int64(60e9 * sanitizerScale)
             while generator.progress.requests.answered == 0 && monotonicNanoseconds() < deadline { usleep(20_000) }
+            run.cancel()
         }
-        run.cancel()
         let report = try await run.value
-        #expect(monotonicNanoseconds() - started < 45_000_000_000, "cancelling did not end the 60 s run")
+        // The run's own length (start to stop), not the test's: a 60 s run that the cancel ended.
+        #expect(report.durationSeconds < 30, "cancelling did not end the 60 s run (it lasted \(report.durationSeconds) s)")
         #expect(report.connections.established == 2)
         #expect(report.requests.answered > 0)
     }

@@ -135,7 +135,12 @@ struct ReproTests {
         // Registering clients: their 75 bytes were unread when the server closed: RST.
         let register = r.registering.outcomes.register
         #expect(register.reset > 0)
-        #expect(register.reset > 4 * register.closed, "reset \(register.reset), closed \(register.closed)")
+        // A registering client shed before its bytes reached the server gets a FIN instead: how many
+        // depends on how fast the clients send after their connect, which an instrumented client does
+        // several times slower (ASan: 87 reset, 28 closed). Normally RST is at least 4 in 5; under a
+        // sanitizer still most (the silent clients below, with nothing unread, get FIN every one).
+        let share = activeSanitizer == nil ? 4 : 1
+        #expect(register.reset > share * register.closed, "reset \(register.reset), closed \(register.closed)")
         // Silent clients: nothing unread: FIN, every one.
         let silent = try #require(r.silent)
         #expect(silent.outcomes.idle.closed == 10)

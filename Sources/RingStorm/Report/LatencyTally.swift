@@ -69,32 +69,51 @@ final class LatencyTally {
 
     /// Adds what was counted since the last fold to `recorder`, and starts counting afresh.
     func fold(into recorder: inout LatencyRecorder) {
+        fold { recorder.record(microseconds: $0, count: $1) } clamped: { recorder.addClamped($0) }
+    }
+
+    /// Hands each bucket counted since the last fold to `record` (value, count), then the exact maximum
+    /// with a count of 0 and the clamped count to `clamped`, and starts counting afresh. Replaying
+    /// that into a `LatencyRecorder` adds exactly these values. Walks the buckets up to the maximum's.
+    func fold(_ record: (UInt64, UInt64) -> Void, clamped: (UInt64) -> Void) {
         guard !isEmpty else { return }
         let minimum = counts[length + 2], maximum = counts[length + 3]
-        for i in 0..<length where counts[i] != 0 {
+        let minimumIndex = minimum == .max ? -1 : Self.index(of: minimum)
+        for i in 0...Self.index(of: maximum) where counts[i] != 0 {
             // The bucket of the exact minimum is recorded at it, so the recorder's minimum is exact;
             // the others at their lowest value, which never overshoots the maximum, set exactly after.
-            var value = Self.lowestValue(at: i)
-            if minimum != .max && Self.index(of: minimum) == i { value = minimum }
-            recorder.record(microseconds: value, count: counts[i])
+            record(i == minimumIndex ? minimum : Self.lowestValue(at: i), counts[i])
         }
-        recorder.record(microseconds: maximum, count: 0)
-        recorder.addClamped(counts[length + 1])
+        record(maximum, 0)
+        clamped(counts[length + 1])
         counts.update(repeating: 0, count: length + 4)
         counts[length + 2] = .max
     }
 }
 
-/// The open loop's three per-request latencies (`LoadWorkerReport.Histograms`' `request`, `sendLag`,
-/// `response`), tallied flat and folded into the report's recorders at each snapshot.
+/// The per-request latencies (`LoadWorkerReport.Histograms`' `request`, `sendLag`, `response`), tallied
+/// flat and folded into the report's recorders and the current interval's (`LoadIntervalRecorder`)
+/// before either is read: at each snapshot and each interval's close.
 final class LatencyTallies {
     let request = LatencyTally()
     let sendLag = LatencyTally()
     let response = LatencyTally()
 
-    func fold(into latency: inout LoadWorkerReport.Histograms) {
-        request.fold(into: &latency.request)
-        sendLag.fold(into: &latency.sendLag)
+    func fold(into latency: inout LoadWorkerReport.Histograms, interval: inout LoadIntervalRecorder) {
+        request.fold { value, count in
+            latency.request.record(microseconds: value, count: count)
+            interval.latency.record(microseconds: value, count: count)
+        } clamped: { n in
+            latency.request.addClamped(n)
+            interval.latency.addClamped(n)
+        }
+        sendLag.fold { value, count in
+            latency.sendLag.record(microseconds: value, count: count)
+            interval.sendLag.record(microseconds: value, count: count)
+        } clamped: { n in
+            latency.sendLag.addClamped(n)
+            interval.sendLag.addClamped(n)
+        }
         response.fold(into: &latency.response)
     }
 }

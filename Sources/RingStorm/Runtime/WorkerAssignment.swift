@@ -107,7 +107,7 @@ extension EngineConfiguration: Codable {
     private enum CodingKeys: String, CodingKey {
         case maxConnections, submissionQueueEntries, completionQueueEntries, receiveBufferCount, receiveBufferSize
         case maxPendingBytesPerConnection, deferTaskRun, batchWaitMicroseconds, batchSize, noDelay
-        case closeTimeoutNanoseconds, spinNanoseconds
+        case closeTimeoutNanoseconds, localPortLow, localPortHigh, spinNanoseconds
     }
 
     public init(from decoder: any Decoder) throws {
@@ -125,6 +125,10 @@ extension EngineConfiguration: Codable {
         noDelay = try c.decode(Bool.self, forKey: .noDelay)
         closeTimeoutNanoseconds = try c.decodeIfPresent(Int64.self, forKey: .closeTimeoutNanoseconds) ?? closeTimeoutNanoseconds
         spinNanoseconds = try c.decodeIfPresent(Int64.self, forKey: .spinNanoseconds) ?? spinNanoseconds
+        if let low = try c.decodeIfPresent(UInt16.self, forKey: .localPortLow),
+           let high = try c.decodeIfPresent(UInt16.self, forKey: .localPortHigh), low <= high {
+            localPortRange = low...high
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -139,6 +143,8 @@ extension EngineConfiguration: Codable {
         try c.encode(batchWaitMicroseconds, forKey: .batchWaitMicroseconds)
         try c.encode(batchSize, forKey: .batchSize)
         try c.encode(noDelay, forKey: .noDelay)
+        try c.encodeIfPresent(localPortRange?.lowerBound, forKey: .localPortLow)
+        try c.encodeIfPresent(localPortRange?.upperBound, forKey: .localPortHigh)
         try c.encode(closeTimeoutNanoseconds, forKey: .closeTimeoutNanoseconds)
         try c.encode(spinNanoseconds, forKey: .spinNanoseconds)
     }

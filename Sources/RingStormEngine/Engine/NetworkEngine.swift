@@ -106,6 +106,11 @@ public struct EngineConfiguration: Sendable {
     /// CPU per wake-up. Completions that arrive during the spin are handled when it ends. The load
     /// generator's `--send-spin`; a server has no use for it.
     public var spinNanoseconds: Int64 = 0
+    /// Connects whose source port is left to the kernel search only this slice of the ephemeral
+    /// range (`IP_LOCAL_PORT_RANGE`, kernel 6.3): workers given disjoint slices never probe each
+    /// other's ports. nil: the whole range. An older kernel refuses it once; the engine then notes it
+    /// and uses the whole range.
+    public var localPortRange: ClosedRange<UInt16>? = nil
 
     public init() {}
 }
