@@ -11,7 +11,7 @@
 #      and peers that reset (a Python client: half close with FIN, half with SO_LINGER 0), for a server
 #      that closes idle clients (ringstorm load --silent), and for the repro (ringstorm repro).
 #  (c) requests/s: ringstorm load against the C yardstick client (c-echo-client) on the same ringstorm
-#      echo server, 200 connections, closed loop, interleaved rounds, median ratio within 5%.
+#      echo server, 1,000 connections, closed loop, interleaved rounds, median ratio within 5%.
 #      Server pinned to CPU 0, clients to CPU 1. The check means something only where the server, not
 #      the client, sets the rate (otherwise it measures which client is cheaper per request), so the
 #      server runs in a CPU cgroup capped at SERVER_CPU percent of one CPU (default 10: cgroup v2
@@ -186,6 +186,10 @@ if ! make_cgroup; then
 else
 port=$((port + 1))
 rounds=${ROUNDS:-5}
+# Enough connections that, every period, more requests wait than the capped server can answer: it
+# works its whole quota on full batches, whichever client sent them (with 200, a 1 ms quota emptied the
+# queue and the rate followed how each client batched its sends).
+conns=${CONNS:-1000}
 # The server enters the cgroup before it execs, so all its threads are capped.
 sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' sh "$cgroup" taskset -c 0 "$R" serve --protocol echo --listen 127.0.0.1:$port \
   --duration $(( (secs + 3) * rounds * 2 + 10 ))s --report-interval 0 --log-level warning >/dev/null &
@@ -193,10 +197,18 @@ capped=$!
 wait_port $port
 ratios=()
 for round in $(seq $rounds); do
-  c_rate=$(taskset -c 1 "$client" -p $port -c 200 -m 64 -w 1 -d $((secs + 1)) | sed -n 's/.*rate=\([0-9.]*\)msg.*/\1/p')
-  taskset -c 1 "$R" load --target 127.0.0.1:$port --protocol echo -c 200 -d ${secs}s --report-interval 0 \
+  c_rate=$(taskset -c 1 "$client" -p $port -c $conns -m 64 -w 1 -d $((secs + 1)) | sed -n 's/.*rate=\([0-9.]*\)msg.*/\1/p')
+  # The same window as the C client's: after a second of warm-up (its -w 1), whole intervals only
+  # (the report's per-second series; the last, partial one holds the end of the run).
+  taskset -c 1 "$R" load --target 127.0.0.1:$port --protocol echo -c $conns -d $((secs + 2))s --report-interval 0 \
     --log-level warning --json "$tmp/yard-load.json" >/dev/null
-  r_rate=$(json "$tmp/yard-load.json" "round(d['requests']['answered'] / d['duration_s'])")
+  r_rate=$(python3 - "$tmp/yard-load.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+steady = d['intervals'][1:-1]
+print(round(sum(i['answered'] for i in steady) / (len(steady) * d['interval_ms'] / 1000)) if steady else 0)
+PY
+)
   echo "round $round: C client ${c_rate} msgs/s, the load generator ${r_rate} requests/s, ratio $(python3 -c "print('%.3f' % ($r_rate / $c_rate))")"
   ratios+=("$r_rate $c_rate")
 done
