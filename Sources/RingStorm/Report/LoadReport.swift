@@ -166,6 +166,13 @@ public struct LoadReport: Codable, Sendable, Equatable {
     /// `--protocol http`: final responses by status class (a non-2xx is an answer, not a success).
     /// Absent for other protocols.
     public var http: HTTPStatusCounts?
+    /// Requests/s over the whole run (answered / `durationSeconds`, the connect ramp and the drain
+    /// included); 0 when the run took no time.
+    public var requestsPerSecond: Double { durationSeconds > 0 ? Double(requests.answered) / durationSeconds : 0 }
+    /// Requests answered from the moment all connections were open to the deadline (see `SteadyWindow`).
+    public var steady: SteadyWindow?
+    /// What the protocol errors' bytes looked like (for the mismatch hint; not in the JSON).
+    public var peerSignals = PeerSignals()
     /// The connections log could not be written (a full disk, an I/O error): the first errno and the
     /// lines lost. Absent when every line was written (or there was no log).
     public var connectionsLogFailure: ConnectionsLogFailure?
@@ -233,6 +240,8 @@ public struct LoadReport: Codable, Sendable, Equatable {
         case provenance
         case mergedFrom = "merged_from"
         case memory
+        case requestsPerSecond = "requests_per_s"
+        case steady
     }
 
     public init(from decoder: any Decoder) throws {
@@ -257,6 +266,33 @@ public struct LoadReport: Codable, Sendable, Equatable {
         provenance = try c.decodeIfPresent(Provenance.self, forKey: .provenance)
         mergedFrom = try c.decodeIfPresent([Provenance].self, forKey: .mergedFrom)
         memory = try c.decodeIfPresent(MemoryUse.self, forKey: .memory)
+        steady = try c.decodeIfPresent(SteadyWindow.self, forKey: .steady)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(backend, forKey: .backend)
+        try c.encode(durationSeconds, forKey: .durationSeconds)
+        try c.encode(connections, forKey: .connections)
+        try c.encode(requests, forKey: .requests)
+        try c.encode(outcomes, forKey: .outcomes)
+        try c.encode(latency, forKey: .latency)
+        try c.encode(syscalls, forKey: .syscalls)
+        try c.encodeIfPresent(kernel, forKey: .kernel)
+        try c.encodeIfPresent(serverErrors, forKey: .serverErrors)
+        try c.encode(complete, forKey: .complete)
+        try c.encode(failedWorkers, forKey: .failedWorkers)
+        try c.encode(generator, forKey: .generator)
+        try c.encodeIfPresent(http, forKey: .http)
+        try c.encodeIfPresent(connectionsLogFailure, forKey: .connectionsLogFailure)
+        try c.encode(intervals, forKey: .intervals)
+        try c.encodeIfPresent(intervalMs, forKey: .intervalMs)
+        try c.encodeIfPresent(provenance, forKey: .provenance)
+        try c.encodeIfPresent(mergedFrom, forKey: .mergedFrom)
+        try c.encodeIfPresent(memory, forKey: .memory)
+        // Derived, written for readers of the JSON (not read back: it follows from the two above).
+        try c.encode((requestsPerSecond * 10).rounded() / 10, forKey: .requestsPerSecond)
+        try c.encodeIfPresent(steady, forKey: .steady)
     }
 
     /// The JSON document, keys sorted.
@@ -333,6 +369,12 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     public var startLateByMs: Double?
     /// The process's user memory per connection (set per process, not per thread: see `MemorySampler`).
     public var memory: MemoryUse?
+    /// The steady window (`SteadyWindow`); nil until all this worker's connections were open at once.
+    public var steady: SteadyWindow?
+    /// Protocol errors whose bytes began with an HTTP status line (`HTTP/`) on a client that does not
+    /// speak HTTP, or with our own request line on one that does (an echo): what names the server's
+    /// protocol in the mismatch hint (`LoadRunFailure.noResponseParsed`).
+    public var peerSignals = PeerSignals()
 
     public init(backend: String, durationSeconds: Double = 0) {
         self.backend = backend
@@ -370,6 +412,9 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         generator.merge(other.generator)
         connectionsLogFailure = .merged(connectionsLogFailure, other.connectionsLogFailure)
         memory = .merged(memory, other.memory)
+        steady = .merged(steady, other.steady)
+        peerSignals.httpStatusLines += other.peerSignals.httpStatusLines
+        peerSignals.echoedRequests += other.peerSignals.echoedRequests
     }
 
     public static func + (a: LoadWorkerReport, b: LoadWorkerReport) -> LoadWorkerReport {
@@ -397,6 +442,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         report.intervals = intervals
         report.intervalMs = intervalMs
         report.memory = memory
+        report.steady = steady
+        report.peerSignals = peerSignals
         return report
     }
 
@@ -411,6 +458,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         case http
         case connectionsLogFailure = "connections_log_failure"
         case memory
+        case steady
+        case peerSignals = "peer_signals"
         case intervals
         case intervalMs = "interval_ms"
         case startedAtMs = "started_at_ms"
@@ -436,6 +485,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         intervals = try c.decodeIfPresent([LoadInterval].self, forKey: .intervals) ?? []
         intervalMs = try c.decodeIfPresent(Int64.self, forKey: .intervalMs)
         memory = try c.decodeIfPresent(MemoryUse.self, forKey: .memory)
+        steady = try c.decodeIfPresent(SteadyWindow.self, forKey: .steady)
+        peerSignals = try c.decodeIfPresent(PeerSignals.self, forKey: .peerSignals) ?? PeerSignals()
     }
 
     /// Compact JSON on one line (no newline inside), for a pipe from worker to parent.
