@@ -107,7 +107,7 @@ extension EngineConfiguration: Codable {
     private enum CodingKeys: String, CodingKey {
         case maxConnections, submissionQueueEntries, completionQueueEntries, receiveBufferCount, receiveBufferSize
         case maxPendingBytesPerConnection, deferTaskRun, batchWaitMicroseconds, batchSize, noDelay
-        case closeTimeoutNanoseconds, localPortLow, localPortHigh
+        case closeTimeoutNanoseconds, localPortLow, localPortHigh, uringFeatures
     }
 
     public init(from decoder: any Decoder) throws {
@@ -128,6 +128,7 @@ extension EngineConfiguration: Codable {
            let high = try c.decodeIfPresent(UInt16.self, forKey: .localPortHigh), low <= high {
             localPortRange = low...high
         }
+        if let features = try c.decodeIfPresent(UInt32.self, forKey: .uringFeatures) { uringFeatures = UringFeatures(rawValue: features) }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -145,5 +146,6 @@ extension EngineConfiguration: Codable {
         try c.encodeIfPresent(localPortRange?.lowerBound, forKey: .localPortLow)
         try c.encodeIfPresent(localPortRange?.upperBound, forKey: .localPortHigh)
         try c.encode(closeTimeoutNanoseconds, forKey: .closeTimeoutNanoseconds)
+        try c.encode(uringFeatures.rawValue, forKey: .uringFeatures)
     }
 }

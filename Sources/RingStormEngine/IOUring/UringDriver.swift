@@ -66,12 +66,15 @@ public final class UringDriver: EngineDriver {
         batchWait = features & curing_feat_min_timeout != 0 && configuration.batchWaitMicroseconds > 0
         do {
             buffers = try ProvidedBuffers(ring: &ring, count: configuration.receiveBufferCount,
-                                          size: configuration.receiveBufferSize, group: 0, syscalls: counters)
+                                          size: configuration.receiveBufferSize, group: 0,
+                                          incremental: configuration.uringFeatures.contains(.incrementalBuffers),
+                                          syscalls: counters)
         } catch {
             io_uring_queue_exit(&ring)
             connectAddresses.deallocate(); connectTimeouts.deallocate(); completionBatch.deallocate()
             throw error
         }
+        if let note = buffers.note { core.stats.notes.append(note) }
     }
 
     deinit {
@@ -343,7 +346,7 @@ public final class UringDriver: EngineDriver {
         let more = flags & curing_cqe_f_more != 0
         var bufferID: UInt16? = nil
         if flags & curing_cqe_f_buffer != 0 { bufferID = UInt16(truncatingIfNeeded: flags >> curing_cqe_buffer_shift) }
-        defer { if let bufferID { buffers.recycle(bufferID) } }
+        defer { if let bufferID { buffers.finished(bufferID, length: result, kernelKeeps: flags & curing_cqe_f_buf_more != 0) } }
         guard generations.isCurrent(data.connection) else { return }
         let i = Int(data.slot)
         // Our cancel asked before this completion: an ECANCELED now is ours.
