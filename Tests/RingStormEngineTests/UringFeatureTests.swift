@@ -10,6 +10,7 @@ extension EngineTests {
             #expect(try UringFeatures.parse("default").get() == .defaults)
             #expect(try UringFeatures.parse("incremental-buffers").get() == .incrementalBuffers)
             #expect(try UringFeatures.parse("none,Incremental-Buffers").get() == .incrementalBuffers)
+            #expect(try UringFeatures.parse("bundles,incremental-buffers").get() == [.receiveBundles, .incrementalBuffers])
             #expect(UringFeatures.parse("incremental-buffers,zerocopy") == .failure(.init(word: "zerocopy")))
             #expect(UringFeatures.parse("") == .failure(.init(word: "")))
             #expect(UringFeatures([]).names == "none")
@@ -29,11 +30,58 @@ extension EngineTests {
             #expect(FeatureProbe.incrementalBuffers(registrationResult: -ENOMEM) == (false, nil))
         }
 
+        /// Bundles are used when asked for and the ring's features have IORING_FEAT_RECVSEND_BUNDLE
+        /// (1 << 14); asked for on a kernel without it, they are dropped with a note.
+        @Test func bundleProbe() {
+            #expect(FeatureProbe.receiveBundles(requested: [], ringFeatures: 1 << 14) == (false, nil))
+            #expect(FeatureProbe.receiveBundles(requested: .receiveBundles, ringFeatures: 1 << 14) == (true, nil))
+            let missing = FeatureProbe.receiveBundles(requested: .receiveBundles, ringFeatures: 1 << 13)
+            #expect(missing.use == false)
+            #expect(missing.note?.contains("IORING_RECVSEND_BUNDLE") == true)
+        }
+
+        /// 8 KiB queued on one connection before the engine enters the kernel: a bundle takes it in one
+        /// completion across sixteen 512-byte buffers (with incremental consumption, too), and the
+        /// handler gets every buffer's bytes in order.
+        @Test(arguments: [UringFeatures.receiveBundles, [.receiveBundles, .incrementalBuffers]])
+        func bundleTakesSeveralQueuedMessages(_ features: UringFeatures) throws {
+            var configuration = testConfiguration()
+            configuration.receiveBufferCount = 64
+            configuration.receiveBufferSize = 512
+            configuration.uringFeatures = features
+            let (engine, _, address) = try engineListening(.uring, configuration: configuration)
+            let server = EchoServer(engine)
+            let peer = try BlockingSocket.connect(to: address, timeoutSeconds: 2)
+            #expect(try server.run(seconds: 5) { server.accepted.count == 1 })
+            var sent: [UInt8] = []
+            for round in 0..<4 {
+                // Sixteen 512-byte messages, all queued before the engine looks (an odd one first, so
+                // incremental consumption starts mid-buffer).
+                var data = Array(payload(round == 0 ? 37 : 0, seed: 99).prefix(round == 0 ? 37 : 0))
+                for m in 0..<16 { data += payload(512, seed: UInt64(round * 100 + m)) }
+                try peer.sendAll(data)
+                sent += data
+                #expect(try server.run(seconds: 5) { server.bytesReceived == sent.count })
+            }
+            #expect(try server.run(seconds: 5) { engine.statistics.bytesSent == sent.count })
+            let back = try peer.receiveExactly(sent.count)
+            #expect(firstDifference(back, sent) == nil)
+            let stats = engine.statistics
+            let completions = stats.outcomes.count(.receive, .success)
+            if !stats.notes.contains(where: { $0.contains("IORING_RECVSEND_BUNDLE") }) {
+                // One buffer per completion would need at least 4 × 16 = 64.
+                #expect(completions <= 16, "\(completions) receive completions for \(sent.count) B in 512-byte buffers")
+            }
+            peer.close()
+            #expect(try server.run(seconds: 5) { server.closed.count == 1 })
+            #expect(stats.bytesReceived == sent.count)
+        }
+
         /// Many small messages of odd sizes on many connections through four 512-byte buffers: with
         /// incremental consumption each receive starts where the previous one (of any connection)
         /// stopped in the same buffer, and a wrong offset would echo another connection's bytes. Both
         /// with and without the feature, every byte comes back in order.
-        @Test(arguments: [UringFeatures(), .incrementalBuffers])
+        @Test(arguments: [UringFeatures(), .incrementalBuffers, .receiveBundles, [.incrementalBuffers, .receiveBundles]])
         func smallMessagesShareBuffers(_ features: UringFeatures) throws {
             var configuration = testConfiguration()
             configuration.receiveBufferCount = 4
@@ -53,7 +101,7 @@ extension EngineTests {
                     try peer.sendAll(data)
                     sent[c] += data
                 }
-                _ = try server.run(seconds: 0.05) { false }
+                _ = try server.run(seconds: 0.01) { false }
             }
             let done = try server.run(seconds: 10) {
                 for (c, peer) in peers.enumerated() where back[c].count < sent[c].count {
@@ -89,6 +137,8 @@ extension EngineTests {
                 let done = try server.run(seconds: 5) { server.bytesReceived == (round + 1) * connections * 64 }
                 #expect(done)
             }
+            // The last echoes go out with the next poll.
+            #expect(try server.run(seconds: 5) { engine.statistics.bytesSent == rounds * connections * 64 })
             for (c, peer) in peers.enumerated() {
                 let expected = (0..<rounds).flatMap { payload(64, seed: UInt64($0 * 1_000 + c)) }
                 let back = try peer.receiveExactly(expected.count)

@@ -44,6 +44,16 @@ static const int32_t curing_ip_local_port_range = IP_LOCAL_PORT_RANGE;
 #ifndef IORING_CQE_F_BUF_MORE
 #define IORING_CQE_F_BUF_MORE (1U << 4)
 #endif
+// Receive bundles (kernel 6.10): one receive CQE covers several consecutive ring buffers. Checked in
+// the ring's features at set-up (IORING_FEAT_RECVSEND_BUNDLE).
+#ifndef IORING_RECVSEND_BUNDLE
+#define IORING_RECVSEND_BUNDLE (1U << 4)
+#endif
+#ifndef IORING_FEAT_RECVSEND_BUNDLE
+#define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
+#endif
+static const uint16_t curing_recvsend_bundle = IORING_RECVSEND_BUNDLE;
+static const uint32_t curing_feat_recvsend_bundle = IORING_FEAT_RECVSEND_BUNDLE;
 static const uint16_t curing_pbuf_ring_inc = IOU_PBUF_RING_INC;
 static const uint32_t curing_cqe_f_buf_more = IORING_CQE_F_BUF_MORE;
 

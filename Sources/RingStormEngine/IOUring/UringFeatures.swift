@@ -1,3 +1,4 @@
+import CURing
 import Glibc
 
 /// io_uring features beyond what the backend needs, each one measured on its own
@@ -20,12 +21,17 @@ public struct UringFeatures: OptionSet, Sendable, Hashable {
     /// grow and its memory resident.
     public static let incrementalBuffers = UringFeatures(rawValue: 1 << 0)
 
+    /// `IORING_RECVSEND_BUNDLE` (kernel 6.10): one multishot receive completion covers as many
+    /// consecutive ring buffers as the bytes waiting fill, instead of one completion per buffer.
+    public static let receiveBundles = UringFeatures(rawValue: 1 << 1)
+
     /// What the engine uses unless told otherwise: the features that won their measurement.
     public static let defaults: UringFeatures = [.incrementalBuffers]
 
     /// Every feature with its command-line name, in a fixed order.
     public static let named: [(name: String, feature: UringFeatures)] = [
         ("incremental-buffers", .incrementalBuffers),
+        ("bundles", .receiveBundles),
     ]
 
     /// The features' names, comma-separated ("none" for the empty set).
@@ -52,6 +58,7 @@ public struct UringFeatures: OptionSet, Sendable, Hashable {
     /// A word of a feature list that names no feature.
     public struct UnknownFeature: Error, Sendable, Equatable {
         public let word: String
+        public init(word: String) { self.word = word }
     }
 }
 
@@ -62,6 +69,13 @@ package enum FeatureProbe {
     /// errno): keep it, or register again without it and say why. EINVAL is an older kernel (before
     /// 6.12) refusing the flag; any other error is not about the flag and is left to the plain path to
     /// report.
+    /// Whether receives are armed as bundles: asked for, and the ring's features say the kernel has them.
+    package static func receiveBundles(requested: UringFeatures, ringFeatures: UInt32) -> (use: Bool, note: String?) {
+        guard requested.contains(.receiveBundles) else { return (false, nil) }
+        if ringFeatures & curing_feat_recvsend_bundle != 0 { return (true, nil) }
+        return (false, "receive bundles (IORING_RECVSEND_BUNDLE, kernel 6.10) not in this kernel's features; one buffer per completion")
+    }
+
     package static func incrementalBuffers(registrationResult result: Int32) -> (use: Bool, note: String?) {
         if result >= 0 { return (true, nil) }
         if result == -EINVAL {
