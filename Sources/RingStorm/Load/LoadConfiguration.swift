@@ -112,6 +112,16 @@ extension LoadGenerator {
         public var maxUnsentBytesPerConnection: Int = 256 * 1024
         /// After the deadline, how long to wait for our own closes to finish.
         package var drainNanoseconds: Int64 = 1_000_000_000
+        /// The time series' interval (`--report-interval`): each worker closes an interval at every
+        /// wall-clock multiple of it (`LoadInterval`).
+        public var reportIntervalNanoseconds: Int64 = 1_000_000_000
+        /// `--shard I/N`: this run is shard `index` (from 0) of `count`; its configuration is already its
+        /// share (`WorkSplit.shard`). Recorded in the report's provenance.
+        public var shard: Shard?
+        /// `--start-at`: the wall clock (Unix ns) every shard starts at; nil: at once.
+        public var startAtNanoseconds: Int64?
+        /// How late past `startAtNanoseconds` a start may be before the report says so.
+        public var startToleranceNanoseconds: Int64 = 100_000_000
         /// `raw` only: the messages and the response framing.
         public var raw = RawOptions()
         /// `http` only: the request and the response limits.

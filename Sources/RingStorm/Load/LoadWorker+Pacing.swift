@@ -91,6 +91,7 @@ extension LoadWorker {
             let actual = monotonicNanoseconds()
             actualSendTimes[index] = actual
             report.latency.sendLag.record(nanoseconds: actual - intended)
+            intervals.sendLag.record(nanoseconds: actual - intended)
         }
         clients[c].inFlight += 1
         let request = wire.request(sequence: clients[c].sequence, timestamp: intended, &wireStates[c])
@@ -117,6 +118,7 @@ extension LoadWorker {
         clients[c].answered += 1
         report.requests.answered += 1
         report.latency.request.record(from: UInt64(sentAt), to: UInt64(now))
+        intervals.latency.record(from: UInt64(sentAt), to: UInt64(now))
         if case .closedLoop = config.pacing, !stopping { sendRequest(c, intended: now) }
     }
 

@@ -60,6 +60,9 @@ extension LoadReport {
                 .map { "\($0) \(ReportFormat.count(serverErrors[$0]!))" }.joined(separator: ", "))
         }
         for warning in generator.warnings(sendLag: latency.sendLag) { lines.append(label("warning") + warning) }
+        if let late = provenance?.startLateByMs {
+            lines.append(label("warning") + "started \(ReportFormat.count(Int(late.rounded()))) ms after --start-at: this shard's load began late")
+        }
         lines.append(label("syscalls") + ReportFormat.count(syscalls.total)
             + (requests.answered > 0 ? " (" + ReportFormat.decimal(syscalls.perRequest, places: 2) + " per request)" : ""))
         if generator.ticks > 0 || generator.cpuSeconds > 0 { lines.append(label("generator") + generator.text) }

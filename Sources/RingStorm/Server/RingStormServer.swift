@@ -21,6 +21,8 @@ public final class RingStormServer: Sendable {
     private let restoreLimit: Int?
     /// The kernel's network counters when the server started, for the report's `kernel` delta.
     private let kernelAtStart = KernelCounters.read()
+    /// When it started, wall clock (Unix ms), for the report's provenance.
+    private let startedAtMs = wallClockNanoseconds() / 1_000_000
     private let finished: Locked<ServerReport?>
     /// The process's resident set before the engines are made, and at the most connections open.
     private let memory = MemorySampler()
@@ -83,6 +85,7 @@ public final class RingStormServer: Sendable {
             var r = s.report
             r.durationSeconds = elapsedSeconds
             r.kernel = KernelCounters.read() - kernelAtStart
+            r.provenance = configuration.provenance(startedAtMs: startedAtMs)
             r.memory = memory.use
             saved = r
             return r
