@@ -12,6 +12,8 @@
 #
 #   Benchmarks/memory.sh 15000 "uring epoll"
 #
+# URING_FEATURES=LIST passes `--uring-features LIST` to both (A/B of io_uring features; epoll ignores it).
+#
 # One process holds at most RLIMIT_NOFILE descriptors: it refuses a count above that less 100.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +21,8 @@ R=${RINGSTORM:-$here/.build/release/ringstorm}
 n=${1:-15000}
 backends=${2:-uring epoll}
 port=${PORT:-7850}
+features=()
+[ -z "${URING_FEATURES:-}" ] || features=(--uring-features "$URING_FEATURES")
 [ -x "$R" ] || { echo "no release build at $R: run swift build -c release" >&2; exit 2; }
 limit=$(ulimit -n)
 [ "$n" -le $(( limit - 100 )) ] || { echo "$n connections need $n descriptors in one process; RLIMIT_NOFILE is $limit: use at most $(( limit - 100 ))" >&2; exit 2; }
@@ -31,11 +35,11 @@ trap '[ -z "${sp:-}" ] || kill "$sp" 2>/dev/null || true; [ -z "${lp:-}" ] || ki
 printf '%-6s %-6s %8s %10s %10s %10s %10s %12s\n' backend side open "rss0 KiB" "rss1 KiB" "B/conn" "anon B/conn" "report B/conn"
 for b in $backends; do
   hold=$(( n / 2000 + 8 ))  # long enough to ramp on a busy machine; sampled once all are open
-  "$R" serve --protocol echo --backend "$b" --listen "127.0.0.1:$port" --duration "$(( hold + 4 ))s" \
+  "$R" serve --protocol echo "${features[@]}" --backend "$b" --listen "127.0.0.1:$port" --duration "$(( hold + 4 ))s" \
     --json "$out/server-$b.json" > /dev/null 2> "$out/server-$b.err" & sp=$!
   sleep 1.5
   s0=$(rss "$sp"); sa0=$(anon "$sp")
-  "$R" load --protocol echo ${LOAD_MODE:---interval 100s} --backend "$b" --target "127.0.0.1:$port" -c "$n" --connect-rate 20000 \
+  "$R" load --protocol echo "${features[@]}" ${LOAD_MODE:---interval 100s} --backend "$b" --target "127.0.0.1:$port" -c "$n" --connect-rate 20000 \
     --source "127.0.0.2-127.0.0.$(( nsrc + 1 ))" -d "${hold}s" --json "$out/load-$b.json" > /dev/null 2> "$out/load-$b.err" & lp=$!
   # Sampled once every connection is open (or after the hold less 3 s), and 1 s later still idle.
   for _ in $(seq $(( (hold - 3) * 5 ))); do

@@ -9,11 +9,11 @@ unsigned curing_flush_sq(struct io_uring *ring) {
     return sq->sqe_tail - IO_URING_READ_ONCE(*sq->khead);
 }
 
-struct io_uring_buf_ring *curing_setup_buf_ring(struct io_uring *ring, unsigned entries, int bgid, int *err) {
+struct io_uring_buf_ring *curing_setup_buf_ring(struct io_uring *ring, unsigned entries, int bgid, unsigned flags, int *err) {
     size_t bytes = (size_t)entries * sizeof(struct io_uring_buf);
     void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     if (mem == MAP_FAILED) { *err = -errno; return NULL; }
-    struct io_uring_buf_reg reg = { .ring_addr = (uint64_t)(uintptr_t)mem, .ring_entries = entries, .bgid = (uint16_t)bgid };
+    struct io_uring_buf_reg reg = { .ring_addr = (uint64_t)(uintptr_t)mem, .ring_entries = entries, .bgid = (uint16_t)bgid, .pad = (uint16_t)flags };
     int ret = io_uring_register_buf_ring(ring, &reg, 0);
     if (ret < 0) { munmap(mem, bytes); *err = ret; return NULL; }
     io_uring_buf_ring_init((struct io_uring_buf_ring *)mem);

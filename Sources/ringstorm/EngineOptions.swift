@@ -20,6 +20,21 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "How much goes to standard error besides the report and errors: info (banner, live lines), notice (banner), warning (nothing but errors).")
     var logLevel: Logger.Level = .info
 
+    @Option(name: .customLong("uring-features"), help: ArgumentHelp(
+        "io_uring features beyond the basics, comma-separated: \(UringFeatures.named.map(\.name).joined(separator: ", ")); none; default (\(UringFeatures.defaults.names)). A feature the kernel refuses is dropped with a notice.",
+        valueName: "LIST"))
+    var uringFeatures: String = "default"
+
     @Option(help: "Write the final report as JSON to FILE (- for standard output; schema in Docs/report.md); checked before the run, replaced atomically at its end.")
     var json: String?
+
+    /// `--uring-features`, checked before anything starts.
+    func parsedUringFeatures() throws -> UringFeatures {
+        switch UringFeatures.parse(uringFeatures) {
+        case .success(let features): return features
+        case .failure(let unknown):
+            let known = UringFeatures.named.map(\.name).joined(separator: ", ")
+            throw ValidationError("--uring-features: unknown feature '\(unknown.word)'; name some of \(known), or none, or default")
+        }
+    }
 }

@@ -248,6 +248,7 @@ struct Load: ParsableCommand {
         c.localPorts = localPorts
         c.backend = options.backend
         c.threads = options.threads
+        c.engine.uringFeatures = try options.parsedUringFeatures()
         c.connectionsLogPath = connectionsLog
         if connectionsLog == "-" && options.processes > 1 {
             throw UsageError("--connections-log - (standard output) works with one process; with --processes name a file, which the workers share")

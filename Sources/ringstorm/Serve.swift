@@ -208,6 +208,7 @@ struct Serve: ParsableCommand {
         configuration.backlog = Int32(backlog)
         configuration.engine.batchWaitMicroseconds = try parsedBatchWait()
         configuration.engine.closeTimeoutNanoseconds = try parsedCloseTimeout()
+        configuration.engine.uringFeatures = try engineOptions.parsedUringFeatures()
         if times.report > 0 { configuration.reportInterval = .nanoseconds(times.report) }
         return configuration
     }

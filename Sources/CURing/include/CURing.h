@@ -36,6 +36,26 @@
 #define IP_LOCAL_PORT_RANGE 51
 #endif
 static const int32_t curing_ip_local_port_range = IP_LOCAL_PORT_RANGE;
+// Incremental buffer consumption (kernel 6.12): the `pad` field of liburing 2.3's io_uring_buf_reg is
+// the kernel's `flags`. Checked at set-up: a kernel that refuses it (EINVAL) gets the plain ring again.
+#ifndef IOU_PBUF_RING_INC
+#define IOU_PBUF_RING_INC 2
+#endif
+#ifndef IORING_CQE_F_BUF_MORE
+#define IORING_CQE_F_BUF_MORE (1U << 4)
+#endif
+// Receive bundles (kernel 6.10): one receive CQE covers several consecutive ring buffers. Checked in
+// the ring's features at set-up (IORING_FEAT_RECVSEND_BUNDLE).
+#ifndef IORING_RECVSEND_BUNDLE
+#define IORING_RECVSEND_BUNDLE (1U << 4)
+#endif
+#ifndef IORING_FEAT_RECVSEND_BUNDLE
+#define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
+#endif
+static const uint16_t curing_recvsend_bundle = IORING_RECVSEND_BUNDLE;
+static const uint32_t curing_feat_recvsend_bundle = IORING_FEAT_RECVSEND_BUNDLE;
+static const uint16_t curing_pbuf_ring_inc = IOU_PBUF_RING_INC;
+static const uint32_t curing_cqe_f_buf_more = IORING_CQE_F_BUF_MORE;
 
 // Flags that liburing spells as shifts of enum bits; Swift does not import those macros.
 static const uint8_t curing_iosqe_io_link = IOSQE_IO_LINK;
@@ -68,8 +88,9 @@ static inline int curing_enter_fd(const struct io_uring *ring) { return ring->en
 static inline int curing_ring_fd_registered(const struct io_uring *ring) { return ring->int_flags & 1; }
 
 /// Allocates page-aligned memory for `entries` buffer descriptors and registers it as group `bgid`
-/// (io_uring_setup_buf_ring, which liburing 2.3 lacks). Returns NULL and sets *err (negative errno).
-struct io_uring_buf_ring *curing_setup_buf_ring(struct io_uring *ring, unsigned entries, int bgid, int *err);
+/// (io_uring_setup_buf_ring, which liburing 2.3 lacks) with registration `flags` (IOU_PBUF_RING_INC or 0).
+/// Returns NULL and sets *err (negative errno).
+struct io_uring_buf_ring *curing_setup_buf_ring(struct io_uring *ring, unsigned entries, int bgid, unsigned flags, int *err);
 
 /// The errno's symbolic name ("ECONNRESET"), or NULL when glibc has none (glibc 2.32+; declared here
 /// because <string.h> only declares it under _GNU_SOURCE, which must not leak into the libc module).

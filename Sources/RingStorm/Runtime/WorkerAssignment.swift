@@ -107,7 +107,7 @@ extension EngineConfiguration: Codable {
     private enum CodingKeys: String, CodingKey {
         case maxConnections, submissionQueueEntries, completionQueueEntries, receiveBufferCount, receiveBufferSize
         case maxPendingBytesPerConnection, deferTaskRun, batchWaitMicroseconds, batchSize, noDelay
-        case closeTimeoutNanoseconds, localPortLow, localPortHigh, spinNanoseconds
+        case closeTimeoutNanoseconds, localPortLow, localPortHigh, spinNanoseconds, uringFeatures
     }
 
     public init(from decoder: any Decoder) throws {
@@ -129,6 +129,7 @@ extension EngineConfiguration: Codable {
            let high = try c.decodeIfPresent(UInt16.self, forKey: .localPortHigh), low <= high {
             localPortRange = low...high
         }
+        if let features = try c.decodeIfPresent(UInt32.self, forKey: .uringFeatures) { uringFeatures = UringFeatures(rawValue: features) }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -147,5 +148,6 @@ extension EngineConfiguration: Codable {
         try c.encodeIfPresent(localPortRange?.upperBound, forKey: .localPortHigh)
         try c.encode(closeTimeoutNanoseconds, forKey: .closeTimeoutNanoseconds)
         try c.encode(spinNanoseconds, forKey: .spinNanoseconds)
+        try c.encode(uringFeatures.rawValue, forKey: .uringFeatures)
     }
 }

@@ -111,6 +111,9 @@ public struct EngineConfiguration: Sendable {
     /// other's ports. nil: the whole range. An older kernel refuses it once; the engine then notes it
     /// and uses the whole range.
     public var localPortRange: ClosedRange<UInt16>? = nil
+    /// io_uring features beyond the basics (`UringFeatures`), each dropped with a note where the kernel
+    /// refuses it. The epoll backend ignores them.
+    public var uringFeatures: UringFeatures = .defaults
 
     public init() {}
 }

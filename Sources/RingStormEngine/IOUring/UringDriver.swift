@@ -45,6 +45,8 @@ public final class UringDriver: EngineDriver {
     /// Whether the kernel honours `min_wait_usec` (IORING_FEAT_MIN_TIMEOUT).
     private var batchWait = false
     private var sawOverflow = false
+    /// Receives are armed as bundles (`UringFeatures.receiveBundles`, and the kernel has them).
+    private var useBundles = false
 
     public init(core: EngineCore) throws(EngineError) {
         self.core = core
@@ -67,14 +69,22 @@ public final class UringDriver: EngineDriver {
         if batchWait { core.stats.features.append("min_wait(FEAT_MIN_TIMEOUT)") }
         do {
             buffers = try ProvidedBuffers(ring: &ring, count: configuration.receiveBufferCount,
-                                          size: configuration.receiveBufferSize, group: 0, syscalls: counters)
+                                          size: configuration.receiveBufferSize, group: 0,
+                                          incremental: configuration.uringFeatures.contains(.incrementalBuffers),
+                                          syscalls: counters)
         } catch {
             io_uring_queue_exit(&ring)
             connectAddresses.deallocate(); connectTimeouts.deallocate(); completionBatch.deallocate()
             throw error
         }
+        if let note = buffers.note { core.stats.notes.append(note) }
+        let bundles = FeatureProbe.receiveBundles(requested: configuration.uringFeatures, ringFeatures: features)
+        useBundles = bundles.use
+        if let note = bundles.note { core.stats.notes.append(note) }
         // What every connection and listener uses (below); POLL_FIRST goes if the kernel refuses it.
         core.stats.features += ["provided_buffer_ring", "multishot_recv", "multishot_accept", "accept_poll_first"]
+        if buffers.incremental { core.stats.features.append("incremental_buffers(IOU_PBUF_RING_INC)") }
+        if useBundles { core.stats.features.append("recv_bundles(IORING_RECVSEND_BUNDLE)") }
     }
 
     deinit {
@@ -208,6 +218,7 @@ public final class UringDriver: EngineDriver {
         io_uring_prep_recv_multishot(sqe, connections[Int(slot)].fd, nil, 0, 0)
         sqe.pointee.flags |= curing_iosqe_buffer_select
         sqe.pointee.buf_group = buffers.group
+        if useBundles { sqe.pointee.ioprio |= curing_recvsend_bundle }
         io_uring_sqe_set_data64(sqe, UserData(.receive, slot: slot, generation: generations[Int(slot)]).rawValue)
         connections[Int(slot)].receive = .armed
     }
@@ -359,7 +370,11 @@ public final class UringDriver: EngineDriver {
         let more = flags & curing_cqe_f_more != 0
         var bufferID: UInt16? = nil
         if flags & curing_cqe_f_buffer != 0 { bufferID = UInt16(truncatingIfNeeded: flags >> curing_cqe_buffer_shift) }
-        defer { if let bufferID { buffers.recycle(bufferID) } }
+        if useBundles, let first = bufferID, result > 0 {
+            completeBundle(data, first: first, result: result, more: more, handler)
+            return
+        }
+        defer { if let bufferID { buffers.finished(bufferID, length: result, kernelKeeps: flags & curing_cqe_f_buf_more != 0) } }
         guard generations.isCurrent(data.connection) else { return }
         let i = Int(data.slot)
         // Our cancel asked before this completion: an ECANCELED now is ours.
@@ -399,6 +414,38 @@ public final class UringDriver: EngineDriver {
             }
         }
         if generations.isCurrent(data.connection) { finishCloseIfIdle(data.slot) }
+    }
+
+    /// A bundle's data completion: `result` bytes in consecutive ring buffers from `first`, each
+    /// handed to the handler in turn (the last may be partly filled; with incremental consumption the
+    /// first may continue a buffer an earlier receive took from). Every buffer is accounted for, for a
+    /// stale completion too.
+    private func completeBundle(_ data: UserData, first: UInt16, result: Int32, more: Bool, _ handler: (Event) -> Void) {
+        let i = Int(data.slot)
+        var current = generations.isCurrent(data.connection)
+        if current {
+            if !more { connections[i].receive = connections[i].receive == .cancelling ? .awaitingCancel : .idle }
+            counters.record(.receive, .success)
+            counters.received(Int(result))
+        }
+        var id = first
+        var remaining = Int(result)
+        while remaining > 0 {
+            let available = buffers.available(id)
+            let taken = min(available, remaining)
+            let next = buffers.next(after: id)
+            current = current && generations.isCurrent(data.connection)
+            if current && connections[i].isOpen {
+                handler(Event(.received, data.connection, bytes: UnsafeRawBufferPointer(start: buffers.address(of: id), count: taken)))
+            }
+            buffers.finished(id, length: Int32(taken), kernelKeeps: taken < available)
+            remaining -= taken
+            id = next
+        }
+        guard generations.isCurrent(data.connection) else { return }
+        // A multishot receive may end without an error (liburing issue 805): re-arm it.
+        if !more { rearmReceiveIfWanted(data.slot) }
+        finishCloseIfIdle(data.slot)
     }
 
     private func completeSend(_ data: UserData, result: Int32, _ handler: (Event) -> Void) {
