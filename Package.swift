@@ -24,6 +24,8 @@ let package = Package(
             name: "CURing",
             linkerSettings: [.linkedLibrary("uring")]
         ),
+        // zlib (system library): HdrHistogram's compressed V2 histogram encoding in reports.
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         // The engine: io_uring and epoll backends behind one interface.
         .target(
             name: "RingStormEngine",
@@ -34,6 +36,7 @@ let package = Package(
             name: "RingStorm",
             dependencies: [
                 "RingStormEngine",
+                "CZlib",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),

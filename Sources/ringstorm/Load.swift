@@ -121,6 +121,9 @@ struct Load: ParsableCommand {
     @Option(help: "Local addresses to connect from: ADDR[,ADDR...] or a range 127.0.0.2-127.0.0.50.")
     var source: String?
 
+    @Option(help: "Who picks source ports: assign (the generator binds each connection to a port of its worker's own slice: no kernel search), range (the kernel searches only the worker's slice, IP_LOCAL_PORT_RANGE, kernel 6.3+) or kernel (the kernel searches the whole range); see Docs/load.md, Ramping.")
+    var localPorts: LoadGenerator.LocalPorts = .range
+
     @Option(help: "Write one JSON line per connection lifecycle to FILE (- for standard output).")
     var connectionsLog: String?
 
@@ -137,6 +140,21 @@ struct Load: ParsableCommand {
 
     @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics while the run goes on (port 0: the kernel picks one; see Docs/metrics.md).", valueName: "host:port"))
     var metrics: String?
+
+    @Option(help: ArgumentHelp("Run shard I of N (I from 0, as JOB_COMPLETION_INDEX): this run's share of every total (connections, --connect-rate, client numbers, --source addresses), as each of N hosts runs one; or auto: I from JOB_COMPLETION_INDEX, N from --shard-count or RINGSTORM_SHARD_COUNT. Merge the reports with ringstorm merge (Docs/merge.md).", valueName: "I/N|auto"))
+    var shard: String?
+
+    @Option(parsing: .unconditional, help: "--shard auto: how many shards (default: the environment's RINGSTORM_SHARD_COUNT).")
+    var shardCount: Int?
+
+    @Option(help: ArgumentHelp("Start at this wall-clock time, RFC 3339 (2026-12-02T07:00:00Z) or Unix seconds, so shards on many hosts start together; a start later than --start-tolerance past it is recorded in the report.", valueName: "time"))
+    var startAt: String?
+
+    @Option(parsing: .unconditional, help: "How late past --start-at a start may be before the report says so (start_late_by_ms).")
+    var startTolerance: String = "100ms"
+
+    @Flag(help: "No live view (the status block or the per-interval lines); the report at the end only.")
+    var quiet = false
 
     @OptionGroup var options: EngineOptions
 
@@ -217,6 +235,7 @@ struct Load: ParsableCommand {
         if let source {
             do { c.sources = try SourceAddresses.parse(source) } catch { throw UsageError(error.commandLineText) }
         }
+        c.localPorts = localPorts
         c.backend = options.backend
         c.threads = options.threads
         c.connectionsLogPath = connectionsLog
@@ -230,7 +249,57 @@ struct Load: ParsableCommand {
             throw UsageError("--connections-log - and --json - both write to standard output; send one of them to a file")
         }
         c.registrationSize = try bytes(registrationSize, "--registration-size")
+        let every = try nanoseconds(options.reportInterval, "--report-interval")
+        if every != 0 && every < LiveView.minimumIntervalNanoseconds {
+            throw UsageError("--report-interval \(options.reportInterval) is shorter than the generator can keep (10ms): give 10ms or more, or 0 for no live view")
+        }
+        c.reportIntervalNanoseconds = every > 0 ? every : 1_000_000_000
+        if let startAt {
+            guard let at = StartTime.parse(startAt) else {
+                throw UsageError("--start-at '\(startAt)': give an RFC 3339 time (2026-12-02T07:00:00Z, 2026-12-02T08:00:00.5+01:00) or Unix seconds (1796281200)")
+            }
+            c.startAtNanoseconds = at
+            c.startToleranceNanoseconds = try nanoseconds(startTolerance, "--start-tolerance")
+        }
+        if shardCount != nil && shard != "auto" {
+            throw UsageError("--shard-count is the count for --shard auto; with --shard I/N drop it")
+        }
+        if let shard {
+            switch Self.shardResult(shard, count: shardCount, of: c) {
+            case .success(let sharded): c = sharded
+            case .failure(let problem): throw UsageError(Self.text(of: problem, shard))
+            }
+        }
         return c
+    }
+
+    /// `--shard`'s value applied to `c` (a Result: typed throws through a `do` here crash Swift 6.3's
+    /// ownership checker).
+    static func shardResult(_ text: String, count: Int?, of c: LoadGenerator.Configuration) -> Result<LoadGenerator.Configuration, Shard.Problem> {
+        Result { () throws(Shard.Problem) -> LoadGenerator.Configuration in
+            let s = text == "auto" ? try Shard.automatic(count: count, environment: ProcessInfo.processInfo.environment)
+                : try Shard(parsing: text)
+            return try c.sharded(s)
+        }
+    }
+
+    /// How a shard problem reads, with the flags.
+    static func text(of problem: Shard.Problem, _ given: String) -> String {
+        switch problem {
+        case .notIndexOfCount(let text):
+            return "--shard '\(text)': write I/N, this shard's number from 0 and the count, e.g. 2/3, or auto"
+        case .outOfRange(let index, let count):
+            return count < 1 ? "--shard: the count must be at least 1, not \(count)"
+                : "--shard \(given): shard \(index) is outside 0...\(count - 1); number the shards from 0 to \(count - 1), as JOB_COMPLETION_INDEX does"
+        case .indexMissing(let value):
+            return value == nil ? "--shard auto reads the index from JOB_COMPLETION_INDEX, which is not set (a Kubernetes Indexed Job sets it); give --shard I/N instead"
+                : "--shard auto: JOB_COMPLETION_INDEX is '\(value!)', not a number; give --shard I/N instead"
+        case .countMissing(let value):
+            return value == nil ? "--shard auto needs the count: give --shard-count N or set RINGSTORM_SHARD_COUNT"
+                : "--shard auto: RINGSTORM_SHARD_COUNT is '\(value!)', not a number; give --shard-count N"
+        case .moreShardsThanConnections(let shards, let connections):
+            return "--shard \(given): \(shards) shards for \(connections) connections would leave a shard with none; give --connections at least \(shards)"
+        }
     }
 
     /// `--target`: `HOST:PORT`, or `http://HOST[:PORT][/PATH]` (numeric hosts only: no name is resolved).
@@ -318,24 +387,18 @@ struct Load: ParsableCommand {
         defer { endpoint?.stop() }
         _ = try start(generator)
         Diagnostics.notice(banner(configuration) + (endpoint.map { "  " + $0.bannerText + "\n" } ?? ""))
-        let started = monotonicNanoseconds()
-        var last = LoadProgress()
-        var lastTime = started
-        let tick = progressEvery > 0 ? min(progressEvery, 1_000_000_000) : 200_000_000
-        var nextLine = started + progressEvery
+        var live = liveView(configuration, progressEvery: progressEvery)
+        let tick = min(progressEvery > 0 ? progressEvery : 200_000_000, 100_000_000)
         while !generator.isFinished {
-            if TerminationSignals.wait(nanoseconds: min(tick, 200_000_000)) != nil {
+            if TerminationSignals.wait(nanoseconds: tick) != nil {
                 generator.stop()
                 break
             }
-            let now = monotonicNanoseconds()
-            guard progressEvery > 0, now >= nextLine else { continue }
-            nextLine += progressEvery
-            let current = generator.progress
-            Diagnostics.info(String(format: "[%6.1fs] ", Double(now - started) / 1e9)
-                + current.line(since: last, seconds: Double(now - lastTime) / 1e9) + "\n")
-            last = current
-            lastTime = now
+            if var view = live {
+                let text = view.render(generator.completedIntervals(after: view.shownUpTo))
+                live = view
+                if !text.isEmpty { Diagnostics.info(text) }
+            }
         }
         let (report, histograms) = generator.waitWithHistograms()
         try finish(report, text: report.text + "\n" + distributionText(histograms), configuration: configuration, json: json,
@@ -390,12 +453,23 @@ struct Load: ParsableCommand {
         return generator
     }
 
+    /// The live view, unless `--quiet` or `--report-interval 0`.
+    private func liveView(_ c: LoadGenerator.Configuration, progressEvery: Int64) -> LiveView? {
+        guard !quiet, progressEvery > 0 else { return nil }
+        return LiveView(intervalNanoseconds: c.reportIntervalNanoseconds,
+                        startMs: (c.startAtNanoseconds ?? wallClockNanoseconds()) / 1_000_000,
+                        durationNanoseconds: c.durationNanoseconds, terminal: LiveView.standardErrorIsTerminal)
+    }
+
     private func banner(_ c: LoadGenerator.Configuration) -> String {
         "ringstorm load: \(c.connections) connection\(c.connections == 1 ? "" : "s") to \(c.target), "
             + "\(c.wireProtocol)\(c.pacing == .silent ? " (silent)" : ""), backend \(c.backend), "
             + (options.processes > 1 ? "\(options.processes) processes × " : "")
             + "\(c.threads) thread\(c.threads == 1 ? "" : "s"), "
-            + "for \(DurationParsing.format(nanoseconds: c.durationNanoseconds)); Ctrl-C to stop early\n"
+            + "for \(DurationParsing.format(nanoseconds: c.durationNanoseconds))"
+            + (c.shard.map { ", shard \($0)" } ?? "")
+            + (c.startAtNanoseconds.map { ", starting at \(Provenance.rfc3339(milliseconds: $0 / 1_000_000))" } ?? "")
+            + "; Ctrl-C to stop early\n"
     }
 
     // MARK: --processes N
@@ -412,7 +486,10 @@ struct Load: ParsableCommand {
                 generator.stop()
                 break
             }
-            if !channel.progress(generator.snapshot) {
+            // Progress carries only the recent intervals (the parent's live view needs no more; the final
+            // report carries them all), so a long run's messages do not grow.
+            let recent = wallClockNanoseconds() / 1_000_000 - 2_000 - assignment.configuration.reportIntervalNanoseconds / 1_000_000
+            if !channel.progress(generator.snapshot(intervalsSinceMs: recent)) {
                 generator.stop()  // the parent is gone
                 break
             }
@@ -459,10 +536,9 @@ struct Load: ParsableCommand {
 
         let started = monotonicNanoseconds()
         // The workers end by themselves; past this, they are stopped.
-        let giveUp = started + configuration.durationNanoseconds + configuration.drainNanoseconds + 15_000_000_000
-        var last = LoadProgress()
-        var lastTime = started
-        var nextLine = started + progressEvery
+        let waitForStart = max(0, (configuration.startAtNanoseconds ?? 0) - wallClockNanoseconds())
+        let giveUp = started + waitForStart + configuration.durationNanoseconds + configuration.drainNanoseconds + 15_000_000_000
+        var live = liveView(configuration, progressEvery: progressEvery)
         var failure: WorkerFailure?
         var stopping = false
         while !workers.allEnded {
@@ -483,17 +559,17 @@ struct Load: ParsableCommand {
             if endpoint != nil, now >= nextMerge {
                 nextMerge = now + 1_000_000_000
                 let latest = workers.latest.compactMap { $0 }
-                if let report = LoadWorkerReport.merged(latest.map(\.report)) {
+                // Metrics need the counts, not the series (progress carries only its recent part anyway).
+                if let report = LoadWorkerReport.merged(latest.map { var r = $0.report; r.intervals = []; return r }) {
                     merged.withLock { $0 = (report, latest.reduce(0) { $0 + $1.open }) }
                 }
             }
-            guard progressEvery > 0, now >= nextLine else { continue }
-            nextLine = now + progressEvery
-            let current = LoadProgress(workers.latest.compactMap { $0 })
-            Diagnostics.info(String(format: "[%6.1fs] ", Double(now - started) / 1e9)
-                + current.line(since: last, seconds: Double(now - lastTime) / 1e9) + "\n")
-            last = current
-            lastTime = now
+            if var view = live {
+                let series = workers.latest.map { $0.map { ($0.report.intervals, $0.finished) } }
+                let text = view.render(LoadSeries.completed(series, after: view.shownUpTo))
+                live = view
+                if !text.isEmpty { Diagnostics.info(text) }
+            }
         }
         failure = failure ?? workers.failure
         // A worker that died counts with its last progress report: what it did up to then is not lost.
@@ -502,6 +578,7 @@ struct Load: ParsableCommand {
             throw RunFailure(failure?.description ?? "no worker process sent a report")
         }
         var report = merged.report
+        report.provenance = configuration.provenance(of: merged)
         report.kernel = KernelCounters.read() - kernelAtStart
         report.failedWorkers = workers.failedWorkers
         report.complete = report.failedWorkers.isEmpty && failure == nil
@@ -519,6 +596,7 @@ struct Load: ParsableCommand {
 }
 
 extension LoadGenerator.WireProtocol: ExpressibleByArgument {}
+extension LoadGenerator.LocalPorts: ExpressibleByArgument {}
 
 extension LoadError {
     /// The problem in `ringstorm load`'s terms: its option names, the numbers and the fix.

@@ -21,7 +21,7 @@ struct RingStormCommand: ParsableCommand {
           ringstorm bench --html bench.html
         """,
         version: ringstormVersion,
-        subcommands: [ReproCommand.self, Serve.self, Load.self, BenchCommand.self]
+        subcommands: [ReproCommand.self, Serve.self, Load.self, BenchCommand.self, Merge.self]
     )
 
     /// Every failure ends the same way: one line naming the problem and the fix; exit status 2 for bad
@@ -38,7 +38,7 @@ struct RingStormCommand: ParsableCommand {
         } catch {
             let arguments = CommandLine.arguments.dropFirst()
             if let first = arguments.first, !first.hasPrefix("-"), !configuration.subcommands.contains(where: { $0._commandName == first }) {
-                FileHandleOutput.standardError("ringstorm: unknown command '\(first)'; the commands are serve, load, repro and bench (see ringstorm --help)\n")
+                FileHandleOutput.standardError("ringstorm: unknown command '\(first)'; the commands are serve, load, merge, repro and bench (see ringstorm --help)\n")
                 Glibc.exit(2)
             }
             let code = exitCode(for: error)
@@ -64,7 +64,7 @@ func bytes(_ text: String, _ option: String) throws -> Int {
 }
 
 /// The version `--version` prints.
-let ringstormVersion = "0.10.0"
+let ringstormVersion = ringStormVersion
 
 /// A run that happened but failed (a crossed threshold, nothing established, a report not written, a
 /// worker that died): exit status 1, after the report was printed.

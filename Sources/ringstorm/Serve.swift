@@ -247,6 +247,7 @@ struct Serve: ParsableCommand {
     /// reports exactly and reports a worker that died.
     private func runProcesses(_ times: (register: Int64, idle: Int64, report: Int64, duration: Int64?), json: OutputFile?) throws {
         let kernelAtStart = KernelCounters.read()
+        let startedAtMs = wallClockNanoseconds() / 1_000_000
         let reservation: PortReservation
         do {
             reservation = try PortReservation(try AddressArgument.parse(listen, option: "--listen"))
@@ -322,6 +323,7 @@ struct Serve: ParsableCommand {
             throw RunFailure(failure?.description ?? "no worker process sent a report")
         }
         report.kernel = KernelCounters.read() - kernelAtStart
+        report.provenance = configuration.provenance(startedAtMs: startedAtMs)
         report.failedWorkers = workers.failedWorkers
         report.complete = report.failedWorkers.isEmpty && failure == nil
         var notes: [String] = []

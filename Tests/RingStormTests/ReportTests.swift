@@ -179,16 +179,16 @@ struct ReportTests {
         "refused", "connect_timeout", "addr_not_available", "reset", "closed", "broken_pipe", "response_timeout",
         "protocol_error", "other",
     ]
-    static let latencyKeys: Set<String> = ["count", "p50", "p90", "p99", "p999", "max", "mean", "stddev"]
+    static let latencyKeys: Set<String> = ["count", "p50", "p90", "p99", "p999", "max", "mean", "stddev", "histogram"]
 
     @Test("the load report JSON has exactly the documented keys")
     func loadReportKeys() throws {
         let report = sampleWorkerReport(seed: 1).report
         let root = try jsonObject(try report.json())
         #expect(Set(root.keys) == ["backend", "duration_s", "connections", "requests", "outcomes", "latency_us", "syscalls",
-                                   "complete", "failed_workers", "generator"])
+                                   "complete", "failed_workers", "generator", "intervals"])
         #expect(keys(root["generator"]) == ["ticks", "late_ticks", "max_lag_us", "submit_us", "connect_call_us", "max_connect_call_us",
-                                            "cpu_s", "max_worker_cpu", "cq_overflows", "buffer_exhaustions"])
+                                            "cpu_s", "max_worker_cpu", "cq_overflows", "buffer_exhaustions", "ports_in_use"])
         #expect(root["complete"] as? Bool == true)
         #expect((root["failed_workers"] as? [Any])?.isEmpty == true)
         #expect(root["backend"] as? String == "uring")
@@ -241,6 +241,7 @@ struct ReportTests {
         #expect(Set(root.keys) == [
             "backend", "duration_s", "accepted", "accept_errors", "shed", "peak_open", "registered", "register_timeouts",
             "idle_closed", "closed_by_peer", "reset_by_peer", "protocol_errors", "drain_timeouts", "requests", "syscalls", "complete", "failed_workers",
+            "intervals",
         ])
         #expect(root["accept_errors"] as? [String: Int] == ["EMFILE": 1, "ECONNABORTED": 1])
         #expect(keys(root["syscalls"]) == ["total", "per_request"])
@@ -268,7 +269,7 @@ struct ReportTests {
         for v in sampleLatencies(count: 49_990, seed: 201) + sampleLatencies(count: 49_990, seed: 207) {
             single.record(microseconds: v)
         }
-        #expect(report.latency.request == single.summary)
+        #expect(report.latency.request == single.publishedSummary)
         #expect(LoadWorkerReport.merged([]) == nil)
     }
 

@@ -30,6 +30,12 @@
 #ifndef IORING_FEAT_MIN_TIMEOUT
 #define IORING_FEAT_MIN_TIMEOUT (1U << 15)
 #endif
+// A socket's own ephemeral port range (kernel 6.3; glibc 2.36's headers lack it): checked by falling
+// back to the whole range when setsockopt answers ENOPROTOOPT or EINVAL.
+#ifndef IP_LOCAL_PORT_RANGE
+#define IP_LOCAL_PORT_RANGE 51
+#endif
+static const int32_t curing_ip_local_port_range = IP_LOCAL_PORT_RANGE;
 
 // Flags that liburing spells as shifts of enum bits; Swift does not import those macros.
 static const uint8_t curing_iosqe_io_link = IOSQE_IO_LINK;

@@ -42,6 +42,8 @@ struct ClientState {
     var answered: Int = 0
     /// The server announced it closes this connection: send nothing more on it.
     var peerCloses = false
+    /// The source port the worker assigned this connection (`PortPool`), 0 when the kernel chose.
+    var localPort: UInt16 = 0
 }
 
 /// A fixed-capacity FIFO of client numbers (clients waiting for a connect token).

@@ -37,6 +37,18 @@ extension LoadGenerator {
         case silent
     }
 
+    /// Who picks each connection's source port (`Docs/load.md`, "Ramping").
+    public enum LocalPorts: String, Sendable, Codable, CaseIterable {
+        /// The kernel searches the whole ephemeral range for each connect.
+        case kernel
+        /// The kernel searches only the worker's own slice of the range (`IP_LOCAL_PORT_RANGE`,
+        /// kernel 6.3; older kernels fall back to `kernel` with a note).
+        case range
+        /// The generator binds each connection to a port of its own slice, per source address, taking
+        /// the port freed longest ago first: connect checks one 4-tuple and searches nothing.
+        case assign
+    }
+
     /// A load run, as a value: everything `ringstorm load` takes on its command line.
     public struct Configuration: Sendable, Codable {
         /// Where to connect.
@@ -69,6 +81,10 @@ extension LoadGenerator {
         public var reconnectJitter: Double = 0
         /// Local addresses to connect from, round-robin by client (empty: the kernel chooses).
         public var sources: [SocketAddress] = []
+        /// Who picks source ports, and from which ports (nil: the system's ephemeral range,
+        /// `net.ipv4.ip_local_port_range`); `WorkSplit` gives each worker a disjoint slice of it.
+        public var localPorts: LocalPorts = .range
+        public var localPortRange: ClosedRange<Int>?
         public var backend: Backend = .uring
         /// Engine threads; clients and the connect rate are split evenly among them (`WorkSplit`).
         public var threads: Int = 1
@@ -96,6 +112,16 @@ extension LoadGenerator {
         public var maxUnsentBytesPerConnection: Int = 256 * 1024
         /// After the deadline, how long to wait for our own closes to finish.
         package var drainNanoseconds: Int64 = 1_000_000_000
+        /// The time series' interval (`--report-interval`): each worker closes an interval at every
+        /// wall-clock multiple of it (`LoadInterval`).
+        public var reportIntervalNanoseconds: Int64 = 1_000_000_000
+        /// `--shard I/N`: this run is shard `index` (from 0) of `count`; its configuration is already its
+        /// share (`WorkSplit.shard`). Recorded in the report's provenance.
+        public var shard: Shard?
+        /// `--start-at`: the wall clock (Unix ns) every shard starts at; nil: at once.
+        public var startAtNanoseconds: Int64?
+        /// How late past `startAtNanoseconds` a start may be before the report says so.
+        public var startToleranceNanoseconds: Int64 = 100_000_000
         /// `raw` only: the messages and the response framing.
         public var raw = RawOptions()
         /// `http` only: the request and the response limits.

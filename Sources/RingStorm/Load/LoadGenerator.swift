@@ -19,6 +19,8 @@ public final class LoadGenerator: Sendable {
     private let stopFlag = StopFlag()
     /// The kernel's network counters when the run started, for the report's `kernel` delta.
     private let kernelAtStart = Locked(KernelCounters())
+    /// The process's resident set before the engines are made, and at the most connections open.
+    private let memory = MemorySampler()
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -80,17 +82,38 @@ public final class LoadGenerator: Sendable {
     /// The run so far, summed over the workers (as last published, about once a second).
     public var progress: LoadProgress {
         guard let current = workers.withLock({ $0 }) else { return LoadProgress() }
-        return LoadProgress(current.snapshots.compactMap { $0 })
+        let p = LoadProgress(current.snapshots.compactMap { $0 })
+        memory.sample(open: p.open)
+        return p
     }
 
     /// The run so far as one mergeable snapshot (the threads' reports merged exactly, histograms
-    /// included): what a worker process of `load --processes` sends its parent each second.
-    package var snapshot: LoadWorkerSnapshot {
+    /// included), without the time series: what `--metrics` reads.
+    package var snapshot: LoadWorkerSnapshot { snapshot(intervalsSinceMs: .max) }
+
+    /// The run so far, with the intervals that start at `intervalsSinceMs` or later: what a worker
+    /// process of `load --processes` sends its parent each second (the recent intervals only, so a long
+    /// run's messages do not grow, and merging them stays cheap).
+    package func snapshot(intervalsSinceMs since: Int64) -> LoadWorkerSnapshot {
         guard let current = workers.withLock({ $0 }) else { return LoadWorkerSnapshot(report: LoadWorkerReport(backend: configuration.backend)) }
         let snapshots = current.snapshots.compactMap { $0 }
-        let report = LoadWorkerReport.merged(snapshots.map(\.report)) ?? LoadWorkerReport(backend: configuration.backend)
-        return LoadWorkerSnapshot(report: report, open: snapshots.reduce(0) { $0 + $1.open },
+        let reports = snapshots.map { s -> LoadWorkerReport in
+            var r = s.report
+            r.intervals.removeAll { $0.startMs < since }
+            return r
+        }
+        var report = LoadWorkerReport.merged(reports) ?? LoadWorkerReport(backend: configuration.backend)
+        let open = snapshots.reduce(0) { $0 + $1.open }
+        memory.sample(open: open)
+        report.memory = memory.use
+        return LoadWorkerSnapshot(report: report, open: open,
                                   finished: !snapshots.isEmpty && snapshots.allSatisfy(\.finished))
+    }
+
+    /// The intervals after `startMs` every worker has closed, merged: what the live view prints next.
+    package func completedIntervals(after startMs: Int64) -> [LoadInterval] {
+        guard let current = workers.withLock({ $0 }) else { return [] }
+        return LoadSeries.completed(current.snapshots.map { $0.map { ($0.report.intervals, $0.finished) } }, after: startMs)
     }
 
     /// Whether every worker has finished.
@@ -104,7 +127,9 @@ public final class LoadGenerator: Sendable {
     public func waitMergeable() -> LoadWorkerReport {
         guard let current = workers.withLock({ $0 }) else { return LoadWorkerReport(backend: configuration.backend) }
         let finals = current.join().map(\.report)
-        return LoadWorkerReport.merged(finals) ?? LoadWorkerReport(backend: configuration.backend)
+        var report = LoadWorkerReport.merged(finals) ?? LoadWorkerReport(backend: configuration.backend)
+        report.memory = memory.use
+        return report
     }
 
     /// Waits for the workers to finish; the merged report.
@@ -115,6 +140,7 @@ public final class LoadGenerator: Sendable {
     public func waitWithHistograms() -> (report: LoadReport, histograms: LoadWorkerReport.Histograms) {
         let merged = waitMergeable()
         var report = merged.report
+        report.provenance = configuration.provenance(of: merged)
         report.kernel = KernelCounters.read() - kernelAtStart.withLock { $0 }
         return (report, merged.latency)
     }

@@ -1,3 +1,4 @@
+import Glibc
 import RingStormEngine
 
 /// A connection's life: connect, first message, active, and how it ends (a failure counted by phase and
@@ -10,6 +11,29 @@ extension LoadWorker {
         config.sources.isEmpty ? nil : config.sources[c % config.sources.count]
     }
 
+    /// Client `c`'s source address with a port of the worker's own (`LocalPorts.assign`), or as
+    /// `source(of:)` when the worker does not assign ports or its slice is used up (the kernel picks).
+    func sourceWithPort(of c: Int, kernelPicks: Bool) -> SocketAddress? {
+        guard ports != nil, !kernelPicks else { return source(of: c) }
+        let index = config.sources.isEmpty ? 0 : c % config.sources.count
+        guard let port = ports!.take(source: index) else { return source(of: c) }
+        clients[c].localPort = port
+        var address = source(of: c) ?? (config.target.isIPv6 ? SocketAddress(ipv6: in6addr_any, port: 0) : SocketAddress(ipv4Value: 0, port: 0))
+        address.port = port
+        return address
+    }
+
+    /// Client `c`'s connection is gone: its assigned port is free again.
+    func releasePort(of c: Int) {
+        let port = clients[c].localPort
+        guard port != 0, ports != nil else { return }
+        clients[c].localPort = 0
+        ports!.give(port, source: config.sources.isEmpty ? 0 : c % config.sources.count)
+    }
+
+    /// Assigned ports tried for one connect before the kernel picks one.
+    static var portTries: Int { 4 }
+
     func startConnect(_ c: Int, now: Int64) {
         report.connections.attempted += 1
         clients[c].attempt += 1
@@ -21,18 +45,33 @@ extension LoadWorker {
         clients[c].answered = 0
         clients[c].peerCloses = false
         wireStates[c] = wire.newConnection(client: firstClient + c)
-        let id: ConnectionID
+        // An assigned port may still be held by a socket outside our control (a TIME_WAIT left by a
+        // run that did not set SO_REUSEADDR, another program): EADDRINUSE at bind. The port goes to
+        // the back of the queue and the next one is tried; after `portTries` the kernel picks.
         // Timed: socket, bind and (epoll) connect run on this thread, and a port search near exhaustion
         // stalls the whole loop here (the generator's health).
         let callStarted = monotonicNanoseconds()
         defer { report.generator.recordConnectCall(nanoseconds: monotonicNanoseconds() - callStarted) }
-        do {
-            id = try engine.connect(to: config.target, from: source(of: c), timeoutNanoseconds: config.connectTimeoutNanoseconds)
-        } catch {
-            // The socket could not even be made (EMFILE, ENFILE, ...): a connect outcome like any other.
-            clients[c].stage = .connecting
-            fail(c, phase: .connect, FailureOutcome(Outcome(error), in: .connect) ?? .other(error.name), mode: nil)
-            return
+        var id = ConnectionID.none
+        var tries = 0
+        while true {
+            do {
+                id = try engine.connect(to: config.target, from: sourceWithPort(of: c, kernelPicks: tries >= Self.portTries),
+                                        timeoutNanoseconds: config.connectTimeoutNanoseconds)
+                break
+            } catch {
+                let assigned = clients[c].localPort != 0
+                releasePort(of: c)
+                if assigned && error == .addressInUse {
+                    tries += 1
+                    report.generator.portsInUse += 1
+                    continue
+                }
+                // The socket could not even be made (EMFILE, ENFILE, ...): a connect outcome like any other.
+                clients[c].stage = .connecting
+                fail(c, phase: .connect, FailureOutcome(Outcome(error), in: .connect) ?? .other(error.name), mode: nil)
+                return
+            }
         }
         clients[c].connection = id
         clients[c].stage = .connecting
@@ -46,6 +85,7 @@ extension LoadWorker {
             // The engine already released the slot.
             slotClient[Int(clients[c].connection.slot)] = -1
             clients[c].connection = .none
+            releasePort(of: c)
             fail(c, phase: .connect, FailureOutcome(outcome, in: .connect) ?? .other(outcome.name), mode: nil)
             return
         }

@@ -15,7 +15,7 @@ extension LoadWorker {
         // Tick when something is due, not every millisecond: an idle or slow open-loop run would
         // otherwise cost a thousand wake-ups (and io_uring_enter calls) a second per thread.
         var next = wheel.nextDue() ?? .max
-        if !stopping && !queue.isEmpty { next = min(next, now + Self.tickNanoseconds) }  // connect pacing
+        if !stopping && !queue.isEmpty { next = min(next, pacer.nextWake(now: now)) }  // connect pacing
         next = min(next, now + 100_000_000)
         scheduleTick(at: max(next, now), now: now)
     }
@@ -36,25 +36,15 @@ extension LoadWorker {
 
     // MARK: Connect rate
 
-    /// Starts as many queued connects as the token bucket allows (this worker's share of the rate).
-    /// Tokens accrue only while connects wait: a late tick catches up (up to a second's worth), so the
-    /// rate holds on a busy machine, and clients that fail together after a quiet spell do not find a
-    /// heap of tokens saved up.
+    /// Starts the queued connects that are due by this worker's share of the rate (`ConnectPacer`).
     func startConnections(now: Int64) {
         guard !queue.isEmpty else {
-            lastRefill = now
-            tokens = min(tokens, 1)
+            pacer.idle(now: now)
             return
         }
-        if config.connectRate <= 0 {
-            while let c = queue.pop() { startConnect(c, now: now) }
-            return
-        }
-        let elapsed = Double(now - lastRefill) / 1e9
-        lastRefill = now
-        tokens = min(tokens + elapsed * config.connectRate, max(1, config.connectRate))
-        while tokens >= 1, let c = queue.pop() {
-            tokens -= 1
+        let n = pacer.due(now: now, queued: queue.count)
+        for _ in 0..<n {
+            guard let c = queue.pop() else { break }
             startConnect(c, now: now)
         }
     }
@@ -101,6 +91,7 @@ extension LoadWorker {
             let actual = monotonicNanoseconds()
             actualSendTimes[index] = actual
             report.latency.sendLag.record(nanoseconds: actual - intended)
+            intervals.sendLag.record(nanoseconds: actual - intended)
         }
         clients[c].inFlight += 1
         let request = wire.request(sequence: clients[c].sequence, timestamp: intended, &wireStates[c])
@@ -127,6 +118,7 @@ extension LoadWorker {
         clients[c].answered += 1
         report.requests.answered += 1
         report.latency.request.record(from: UInt64(sentAt), to: UInt64(now))
+        intervals.latency.record(from: UInt64(sentAt), to: UInt64(now))
         if case .closedLoop = config.pacing, !stopping { sendRequest(c, intended: now) }
     }
 

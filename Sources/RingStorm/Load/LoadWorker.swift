@@ -14,6 +14,11 @@ struct LoadWorkerPlan: Sendable {
         var plan = self
         // One connection per client at most, plus a few slots of slack for closes still finishing.
         plan.configuration.engine.maxConnections = configuration.connections + 16
+        // The kernel searches only this worker's slice of the ports (`WorkSplit`).
+        if configuration.localPorts == .range, let r = configuration.localPortRange,
+           r.lowerBound >= 1, r.upperBound <= Int(UInt16.max) {
+            plan.configuration.engine.localPortRange = UInt16(r.lowerBound)...UInt16(r.upperBound)
+        }
         struct Make: EngineBody {
             let plan: LoadWorkerPlan
             func run<E: NetworkEngine>(on engine: E) -> any EngineWorker<LoadWorkerSnapshot> {
@@ -67,11 +72,14 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
     var queue: ClientQueue
     var report: LoadWorkerReport
     var open = 0
+    /// The time series: the current interval's counts and request latencies.
+    var intervals: LoadIntervalRecorder
     let log: ConnectionLogWriter?
 
-    /// Connect-rate token bucket.
-    var tokens: Double = 1
-    var lastRefill: Int64 = 0
+    /// When queued connects start (this worker's share of the connect rate).
+    var pacer: ConnectPacer
+    /// Source ports the worker assigns itself (`LocalPorts.assign`), nil otherwise.
+    var ports: PortPool?
 
     var stopping = false
     /// After the deadline: connections still waiting for answers before they close.
@@ -111,7 +119,13 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         wheel = DeadlineWheel(clients: clientCount, tickNanoseconds: Self.tickNanoseconds, now: monotonicNanoseconds())
         queue = ClientQueue(capacity: clientCount)
         report = LoadWorkerReport(backend: engine.backend)
+        report.intervalMs = config.reportIntervalNanoseconds / 1_000_000
+        intervals = LoadIntervalRecorder(intervalNanoseconds: config.reportIntervalNanoseconds, now: UInt64(monotonicNanoseconds()))
         log = plan.logFile.map { ConnectionLogWriter(fd: $0.fd) }
+        pacer = ConnectPacer(ratePerSecond: config.connectRate, now: monotonicNanoseconds())
+        if config.localPorts == .assign, let range = config.localPortRange {
+            ports = PortPool(sources: max(config.sources.count, 1), ports: range)
+        }
     }
 
     deinit {
@@ -121,6 +135,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         sendTimes.deallocate()
         actualSendTimes.deallocate()
         queue.deallocate()
+        ports?.deallocate()
     }
 
     /// This worker's report so far. Made on the worker's own thread (its CPU time is this thread's).
@@ -143,8 +158,15 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
     // MARK: The run
 
     func run(until stop: StopFlag, publish: (LoadWorkerSnapshot) -> Void) {
+        if let startAt = config.startAtNanoseconds {
+            // --start-at: every shard's workers wait for the same wall-clock instant, engines set up.
+            let late = StartTime.wait(until: startAt) { stop.isStopped }
+            report.startLateByMs = Double(late / 1000) / 1000
+        }
+        report.startedAtMs = wallClockNanoseconds() / 1_000_000
         startedAt = monotonicNanoseconds()
-        lastRefill = startedAt
+        intervals = LoadIntervalRecorder(intervalNanoseconds: config.reportIntervalNanoseconds, now: UInt64(startedAt))
+        pacer = ConnectPacer(ratePerSecond: config.connectRate, now: startedAt)
         let deadline = startedAt + config.durationNanoseconds
         for c in 0..<clientCount { queue.push(c) }
         startConnections(now: startedAt)
@@ -153,18 +175,29 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         var now = startedAt
         while !stop.isStopped && now < deadline {
             do {
-                try engine.poll(timeoutNanoseconds: min(100_000_000, max(deadline - now, 0))) { event in handle(event) }
+                let untilInterval = max(Int64(intervals.nextBoundary) - now, 0)
+                try engine.poll(timeoutNanoseconds: min(100_000_000, untilInterval, max(deadline - now, 0))) { event in handle(event) }
             } catch {
                 break
             }
             now = monotonicNanoseconds()
             tickForNewDeadlines(now: now)
-            if now >= nextPublish {
+            var closed = false
+            while now >= Int64(intervals.nextBoundary) {
+                intervals.close(into: &report, open: open)
+                closed = true
+            }
+            // Published at least once a second, and at each interval's end but at most every 50 ms: the
+            // live view prints whole intervals, so publishing late delays a line but never skews it.
+            if now >= nextPublish || (closed && now >= nextPublish - 950_000_000) {
                 nextPublish = now + 1_000_000_000
                 publish(snapshot)
             }
         }
         finishedAt = min(monotonicNanoseconds(), deadline)
+        // The last (partial) interval takes the answers that come in while the run drains too, so the
+        // series adds up to the totals; its `open` is the count at the deadline, before the closes.
+        let openAtDeadline = open
         // The end: no new requests; connections with answers still due get them first (up to the drain
         // time), so we close with nothing unread and the server sees FIN, not the RST a close with
         // unread bytes sends. The rest close at once.
@@ -182,6 +215,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         while engine.openConnections > 0 && monotonicNanoseconds() < closedUntil {
             do { try engine.poll(timeoutNanoseconds: 10_000_000) { event in handle(event) } } catch { break }
         }
+        intervals.close(into: &report, open: openAtDeadline)
         log?.flush()
         report.connectionsLogFailure = log?.failure
         cpuAtSnapshot = threadCPUSeconds()
@@ -227,6 +261,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
             guard let c = client(of: event.connection) else { return }
             slotClient[Int(event.connection.slot)] = -1
             clients[c].connection = .none
+            releasePort(of: c)
             if clients[c].stage == .closing { lifecycleEnded(c, now: monotonicNanoseconds()) }
         case .accepted, .acceptFailed:
             break

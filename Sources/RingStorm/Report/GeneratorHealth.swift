@@ -18,6 +18,9 @@ extension LoadReport {
         public var lateTicks = 0
         /// The latest a tick ran after it was due, µs (the worst stall of the loop).
         public var maxLagMicroseconds = 0
+        /// Source ports the generator assigned (`--local-ports assign`) that bind found taken (a
+        /// TIME_WAIT left without SO_REUSEADDR, another program): each cost a retry with the next port.
+        public var portsInUse = 0
         /// Total time inside submits (see above), µs, over all workers.
         public var submitMicroseconds = 0
         /// Total time inside `connect` calls, µs, and the longest single one.
@@ -47,6 +50,7 @@ extension LoadReport {
             case ticks
             case lateTicks = "late_ticks"
             case maxLagMicroseconds = "max_lag_us"
+            case portsInUse = "ports_in_use"
             case submitMicroseconds = "submit_us"
             case connectCallMicroseconds = "connect_call_us"
             case maxConnectCallMicroseconds = "max_connect_call_us"
@@ -61,6 +65,7 @@ extension LoadReport {
             ticks = try c.decode(Int.self, forKey: .ticks)
             lateTicks = try c.decode(Int.self, forKey: .lateTicks)
             maxLagMicroseconds = try c.decode(Int.self, forKey: .maxLagMicroseconds)
+            portsInUse = try c.decodeIfPresent(Int.self, forKey: .portsInUse) ?? 0
             // Reports written before these fields existed have none.
             submitMicroseconds = try c.decodeIfPresent(Int.self, forKey: .submitMicroseconds) ?? 0
             connectCallMicroseconds = try c.decodeIfPresent(Int.self, forKey: .connectCallMicroseconds) ?? 0
@@ -93,6 +98,7 @@ extension LoadReport {
             ticks += other.ticks
             lateTicks += other.lateTicks
             maxLagMicroseconds = max(maxLagMicroseconds, other.maxLagMicroseconds)
+            portsInUse += other.portsInUse
             submitMicroseconds += other.submitMicroseconds
             connectCallMicroseconds += other.connectCallMicroseconds
             maxConnectCallMicroseconds = max(maxConnectCallMicroseconds, other.maxConnectCallMicroseconds)

@@ -115,6 +115,21 @@ public struct LatencyRecorder: Sendable, Equatable {
         return text
     }
 
+    /// Records `count` values of `value` without counting clamps: a decoder rebuilding a histogram.
+    package mutating func restore(_ value: UInt64, count: UInt64) {
+        histogram.record(value, count: count)
+    }
+
+    /// The histogram in HdrHistogram's compressed V2 encoding, base64 (`HdrHistogramEncoding`).
+    public var encoded: String { HdrHistogramEncoding.encode(self) }
+
+    /// count, p50, p90, p99, p99.9, max and the whole histogram, encoded: what a report publishes.
+    public var publishedSummary: LatencySummary {
+        var s = summary
+        s.histogram = encoded
+        return s
+    }
+
     // MARK: Serialized form
 
     /// The recorder as data that restores it exactly (see `HistogramSnapshot`).
@@ -212,6 +227,10 @@ public struct LatencySummary: Codable, Sendable, Equatable {
     /// bucket, so to within 0.1%). Next to the percentiles they show a skew: a mean far above p50 is a tail.
     public var mean: Double = 0
     public var standardDeviation: Double = 0
+    /// The whole histogram in HdrHistogram's compressed V2 encoding, base64 ("HISTFAAA..."): what
+    /// `ringstorm merge` adds exactly and other HdrHistogram libraries read. Absent in reports written
+    /// before it existed (those cannot be merged).
+    public var histogram: String?
 
     public init(count: Int = 0, p50: UInt64 = 0, p90: UInt64 = 0, p99: UInt64 = 0, p999: UInt64 = 0, max: UInt64 = 0,
                 mean: Double = 0, standardDeviation: Double = 0) {
@@ -226,8 +245,14 @@ public struct LatencySummary: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case count, p50, p90, p99, p999, max, mean
+        case count, p50, p90, p99, p999, max, mean, histogram
         case standardDeviation = "stddev"
+    }
+
+    /// The histogram this summary publishes, with its exact maximum; nil when it carries none.
+    package func recorder() throws(HdrHistogramEncoding.Invalid) -> LatencyRecorder? {
+        guard let histogram else { return nil }
+        return try HdrHistogramEncoding.decode(histogram, exactMaximum: max)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -241,6 +266,7 @@ public struct LatencySummary: Codable, Sendable, Equatable {
         // Reports written before these fields existed have none.
         mean = try c.decodeIfPresent(Double.self, forKey: .mean) ?? 0
         standardDeviation = try c.decodeIfPresent(Double.self, forKey: .standardDeviation) ?? 0
+        histogram = try c.decodeIfPresent(String.self, forKey: .histogram)
     }
 
     /// To 0.1 µs, so the JSON shows no float noise.

@@ -161,12 +161,23 @@ public struct LoadReport: Codable, Sendable, Equatable {
     public var failedWorkers: [FailedWorker] = []
     /// How late the generator's own loop ran (see `Generator`).
     public var generator = Generator()
+    /// User memory per connection (see `MemoryUse`); absent where /proc was unreadable.
+    public var memory: MemoryUse?
     /// `--protocol http`: final responses by status class (a non-2xx is an answer, not a success).
     /// Absent for other protocols.
     public var http: HTTPStatusCounts?
     /// The connections log could not be written (a full disk, an I/O error): the first errno and the
     /// lines lost. Absent when every line was written (or there was no log).
     public var connectionsLogFailure: ConnectionsLogFailure?
+    /// The per-interval time series (`--report-interval`), aligned to wall-clock multiples of the interval.
+    public var intervals: [LoadInterval] = []
+    /// The interval of `intervals`, milliseconds (absent in reports written before the series existed).
+    public var intervalMs: Int64?
+    /// Who made this report: version, host, shard, start, kernel, configuration. Absent in a merged report,
+    /// which lists its inputs' under `mergedFrom`.
+    public var provenance: Provenance?
+    /// A merged report: the provenance of each report merged, in the order given.
+    public var mergedFrom: [Provenance]?
 
     /// Why lines of the connections log were lost.
     public struct ConnectionsLogFailure: Codable, Sendable, Hashable {
@@ -217,6 +228,11 @@ public struct LoadReport: Codable, Sendable, Equatable {
         case generator
         case http
         case connectionsLogFailure = "connections_log_failure"
+        case intervals
+        case intervalMs = "interval_ms"
+        case provenance
+        case mergedFrom = "merged_from"
+        case memory
     }
 
     public init(from decoder: any Decoder) throws {
@@ -236,6 +252,11 @@ public struct LoadReport: Codable, Sendable, Equatable {
         generator = try c.decodeIfPresent(Generator.self, forKey: .generator) ?? Generator()
         http = try c.decodeIfPresent(HTTPStatusCounts.self, forKey: .http)
         connectionsLogFailure = try c.decodeIfPresent(ConnectionsLogFailure.self, forKey: .connectionsLogFailure)
+        intervals = try c.decodeIfPresent([LoadInterval].self, forKey: .intervals) ?? []
+        intervalMs = try c.decodeIfPresent(Int64.self, forKey: .intervalMs)
+        provenance = try c.decodeIfPresent(Provenance.self, forKey: .provenance)
+        mergedFrom = try c.decodeIfPresent([Provenance].self, forKey: .mergedFrom)
+        memory = try c.decodeIfPresent(MemoryUse.self, forKey: .memory)
     }
 
     /// The JSON document, keys sorted.
@@ -277,8 +298,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         }
 
         public var summaries: LoadReport.Latencies {
-            .init(connect: connect.summary, register: register.summary, request: request.summary,
-                  sendLag: sendLag.summary, response: response.summary)
+            .init(connect: connect.publishedSummary, register: register.publishedSummary, request: request.publishedSummary,
+                  sendLag: sendLag.publishedSummary, response: response.publishedSummary)
         }
     }
 
@@ -303,6 +324,15 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     public var generator = LoadReport.Generator()
     /// Lines of the connections log lost to failed writes.
     public var connectionsLogFailure: LoadReport.ConnectionsLogFailure?
+    /// The per-interval series, aligned by wall-clock start (`LoadSeries`), and its interval in ms.
+    public var intervals: [LoadInterval] = []
+    public var intervalMs: Int64?
+    /// When the run started (wall clock, Unix ms; a merge keeps the earliest) and, with `--start-at`,
+    /// how late past it (ms; a merge keeps the latest start).
+    public var startedAtMs: Int64?
+    public var startLateByMs: Double?
+    /// The process's user memory per connection (set per process, not per thread: see `MemorySampler`).
+    public var memory: MemoryUse?
 
     public init(backend: String, durationSeconds: Double = 0) {
         self.backend = backend
@@ -318,7 +348,18 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     public mutating func merge(_ other: LoadWorkerReport) {
         if backend != other.backend { backend = "mixed" }
         durationSeconds = max(durationSeconds, other.durationSeconds)
+        let peaks = max(connections.peakOpen, other.connections.peakOpen)
+        let hasSeries = !intervals.isEmpty || !other.intervals.isEmpty
         connections.merge(other.connections)
+        if hasSeries {
+            // With time series, the peak is the most open at one instant of the aligned series (each
+            // worker's own peak is a floor too): a sum of peaks would count workers that peaked apart.
+            intervals = LoadSeries.merged(intervals, other.intervals)
+            connections.peakOpen = max(peaks, LoadSeries.peakOpen(intervals))
+        }
+        intervalMs = intervalMs ?? other.intervalMs
+        if let a = startedAtMs, let b = other.startedAtMs { startedAtMs = min(a, b) } else { startedAtMs = startedAtMs ?? other.startedAtMs }
+        if let a = startLateByMs, let b = other.startLateByMs { startLateByMs = max(a, b) } else { startLateByMs = startLateByMs ?? other.startLateByMs }
         requests.merge(other.requests)
         outcomes.merge(other.outcomes)
         latency.merge(other.latency)
@@ -328,6 +369,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         workers += other.workers
         generator.merge(other.generator)
         connectionsLogFailure = .merged(connectionsLogFailure, other.connectionsLogFailure)
+        memory = .merged(memory, other.memory)
     }
 
     public static func + (a: LoadWorkerReport, b: LoadWorkerReport) -> LoadWorkerReport {
@@ -352,6 +394,9 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         report.generator = generator
         report.http = http.total > 0 ? http : nil
         report.connectionsLogFailure = connectionsLogFailure
+        report.intervals = intervals
+        report.intervalMs = intervalMs
+        report.memory = memory
         return report
     }
 
@@ -365,6 +410,32 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         case generator
         case http
         case connectionsLogFailure = "connections_log_failure"
+        case memory
+        case intervals
+        case intervalMs = "interval_ms"
+        case startedAtMs = "started_at_ms"
+        case startLateByMs = "start_late_by_ms"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        startedAtMs = try c.decodeIfPresent(Int64.self, forKey: .startedAtMs)
+        startLateByMs = try c.decodeIfPresent(Double.self, forKey: .startLateByMs)
+        backend = try c.decode(String.self, forKey: .backend)
+        durationSeconds = try c.decode(Double.self, forKey: .durationSeconds)
+        connections = try c.decode(LoadReport.Connections.self, forKey: .connections)
+        requests = try c.decode(LoadReport.Requests.self, forKey: .requests)
+        outcomes = try c.decode(PhaseOutcomes.self, forKey: .outcomes)
+        latency = try c.decode(Histograms.self, forKey: .latency)
+        syscalls = try c.decode(Int.self, forKey: .syscalls)
+        workers = try c.decode(Int.self, forKey: .workers)
+        serverErrors = try c.decode([String: Int].self, forKey: .serverErrors)
+        generator = try c.decode(LoadReport.Generator.self, forKey: .generator)
+        http = try c.decode(HTTPStatusCounts.self, forKey: .http)
+        connectionsLogFailure = try c.decodeIfPresent(LoadReport.ConnectionsLogFailure.self, forKey: .connectionsLogFailure)
+        intervals = try c.decodeIfPresent([LoadInterval].self, forKey: .intervals) ?? []
+        intervalMs = try c.decodeIfPresent(Int64.self, forKey: .intervalMs)
+        memory = try c.decodeIfPresent(MemoryUse.self, forKey: .memory)
     }
 
     /// Compact JSON on one line (no newline inside), for a pipe from worker to parent.

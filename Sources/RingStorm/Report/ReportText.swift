@@ -60,9 +60,13 @@ extension LoadReport {
                 .map { "\($0) \(ReportFormat.count(serverErrors[$0]!))" }.joined(separator: ", "))
         }
         for warning in generator.warnings(sendLag: latency.sendLag) { lines.append(label("warning") + warning) }
+        if let late = provenance?.startLateByMs {
+            lines.append(label("warning") + "started \(ReportFormat.count(Int(late.rounded()))) ms after --start-at: this shard's load began late")
+        }
         lines.append(label("syscalls") + ReportFormat.count(syscalls.total)
             + (requests.answered > 0 ? " (" + ReportFormat.decimal(syscalls.perRequest, places: 2) + " per request)" : ""))
         if generator.ticks > 0 || generator.cpuSeconds > 0 { lines.append(label("generator") + generator.text) }
+        if let memory { lines.append(label("memory") + memory.text) }
         lines += kernelLines(kernel)
         return lines.joined(separator: "\n")
     }
@@ -125,6 +129,7 @@ extension ServerReport {
         lines.append(label("requests") + requestLine)
         lines.append(label("syscalls") + ReportFormat.count(syscalls)
             + (requests > 0 ? " (" + ReportFormat.decimal(syscallSummary.perRequest, places: 2) + " per request)" : ""))
+        if let memory { lines.append(label("memory") + memory.text) }
         lines += kernelLines(kernel)
         return lines.joined(separator: "\n")
     }

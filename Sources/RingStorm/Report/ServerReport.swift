@@ -49,6 +49,13 @@ public struct ServerReport: Sendable, Equatable {
     public var complete = true
     /// The worker processes that failed, and how (empty when complete).
     public var failedWorkers: [FailedWorker] = []
+    /// The per-interval series (`--report-interval`, wall-clock aligned; `ServerInterval`) and its interval.
+    public var intervals: [ServerInterval] = []
+    public var intervalMs: Int64?
+    /// Who made the report (absent in a worker's partial report and in a merged one).
+    public var provenance: Provenance?
+    /// User memory per connection (see `MemoryUse`): set per process, summed over worker processes.
+    public var memory: MemoryUse?
 
     public init(backend: String, durationSeconds: Double = 0) {
         self.backend = backend
@@ -71,6 +78,9 @@ public struct ServerReport: Sendable, Equatable {
     public mutating func merge(_ other: ServerReport) {
         if backend != other.backend { backend = "mixed" }
         durationSeconds = max(durationSeconds, other.durationSeconds)
+        let peaks = max(peakOpen, other.peakOpen)
+        let hasSeries = !intervals.isEmpty || !other.intervals.isEmpty
+        intervalMs = intervalMs ?? other.intervalMs
         // System-wide counters over overlapping windows: summing would count them once per worker.
         if kernel == nil { kernel = other.kernel }
         for (field, _) in Self.counters { self[keyPath: field] += other[keyPath: field] }
@@ -79,6 +89,12 @@ public struct ServerReport: Sendable, Equatable {
         if let bytes = other.bytesEchoed { bytesEchoed = (bytesEchoed ?? 0) + bytes }
         complete = complete && other.complete
         failedWorkers += other.failedWorkers
+        if hasSeries {
+            // As for load reports: the peak is the most open at one instant of the aligned series.
+            intervals = ServerInterval.merged(intervals, other.intervals)
+            peakOpen = max(peaks, intervals.map(\.open).max() ?? 0)
+        }
+        memory = .merged(memory, other.memory)
     }
 
     public static func + (a: ServerReport, b: ServerReport) -> ServerReport {
@@ -121,6 +137,10 @@ extension ServerReport: Codable {
         case kernel
         case complete
         case failedWorkers = "failed_workers"
+        case intervals
+        case intervalMs = "interval_ms"
+        case provenance
+        case memory
     }
 
     /// The plain counts, each with its key: the one list that `merge` sums and the JSON writes and reads.
@@ -143,6 +163,10 @@ extension ServerReport: Codable {
         try c.encodeIfPresent(kernel, forKey: .kernel)
         try c.encode(complete, forKey: .complete)
         try c.encode(failedWorkers, forKey: .failedWorkers)
+        try c.encode(intervals, forKey: .intervals)
+        try c.encodeIfPresent(intervalMs, forKey: .intervalMs)
+        try c.encodeIfPresent(provenance, forKey: .provenance)
+        try c.encodeIfPresent(memory, forKey: .memory)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -157,5 +181,9 @@ extension ServerReport: Codable {
         kernel = try c.decodeIfPresent(KernelCounters.self, forKey: .kernel)
         complete = try c.decodeIfPresent(Bool.self, forKey: .complete) ?? true
         failedWorkers = try c.decodeIfPresent([FailedWorker].self, forKey: .failedWorkers) ?? []
+        intervals = try c.decodeIfPresent([ServerInterval].self, forKey: .intervals) ?? []
+        intervalMs = try c.decodeIfPresent(Int64.self, forKey: .intervalMs)
+        provenance = try c.decodeIfPresent(Provenance.self, forKey: .provenance)
+        memory = try c.decodeIfPresent(MemoryUse.self, forKey: .memory)
     }
 }

@@ -107,7 +107,7 @@ extension EngineConfiguration: Codable {
     private enum CodingKeys: String, CodingKey {
         case maxConnections, submissionQueueEntries, completionQueueEntries, receiveBufferCount, receiveBufferSize
         case maxPendingBytesPerConnection, deferTaskRun, batchWaitMicroseconds, batchSize, noDelay
-        case closeTimeoutNanoseconds
+        case closeTimeoutNanoseconds, localPortLow, localPortHigh
     }
 
     public init(from decoder: any Decoder) throws {
@@ -124,6 +124,10 @@ extension EngineConfiguration: Codable {
         batchSize = try c.decode(UInt32.self, forKey: .batchSize)
         noDelay = try c.decode(Bool.self, forKey: .noDelay)
         closeTimeoutNanoseconds = try c.decodeIfPresent(Int64.self, forKey: .closeTimeoutNanoseconds) ?? closeTimeoutNanoseconds
+        if let low = try c.decodeIfPresent(UInt16.self, forKey: .localPortLow),
+           let high = try c.decodeIfPresent(UInt16.self, forKey: .localPortHigh), low <= high {
+            localPortRange = low...high
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -138,6 +142,8 @@ extension EngineConfiguration: Codable {
         try c.encode(batchWaitMicroseconds, forKey: .batchWaitMicroseconds)
         try c.encode(batchSize, forKey: .batchSize)
         try c.encode(noDelay, forKey: .noDelay)
+        try c.encodeIfPresent(localPortRange?.lowerBound, forKey: .localPortLow)
+        try c.encodeIfPresent(localPortRange?.upperBound, forKey: .localPortHigh)
         try c.encode(closeTimeoutNanoseconds, forKey: .closeTimeoutNanoseconds)
     }
 }

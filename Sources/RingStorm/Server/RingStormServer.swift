@@ -21,7 +21,11 @@ public final class RingStormServer: Sendable {
     private let restoreLimit: Int?
     /// The kernel's network counters when the server started, for the report's `kernel` delta.
     private let kernelAtStart = KernelCounters.read()
+    /// When it started, wall clock (Unix ms), for the report's provenance.
+    private let startedAtMs = wallClockNanoseconds() / 1_000_000
     private let finished: Locked<ServerReport?>
+    /// The process's resident set before the engines are made, and at the most connections open.
+    private let memory = MemorySampler()
 
     /// Lowers the descriptor limit if asked, starts the threads and returns once every one listens.
     public init(configuration: Configuration) throws(ServerError) {
@@ -59,6 +63,8 @@ public final class RingStormServer: Sendable {
     public var progress: ServerSnapshot {
         var s = workers.snapshots.compactMap { $0 }.reduce(ServerSnapshot(backend: configuration.backend), +)
         s.report.durationSeconds = elapsedSeconds
+        memory.sample(open: s.openConnections)
+        s.report.memory = memory.use
         return s
     }
 
@@ -79,6 +85,8 @@ public final class RingStormServer: Sendable {
             var r = s.report
             r.durationSeconds = elapsedSeconds
             r.kernel = KernelCounters.read() - kernelAtStart
+            r.provenance = configuration.provenance(startedAtMs: startedAtMs)
+            r.memory = memory.use
             saved = r
             return r
         }

@@ -24,6 +24,8 @@ final class ServerWorker<Engine: NetworkEngine, Proto: ServerProtocol>: Listenin
     private let ticksPerPublish: Int
     private var ticksSincePublish = 0
     private var publishDue = false
+    /// The time series' interval clock.
+    private var intervals: ServerIntervalRecorder
 
     /// The time, read once per batch of events (at the first event after each `poll` started) and at
     /// every tick: deadlines are exact to about one tick anyway.
@@ -47,6 +49,9 @@ final class ServerWorker<Engine: NetworkEngine, Proto: ServerProtocol>: Listenin
         gate = AcceptGate(policy: configuration.onEMFILE, backoffNanoseconds: configuration.pauseBackoff.nanoseconds)
         registerTimeout = Proto.registers ? configuration.registerTimeout.nanoseconds : 0
         idleTimeout = configuration.idleTimeout.nanoseconds
+        let seriesEvery = configuration.reportInterval.nanoseconds > 0 ? configuration.reportInterval.nanoseconds : 1_000_000_000
+        intervals = ServerIntervalRecorder(intervalNanoseconds: seriesEvery, now: UInt64(now), backend: engine.backend.rawValue)
+        counts.pointee.intervalMs = max(seriesEvery, 1_000_000) / 1_000_000
         let publishEvery = min(max(configuration.reportInterval.nanoseconds, tickNanoseconds), 1_000_000_000)
         ticksPerPublish = max(Int(publishEvery / tickNanoseconds), 1)
     }
@@ -81,9 +86,17 @@ final class ServerWorker<Engine: NetworkEngine, Proto: ServerProtocol>: Listenin
                 publish(s)
                 return
             }
+            if UInt64(monotonicNanoseconds()) >= intervals.nextBoundary { closeInterval() }
             if publishDue { publishDue = false; publish(snapshot) }
         }
+        closeInterval()
         publish(snapshot)
+    }
+
+    /// Closes the time series' current interval into the counts (once per `--report-interval`).
+    private func closeInterval() {
+        let s = snapshot
+        counts.pointee.intervals.append(intervals.close(s.report, open: s.openConnections))
     }
 
     // MARK: Events

@@ -54,6 +54,19 @@ public struct KernelCounters: Codable, Sendable, Equatable {
         return c
     }
 
+    /// Two hosts' counters together (`ringstorm merge` of shards on different machines).
+    public static func + (a: KernelCounters, b: KernelCounters) -> KernelCounters {
+        var d = KernelCounters()
+        d.backlogDrops = a.backlogDrops + b.backlogDrops
+        d.retransmits = a.retransmits + b.retransmits
+        d.timeouts = a.timeouts + b.timeouts
+        d.listenOverflows = a.listenOverflows + b.listenOverflows
+        d.listenDrops = a.listenDrops + b.listenDrops
+        d.abortsOnClose = a.abortsOnClose + b.abortsOnClose
+        d.synCookiesSent = a.synCookiesSent + b.synCookiesSent
+        return d
+    }
+
     /// What changed between two readings.
     public static func - (after: KernelCounters, before: KernelCounters) -> KernelCounters {
         var d = KernelCounters()

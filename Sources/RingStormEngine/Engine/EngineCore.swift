@@ -16,6 +16,8 @@ public final class EngineCore {
     package let generations: FlatArray<UInt32>
     package let connections: FlatArray<Connection>
     package var listeners: [Listener] = []
+    /// `IP_LOCAL_PORT_RANGE`'s value for client sockets (0: none, or the kernel refused it once).
+    private var localPortRange: UInt32 = 0
     private var timers = TimerQueue()
     /// Connections with queued bytes to send at the next flush, and the list swapped in while it runs
     /// (a handler called during the flush may queue more), so neither allocates.
@@ -32,6 +34,7 @@ public final class EngineCore {
 
     package init(backend: Backend, configuration: EngineConfiguration) {
         self.configuration = configuration
+        localPortRange = LocalPortRange.optionValue(configuration.localPortRange)
         stats = EngineStatistics(backend: backend)
         slots = SlotAllocator(capacity: configuration.maxConnections)
         generations = slots.generations
@@ -115,7 +118,13 @@ public final class EngineCore {
     /// The start of every connect: the socket (bound to `source` if given) and a slot for it, connecting.
     /// Out of slots, the socket is closed and EMFILE thrown, as if the descriptor table itself were full.
     package func openClient(to destination: SocketAddress, from source: SocketAddress?) throws(Errno) -> ConnectionID {
-        let fd = try openClientSocket(to: destination, from: source, noDelay: configuration.noDelay, syscalls: counters)
+        var refused: Errno?
+        let fd = try openClientSocket(to: destination, from: source, noDelay: configuration.noDelay,
+                                      portRange: localPortRange, rangeRefused: &refused, syscalls: counters)
+        if let refused {
+            localPortRange = 0
+            stats.notes.append("IP_LOCAL_PORT_RANGE refused (\(refused.name)): the kernel (before 6.3) searches the whole ephemeral port range")
+        }
         guard let id = slots.allocate() else {
             counters.close(fd)
             stats.slotExhaustions += 1

@@ -1,3 +1,4 @@
+import CURing
 import Glibc
 
 /// A listening socket and the spare descriptor kept for shedding.
@@ -72,23 +73,56 @@ public func bindFailureHint(_ error: Errno, _ address: SocketAddress) -> String 
     }
 }
 
-/// Opens the non-blocking client socket for a connect, bound to `source` if given. With a source
-/// address, `IP_BIND_ADDRESS_NO_PORT` defers the port choice to connect, so each source address gets
-/// its own 28,232 ephemeral ports per destination instead of sharing bind's global pool.
+/// Opens the non-blocking client socket for a connect, bound to `source` if given.
+/// - A source without a port: `IP_BIND_ADDRESS_NO_PORT` defers the port choice to connect, so each
+///   source address gets its own 28,232 ephemeral ports per destination instead of sharing bind's
+///   global pool.
+/// - A source with a port (the caller assigns ports itself): `SO_REUSEADDR` lets the bind take a port
+///   whose earlier connection waits in TIME_WAIT; connect then checks only that one 4-tuple (and the
+///   kernel may reuse the TIME_WAIT one as `net.ipv4.tcp_tw_reuse` allows) instead of searching.
+/// - `portRange` (`low | high << 16`, 0 for none) narrows the kernel's search to a slice
+///   (`IP_LOCAL_PORT_RANGE`); a kernel that refuses it sets `rangeRefused` and the socket goes on without.
 func openClientSocket(to destination: SocketAddress, from source: SocketAddress?, noDelay: Bool,
-                      syscalls: Counters) throws(Errno) -> Int32 {
+                      portRange: UInt32, rangeRefused: inout Errno?, syscalls: Counters) throws(Errno) -> Int32 {
     let fd: Int32
     switch syscalls.socket(family: destination.family, type: Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue)) {
     case .success(let s): fd = s
     case .failure(let e): throw e
     }
     if noDelay { _ = syscalls.setFlag(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY) }
+    let explicitPort = source.map { $0.port != 0 } ?? false
+    if portRange != 0 && !explicitPort && !destination.isIPv6 {
+        if case .failure(let e) = syscalls.setOption(fd, level: Int32(IPPROTO_IP), name: curing_ip_local_port_range, value: portRange),
+           LocalPortRange.isUnsupported(e) {
+            rangeRefused = e
+        }
+    }
     if let source {
-        if !source.isIPv6 { _ = syscalls.setFlag(fd, level: Int32(IPPROTO_IP), name: IP_BIND_ADDRESS_NO_PORT) }
+        if explicitPort {
+            _ = syscalls.setFlag(fd, level: SOL_SOCKET, name: SO_REUSEADDR)
+        } else if !source.isIPv6 {
+            _ = syscalls.setFlag(fd, level: Int32(IPPROTO_IP), name: IP_BIND_ADDRESS_NO_PORT)
+        }
         if case .failure(let e) = syscalls.bind(fd, to: source) {
             syscalls.close(fd)
             throw e
         }
     }
     return fd
+}
+
+/// The per-socket ephemeral port range (`IP_LOCAL_PORT_RANGE`, kernel 6.3) as the kernel takes it,
+/// and the one decision of when to stop asking for it.
+package enum LocalPortRange {
+    /// The option's value: the low bound in the lower 16 bits, the high bound in the upper.
+    package static func optionValue(_ range: ClosedRange<UInt16>?) -> UInt32 {
+        guard let range else { return 0 }
+        return UInt32(range.lowerBound) | UInt32(range.upperBound) << 16
+    }
+
+    /// A kernel before 6.3 does not know the option (ENOPROTOOPT); one that knows it but not the value
+    /// answers EINVAL. Either way asking again for every socket is pointless: fall back to the whole range.
+    package static func isUnsupported(_ error: Errno) -> Bool {
+        error == Errno(rawValue: ENOPROTOOPT) || error == Errno(rawValue: EINVAL)
+    }
 }

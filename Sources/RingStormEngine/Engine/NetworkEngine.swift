@@ -99,6 +99,11 @@ public struct EngineConfiguration: Sendable {
     public var batchSize: UInt32 = 64
     /// Set TCP_NODELAY on accepted and connected sockets.
     public var noDelay: Bool = true
+    /// Connects whose source port is left to the kernel search only this slice of the ephemeral
+    /// range (`IP_LOCAL_PORT_RANGE`, kernel 6.3): workers given disjoint slices never probe each
+    /// other's ports. nil: the whole range. An older kernel refuses it once; the engine then notes it
+    /// and uses the whole range.
+    public var localPortRange: ClosedRange<UInt16>? = nil
 
     public init() {}
 }

@@ -32,7 +32,9 @@ public final class UringDriver: EngineDriver {
     private var starved: [ConnectionID] = []
 
     /// Per-slot memory the kernel reads after submission: connect addresses and link timeouts.
-    private let connectAddresses: UnsafeMutablePointer<sockaddr_storage>
+    /// Per slot, the destination a connect SQE points at (the kernel reads it when it runs the connect):
+    /// a `sockaddr_in6` holds either family in 28 bytes, where a `sockaddr_storage` took 128 per slot.
+    private let connectAddresses: UnsafeMutablePointer<sockaddr_in6>
     private let connectTimeouts: UnsafeMutablePointer<__kernel_timespec>
     private var waitTimeout = __kernel_timespec()
     private var waitArgument = io_uring_getevents_arg()
@@ -256,7 +258,7 @@ public final class UringDriver: EngineDriver {
         if deadline > 0 { reserveSQEs(2) }
         connections[i].operationsInFlight += 1
         destination.withSockAddr { sa, len in
-            UnsafeMutableRawPointer(connectAddresses + i).copyMemory(from: sa, byteCount: Int(len))
+            UnsafeMutableRawPointer(connectAddresses + i).copyMemory(from: sa, byteCount: min(Int(len), MemoryLayout<sockaddr_in6>.size))
         }
         let sqe = nextSQE()
         connectAddresses.advanced(by: i).withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
@@ -395,6 +397,7 @@ public final class UringDriver: EngineDriver {
             case .noBuffers:
                 counters.record(.receive, .noBuffers)
                 core.stats.bufferExhaustions += 1
+                buffers.grow()
                 if connections[i].receive == .idle {
                     connections[i].receive = .starved
                     starved.append(data.connection)
