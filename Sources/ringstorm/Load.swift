@@ -693,9 +693,9 @@ extension LoadRunFailure {
         switch self {
         case .refused(let target):
             "\(self) (start one: ringstorm serve --listen \(target))"
-        case .noResponseParsed(let errors, let spoken):
+        case .noResponseParsed(let errors, let spoken, let likely):
             "connections were established but no response parsed (\(ReportFormat.count(errors)) protocol errors): "
-                + "does the server speak --protocol \(spoken)?" + Self.mismatchHint(spoken)
+                + "does the server speak --protocol \(spoken)?" + Self.mismatchHint(spoken, likely: likely)
         case .connectionsLogFailed(let path, let error, let lost):
             "--connections-log \(path): write failed: \(error); \(ReportFormat.count(lost)) line\(lost == 1 ? "" : "s") lost; "
                 + "free space or name another file"

@@ -323,7 +323,8 @@ struct Serve: ParsableCommand {
             throw RunFailure(failure?.description ?? "no worker process sent a report")
         }
         report.kernel = KernelCounters.read() - kernelAtStart
-        report.provenance = configuration.provenance(startedAtMs: startedAtMs)
+        report.provenance = configuration.provenance(startedAtMs: startedAtMs,
+                                                     backendFeatures: finals.reduce(ServerSnapshot(backend: backend), +).engine.features)
         report.failedWorkers = workers.failedWorkers
         report.complete = report.failedWorkers.isEmpty && failure == nil
         var notes: [String] = []

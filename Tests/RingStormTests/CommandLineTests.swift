@@ -197,6 +197,25 @@ import RingStormEngine
         }
     }
 
+    @Test(.enabled(if: ringstormBinary != nil)) func protocolMismatchNamesHTTPFromItsStatusLine() async throws {
+        try await onThread {
+            // The HTTP server answers the REGISTER frame 400 and closes: the status line names it.
+            let server = try ServerChild([], protocol: .http)
+            defer { server.terminate() }
+            let run = try runRingstorm(["load", "--target", "127.0.0.1:\(server.port)", "-c", "2", "-d", "500ms", "--report-interval", "0"])
+            #expect(run.status == 1, "\(run.output) \(run.errors)")
+            #expect(run.errors.contains("no response parsed"))
+            #expect(run.errors.contains("HTTP status line: try --protocol http"))
+            // The HTTP client against an echo server gets its own request line back.
+            let echo = try ServerChild([], protocol: .echo)
+            defer { echo.terminate() }
+            let back = try runRingstorm(["load", "--protocol", "http", "--target", "127.0.0.1:\(echo.port)", "-c", "2", "-d", "500ms",
+                                         "--report-interval", "0"])
+            #expect(back.status == 1, "\(back.output) \(back.errors)")
+            #expect(back.errors.contains("sent our request line back: an echo server"))
+        }
+    }
+
     @Test(.enabled(if: ringstormBinary != nil)) func thresholdsDecideTheExitStatusAndTheJSONIsReplacedAtomically() async throws {
         // Blocking work (children, sleeps) on a thread of its own: the cooperative pool stays free.
         try await onThread {

@@ -65,6 +65,9 @@ import RingStormEngine
         let report = try run(backend, .neverAnswer)
         #expect(onlyFailure(report) == ["request/response_timeout=1"])
         #expect(report.requests.sent == 1 && report.requests.answered == 0)
+        // Its one connection was open: the steady window ran from then, with nothing answered in it.
+        let steady = try #require(report.steady)
+        #expect(steady.answered == 0 && steady.seconds > 0 && steady.seconds <= report.durationSeconds)
     }
 
     @Test(arguments: Backend.allCases)
@@ -81,6 +84,7 @@ import RingStormEngine
         let report = try LoadGenerator(configuration: configuration(backend, port: LoadTestPeer.closedPort(), seconds: 0.5)).runBlocking()
         #expect(onlyFailure(report) == ["connect/refused=1"])
         #expect(report.connections.attempted == 1 && report.connections.established == 0)
+        #expect(report.steady == nil)  // never all open: no steady window
     }
 
     @Test(arguments: Backend.allCases)

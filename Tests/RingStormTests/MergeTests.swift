@@ -201,6 +201,28 @@ import Testing
         }
     }
 
+    /// Both reports' provenance names the kernel features the engines used, as the kernel granted them.
+    @Test(arguments: Backend.allCases)
+    func provenanceNamesTheBackendFeatures(backend: Backend) async throws {
+        try await onThread {
+            let server = try RingStormServer(configuration: .testing(backend))
+            var c = LoadGenerator.Configuration(target: server.address)
+            c.backend = backend
+            c.connections = 2
+            c.durationNanoseconds = 200_000_000
+            let load = try LoadGenerator(configuration: c).runBlocking()
+            server.stop()
+            let served = server.wait()
+            let expected = backend == .uring ? ["multishot_recv", "provided_buffer_ring"] : ["epoll_pwait2", "EPOLLET"]
+            for features in [load.provenance?.backendFeatures ?? [], served.provenance?.backendFeatures ?? []] {
+                for f in expected { #expect(features.contains(f), "\(features)") }
+                #expect(features.contains { $0.hasPrefix("setup:") } == (backend == .uring), "\(features)")
+            }
+            // Through JSON and back, as `ringstorm merge` reads it.
+            #expect(try LoadReport(json: load.json()).provenance?.backendFeatures == load.provenance?.backendFeatures)
+        }
+    }
+
     @Test(.enabled(if: ringstormBinary != nil)) func commandLineRefusals() async throws {
         try await onThread {
             func refused(_ arguments: [String], _ words: [String]) throws {

@@ -181,12 +181,50 @@ struct ReportTests {
     ]
     static let latencyKeys: Set<String> = ["count", "p50", "p90", "p99", "p999", "max", "mean", "stddev", "histogram"]
 
+    @Test("the steady window: workers' answers and rates summed, the shortest window kept, absent if one worker never got there")
+    func steadyWindow() throws {
+        var a = sampleWorkerReport(seed: 1)
+        var b = sampleWorkerReport(seed: 2)
+        a.steady = SteadyWindow(answered: 9_000, seconds: 9)   // 1,000/s
+        b.steady = SteadyWindow(answered: 4_000, seconds: 8)   // 500/s
+        let merged = (a + b).report
+        let steady = try #require(merged.steady)
+        #expect(steady.answered == 13_000 && steady.seconds == 8 && steady.requestsPerSecond == 1_500)
+        let root = try jsonObject(try merged.json())
+        #expect(keys(root["steady"]) == ["answered", "seconds", "requests_per_s"])
+        #expect((root["steady"] as? [String: Any])?["requests_per_s"] as? Double == 1_500)
+        // The whole-run rate: answered over the longest duration (12 s).
+        #expect(root["requests_per_s"] as? Double == (Double(99_980) / 12 * 10).rounded() / 10)
+        #expect(merged.text.contains("; steady 1,500/s over 8.00 s)"))
+        #expect(try LoadReport(json: try merged.json()).steady == merged.steady)
+        b.steady = nil
+        #expect((a + b).report.steady == nil)
+        #expect(!(a + b).report.text.contains("steady"))
+    }
+
+    @Test("peer signals: an HTTP status line on a non-HTTP client, our request line back on the HTTP client")
+    func peerSignals() {
+        var signals = PeerSignals()
+        let status = Array("HTTP/1.1 400 Bad Request\r\n".utf8)
+        let echoed = Array("GET / HTTP/1.1\r\nHost: x\r\n".utf8)
+        status.withUnsafeBytes { signals.record($0, requestLine: nil) }
+        #expect(signals.httpStatusLines == 1 && signals.likelyProtocol == .http)
+        // The HTTP client does not count status lines (its own protocol) but does count an echo.
+        var http = PeerSignals()
+        status.withUnsafeBytes { http.record($0, requestLine: Array("GET ".utf8)) }
+        #expect(http.likelyProtocol == nil)
+        echoed.withUnsafeBytes { http.record($0, requestLine: Array("GET ".utf8)) }
+        #expect(http.echoedRequests == 1 && http.likelyProtocol == .echo)
+        #expect(LoadRunFailure.mismatchHint(.ringstorm, likely: .http).contains("try --protocol http"))
+        #expect(LoadRunFailure.mismatchHint(.ringstorm, likely: nil) == " An echo server would explain it")
+    }
+
     @Test("the load report JSON has exactly the documented keys")
     func loadReportKeys() throws {
         let report = sampleWorkerReport(seed: 1).report
         let root = try jsonObject(try report.json())
         #expect(Set(root.keys) == ["backend", "duration_s", "connections", "requests", "outcomes", "latency_us", "syscalls",
-                                   "complete", "failed_workers", "generator", "intervals"])
+                                   "complete", "failed_workers", "generator", "intervals", "requests_per_s"])
         #expect(keys(root["generator"]) == ["ticks", "late_ticks", "max_lag_us", "submit_us", "connect_call_us", "max_connect_call_us",
                                             "cpu_s", "max_worker_cpu", "cq_overflows", "buffer_exhaustions", "ports_in_use"])
         #expect(root["complete"] as? Bool == true)

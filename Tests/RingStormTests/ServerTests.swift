@@ -217,12 +217,14 @@ import Testing
         snapshot.openConnections = 2
         snapshot.pausedListeners = 1
         snapshot.engine.notes = ["a note"]
+        snapshot.engine.features = ["epoll_pwait2"]
         let data = try JSONEncoder().encode(snapshot)
         let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-        #expect(Set(object.keys) == ["report", "open", "paused_listeners", "notes"])
+        #expect(Set(object.keys) == ["report", "open", "paused_listeners", "notes", "features"])
         let decoded = try JSONDecoder().decode(ServerSnapshot.self, from: data)
         #expect(decoded.report == snapshot.report)
         #expect(decoded.openConnections == 2 && decoded.pausedListeners == 1 && decoded.engine.notes == ["a note"])
+        #expect(decoded.engine.features == ["epoll_pwait2"])
         // Echo's counter merges like the others; a ringstorm report has none.
         #expect((decoded + decoded).report.bytesEchoed == 5120)
         #expect((decoded.report + ServerReport(backend: .epoll)).bytesEchoed == 2560)

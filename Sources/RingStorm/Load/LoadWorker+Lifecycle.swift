@@ -95,6 +95,10 @@ extension LoadWorker {
         clients[c].connectedAt = now
         open += 1
         if open > report.connections.peakOpen { report.connections.peakOpen = open }
+        if open == clientCount && steadySince == 0 {
+            steadySince = now
+            answeredAtSteady = report.requests.answered
+        }
         if sendsFirstMessage {
             clients[c].stage = .registering
             clients[c].registerSentAt = now

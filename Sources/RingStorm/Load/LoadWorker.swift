@@ -68,6 +68,8 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
     let openLoopInterval: Int64?
     let maxInFlight: Int
     let sendsFirstMessage: Bool
+    /// The HTTP client's request line start (`GET `), to recognise an echo of it (`PeerSignals`).
+    let requestLineStart: [UInt8]?
     let wheel: DeadlineWheel
     var queue: ClientQueue
     var report: LoadWorkerReport
@@ -93,6 +95,11 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
     var lastActiveAt: Int64 = 0
     var finishedAt: Int64 = 0
     var finished = false
+    /// The steady window (`SteadyWindow`): when all this worker's connections were first open at once
+    /// (0: not yet), and the answers counted by then and at the deadline.
+    var steadySince: Int64 = 0
+    var answeredAtSteady = 0
+    var answeredAtDeadline = 0
 
     /// Tick timers carry this bit plus a serial: only the latest scheduled tick counts.
     static var tickTokenBit: UInt64 { 1 << 48 }
@@ -116,6 +123,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         timesSends = engine.backend == .epoll
         actualSendTimes = FlatArray(repeating: 0, count: openLoopInterval == nil ? 1 : clientCount * maxInFlight)
         sendsFirstMessage = config.pacing != .silent && Wire.sendsFirstMessage(config)
+        requestLineStart = config.wireProtocol == .http ? Array((config.http.method + " ").utf8) : nil
         wheel = DeadlineWheel(clients: clientCount, tickNanoseconds: Self.tickNanoseconds, now: monotonicNanoseconds())
         queue = ClientQueue(capacity: clientCount)
         report = LoadWorkerReport(backend: engine.backend)
@@ -143,6 +151,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         var r = report
         let statistics = engine.statistics
         r.syscalls = statistics.syscalls.total
+        r.backendFeatures = statistics.features
         let now = monotonicNanoseconds()
         r.durationSeconds = Double((finished ? finishedAt : now) - startedAt) / 1e9
         r.generator.submitMicroseconds = Int((statistics.submitNanoseconds + sendCallNanoseconds) / 1000)
@@ -152,6 +161,11 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         r.generator.cpuSeconds = cpuAtSnapshot
         let ran = Double((finished ? lastActiveAt : now) - startedAt) / 1e9
         r.generator.maxWorkerCPU = ran > 0.05 ? cpuAtSnapshot / ran : 0
+        if steadySince > 0 {
+            let end = finished ? finishedAt : now
+            r.steady = SteadyWindow(answered: (finished ? answeredAtDeadline : report.requests.answered) - answeredAtSteady,
+                                    seconds: Double(max(end - steadySince, 0)) / 1e9)
+        }
         return LoadWorkerSnapshot(report: r, open: open, finished: finished)
     }
 
@@ -195,6 +209,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
             }
         }
         finishedAt = min(monotonicNanoseconds(), deadline)
+        answeredAtDeadline = report.requests.answered
         // The last (partial) interval takes the answers that come in while the run drains too, so the
         // series adds up to the totals; its `open` is the count at the deadline, before the closes.
         let openAtDeadline = open
@@ -285,6 +300,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         for _ in 0..<got.responses { answerOldest(c, now: now) }
         if got.http.total > 0 { report.http.merge(got.http) }
         if let failure = got.failure {
+            report.peerSignals.record(bytes, requestLine: requestLineStart)
             if let reason = failure.serverReason { report.serverErrors[reason, default: 0] += 1 }
             fail(c, phase: failure.phase ?? phase(of: c), .protocolError, mode: .abortive)
             return

@@ -166,6 +166,13 @@ public struct LoadReport: Codable, Sendable, Equatable {
     /// `--protocol http`: final responses by status class (a non-2xx is an answer, not a success).
     /// Absent for other protocols.
     public var http: HTTPStatusCounts?
+    /// Requests/s over the whole run (answered / `durationSeconds`, the connect ramp and the drain
+    /// included); 0 when the run took no time.
+    public var requestsPerSecond: Double { durationSeconds > 0 ? Double(requests.answered) / durationSeconds : 0 }
+    /// Requests answered from the moment all connections were open to the deadline (see `SteadyWindow`).
+    public var steady: SteadyWindow?
+    /// What the protocol errors' bytes looked like (for the mismatch hint; not in the JSON).
+    public var peerSignals = PeerSignals()
     /// The connections log could not be written (a full disk, an I/O error): the first errno and the
     /// lines lost. Absent when every line was written (or there was no log).
     public var connectionsLogFailure: ConnectionsLogFailure?
@@ -233,6 +240,8 @@ public struct LoadReport: Codable, Sendable, Equatable {
         case provenance
         case mergedFrom = "merged_from"
         case memory
+        case requestsPerSecond = "requests_per_s"
+        case steady
     }
 
     public init(from decoder: any Decoder) throws {
@@ -257,6 +266,33 @@ public struct LoadReport: Codable, Sendable, Equatable {
         provenance = try c.decodeIfPresent(Provenance.self, forKey: .provenance)
         mergedFrom = try c.decodeIfPresent([Provenance].self, forKey: .mergedFrom)
         memory = try c.decodeIfPresent(MemoryUse.self, forKey: .memory)
+        steady = try c.decodeIfPresent(SteadyWindow.self, forKey: .steady)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(backend, forKey: .backend)
+        try c.encode(durationSeconds, forKey: .durationSeconds)
+        try c.encode(connections, forKey: .connections)
+        try c.encode(requests, forKey: .requests)
+        try c.encode(outcomes, forKey: .outcomes)
+        try c.encode(latency, forKey: .latency)
+        try c.encode(syscalls, forKey: .syscalls)
+        try c.encodeIfPresent(kernel, forKey: .kernel)
+        try c.encodeIfPresent(serverErrors, forKey: .serverErrors)
+        try c.encode(complete, forKey: .complete)
+        try c.encode(failedWorkers, forKey: .failedWorkers)
+        try c.encode(generator, forKey: .generator)
+        try c.encodeIfPresent(http, forKey: .http)
+        try c.encodeIfPresent(connectionsLogFailure, forKey: .connectionsLogFailure)
+        try c.encode(intervals, forKey: .intervals)
+        try c.encodeIfPresent(intervalMs, forKey: .intervalMs)
+        try c.encodeIfPresent(provenance, forKey: .provenance)
+        try c.encodeIfPresent(mergedFrom, forKey: .mergedFrom)
+        try c.encodeIfPresent(memory, forKey: .memory)
+        // Derived, written for readers of the JSON (not read back: it follows from the two above).
+        try c.encode((requestsPerSecond * 10).rounded() / 10, forKey: .requestsPerSecond)
+        try c.encodeIfPresent(steady, forKey: .steady)
     }
 
     /// The JSON document, keys sorted.
@@ -331,8 +367,17 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     /// how late past it (ms; a merge keeps the latest start).
     public var startedAtMs: Int64?
     public var startLateByMs: Double?
+    /// The kernel features the workers' engines used (`EngineStatistics.features`), for the provenance;
+    /// a merge keeps each once, in order.
+    public var backendFeatures: [String] = []
     /// The process's user memory per connection (set per process, not per thread: see `MemorySampler`).
     public var memory: MemoryUse?
+    /// The steady window (`SteadyWindow`); nil until all this worker's connections were open at once.
+    public var steady: SteadyWindow?
+    /// Protocol errors whose bytes began with an HTTP status line (`HTTP/`) on a client that does not
+    /// speak HTTP, or with our own request line on one that does (an echo): what names the server's
+    /// protocol in the mismatch hint (`LoadRunFailure.noResponseParsed`).
+    public var peerSignals = PeerSignals()
 
     public init(backend: String, durationSeconds: Double = 0) {
         self.backend = backend
@@ -360,6 +405,7 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         intervalMs = intervalMs ?? other.intervalMs
         if let a = startedAtMs, let b = other.startedAtMs { startedAtMs = min(a, b) } else { startedAtMs = startedAtMs ?? other.startedAtMs }
         if let a = startLateByMs, let b = other.startLateByMs { startLateByMs = max(a, b) } else { startLateByMs = startLateByMs ?? other.startLateByMs }
+        for feature in other.backendFeatures where !backendFeatures.contains(feature) { backendFeatures.append(feature) }
         requests.merge(other.requests)
         outcomes.merge(other.outcomes)
         latency.merge(other.latency)
@@ -370,6 +416,9 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         generator.merge(other.generator)
         connectionsLogFailure = .merged(connectionsLogFailure, other.connectionsLogFailure)
         memory = .merged(memory, other.memory)
+        steady = .merged(steady, other.steady)
+        peerSignals.httpStatusLines += other.peerSignals.httpStatusLines
+        peerSignals.echoedRequests += other.peerSignals.echoedRequests
     }
 
     public static func + (a: LoadWorkerReport, b: LoadWorkerReport) -> LoadWorkerReport {
@@ -397,6 +446,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         report.intervals = intervals
         report.intervalMs = intervalMs
         report.memory = memory
+        report.steady = steady
+        report.peerSignals = peerSignals
         return report
     }
 
@@ -411,16 +462,20 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         case http
         case connectionsLogFailure = "connections_log_failure"
         case memory
+        case steady
+        case peerSignals = "peer_signals"
         case intervals
         case intervalMs = "interval_ms"
         case startedAtMs = "started_at_ms"
         case startLateByMs = "start_late_by_ms"
+        case backendFeatures = "backend_features"
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         startedAtMs = try c.decodeIfPresent(Int64.self, forKey: .startedAtMs)
         startLateByMs = try c.decodeIfPresent(Double.self, forKey: .startLateByMs)
+        backendFeatures = try c.decodeIfPresent([String].self, forKey: .backendFeatures) ?? []
         backend = try c.decode(String.self, forKey: .backend)
         durationSeconds = try c.decode(Double.self, forKey: .durationSeconds)
         connections = try c.decode(LoadReport.Connections.self, forKey: .connections)
@@ -436,6 +491,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         intervals = try c.decodeIfPresent([LoadInterval].self, forKey: .intervals) ?? []
         intervalMs = try c.decodeIfPresent(Int64.self, forKey: .intervalMs)
         memory = try c.decodeIfPresent(MemoryUse.self, forKey: .memory)
+        steady = try c.decodeIfPresent(SteadyWindow.self, forKey: .steady)
+        peerSignals = try c.decodeIfPresent(PeerSignals.self, forKey: .peerSignals) ?? PeerSignals()
     }
 
     /// Compact JSON on one line (no newline inside), for a pipe from worker to parent.

@@ -22,6 +22,10 @@ public struct Provenance: Codable, Sendable, Equatable {
     /// `uname`: system, release and version, e.g. `Linux 6.12.48 #1 SMP PREEMPT_DYNAMIC ...`.
     public var kernel = Provenance.kernelVersion()
     public var backend: String
+    /// The kernel features the engines set up and used (`EngineStatistics.features`): io_uring's setup
+    /// flags, registered ring fd, multishot accept and receive, provided buffers, `IP_LOCAL_PORT_RANGE`;
+    /// epoll's `epoll_pwait2`. Absent in reports written before it was recorded.
+    public var backendFeatures: [String]?
     /// The command line (`argv`).
     public var command: [String] = CommandLine.arguments
     /// The whole configuration the run used, as the program holds it.
@@ -40,7 +44,9 @@ public struct Provenance: Codable, Sendable, Equatable {
         case startedAtMs = "started_at_ms"
         case startAtMs = "start_at_ms"
         case startLateByMs = "start_late_by_ms"
-        case kernel, backend, command, configuration
+        case kernel, backend
+        case backendFeatures = "backend_features"
+        case command, configuration
     }
 
     public static func hostName() -> String {
@@ -117,13 +123,17 @@ extension LoadGenerator.Configuration {
         p.shard = shard?.description
         p.startAtMs = startAtNanoseconds.map { $0 / 1_000_000 }
         if let late = report.startLateByMs, late * 1e6 > Double(startToleranceNanoseconds) { p.startLateByMs = late }
+        p.backendFeatures = report.backendFeatures
         return p
     }
 }
 
 extension RingStormServer.Configuration {
-    /// The provenance of a server run of this configuration that started at `startedAtMs`.
-    public func provenance(startedAtMs: Int64) -> Provenance {
-        Provenance(backend: backend.rawValue, startedAtMs: startedAtMs, configuration: JSONValue(encoding: self))
+    /// The provenance of a server run of this configuration that started at `startedAtMs`, whose engines
+    /// (all threads and processes) used `backendFeatures`.
+    public func provenance(startedAtMs: Int64, backendFeatures: [String]) -> Provenance {
+        var p = Provenance(backend: backend.rawValue, startedAtMs: startedAtMs, configuration: JSONValue(encoding: self))
+        p.backendFeatures = backendFeatures
+        return p
     }
 }

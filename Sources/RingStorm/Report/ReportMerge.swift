@@ -128,6 +128,8 @@ public enum ReportMerge {
         w.intervalMs = r.intervalMs
         w.startedAtMs = r.provenance?.startedAtMs
         w.startLateByMs = r.provenance?.startLateByMs
+        // Machines run side by side, as workers do: steady rates add (`SteadyWindow`).
+        w.steady = r.steady
         return w
     }
 

@@ -4,7 +4,7 @@ extension LoadReport {
     /// ```
     /// load         uring, 10.00 s
     /// connections  attempted 10,000  established 9,998  peak open 9,998
-    /// requests     sent 1,234,567  answered 1,234,560  (123,456/s)
+    /// requests     sent 1,234,567  answered 1,234,560  (123,456/s; steady 125,010/s over 9.71 s)
     /// latency µs        count     p50     p90     p99   p99.9     max
     ///   connect        10,000      45      80     210     900   1,200
     ///   register        9,998      30      52     120     480     950
@@ -23,7 +23,13 @@ extension LoadReport {
         ].joined(separator: "  "))
         var requestLine = "sent " + ReportFormat.count(requests.sent) + "  answered " + ReportFormat.count(requests.answered)
         if durationSeconds > 0 && requests.answered > 0 {
-            requestLine += "  (" + ReportFormat.count(Int((Double(requests.answered) / durationSeconds).rounded())) + "/s)"
+            requestLine += "  (" + ReportFormat.count(Int(requestsPerSecond.rounded())) + "/s"
+            // Beside the whole-run rate: the rate once the connect ramp was over (`SteadyWindow`).
+            if let steady, steady.seconds > 0 {
+                requestLine += "; steady " + ReportFormat.count(Int(steady.requestsPerSecond.rounded())) + "/s over "
+                    + ReportFormat.seconds(steady.seconds)
+            }
+            requestLine += ")"
         }
         if requests.heldBack > 0 { requestLine += "  held back " + ReportFormat.count(requests.heldBack) }
         lines.append(label("requests") + requestLine)

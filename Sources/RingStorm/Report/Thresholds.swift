@@ -264,7 +264,7 @@ public struct LoadVerdict: Sendable, Hashable {
         let protocolErrors = report.outcomes.register.protocolError + report.outcomes.request.protocolError
         if c.pacing != .silent, report.requests.answered == 0, protocolErrors > 0,
            report.latency.register.count == 0 {
-            return .noResponseParsed(protocolErrors: protocolErrors, spoken: c.wireProtocol)
+            return .noResponseParsed(protocolErrors: protocolErrors, spoken: c.wireProtocol, likely: report.peerSignals.likelyProtocol)
         }
         if let log = report.connectionsLogFailure {
             return .connectionsLogFailed(path: c.connectionsLogPath.map { $0 == "-" ? "(standard output)" : $0 } ?? "?",
@@ -286,7 +286,8 @@ public enum LoadRunFailure: Sendable, Hashable, CustomStringConvertible {
     /// No connection was established, for the reasons listed (outcome and count).
     case noConnection(SocketAddress, reasons: String)
     /// Connections were established but no response parsed: the server speaks another protocol.
-    case noResponseParsed(protocolErrors: Int, spoken: LoadGenerator.WireProtocol)
+    /// `likely`: the protocol the server's bytes point to (`PeerSignals`), when they do.
+    case noResponseParsed(protocolErrors: Int, spoken: LoadGenerator.WireProtocol, likely: LoadGenerator.WireProtocol?)
     /// Writing the connections log failed: the errno in words and the lines lost.
     case connectionsLogFailed(path: String, error: String, linesLost: Int)
 
@@ -301,9 +302,9 @@ public enum LoadRunFailure: Sendable, Hashable, CustomStringConvertible {
                 + "(nothing answered within the connect timeout)"
         case .noConnection(let target, let reasons):
             "no connection was established to \(target)" + (reasons.isEmpty ? "" : " (\(reasons))") + "; check the address"
-        case .noResponseParsed(let errors, let spoken):
+        case .noResponseParsed(let errors, let spoken, let likely):
             "connections were established but no response parsed (\(ReportFormat.count(errors)) protocol errors): "
-                + "does the server speak the \(spoken) protocol?" + Self.mismatchHint(spoken)
+                + "does the server speak the \(spoken) protocol?" + Self.mismatchHint(spoken, likely: likely)
         case .connectionsLogFailed(let path, let error, let lost):
             "the connections log \(path): write failed: \(error); \(ReportFormat.count(lost)) line\(lost == 1 ? "" : "s") lost; "
                 + "free space or name another file"
@@ -311,8 +312,14 @@ public enum LoadRunFailure: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Which other protocol's server would explain a run whose responses never parsed.
-    package static func mismatchHint(_ spoken: LoadGenerator.WireProtocol) -> String {
-        switch spoken {
+    package static func mismatchHint(_ spoken: LoadGenerator.WireProtocol, likely: LoadGenerator.WireProtocol?) -> String {
+        // What the server sent, when it names its protocol, before the guess from ours.
+        switch likely {
+        case .http: return " It answered with an HTTP status line: try --protocol http"
+        case .echo: return " It sent our request line back: an echo server would explain it (--protocol echo)"
+        default: break
+        }
+        return switch spoken {
         case .ringstorm: " An echo server would explain it"
         case .echo: " A ringstorm server would explain it"
         default: ""

@@ -85,7 +85,7 @@ public final class RingStormServer: Sendable {
             var r = s.report
             r.durationSeconds = elapsedSeconds
             r.kernel = KernelCounters.read() - kernelAtStart
-            r.provenance = configuration.provenance(startedAtMs: startedAtMs)
+            r.provenance = configuration.provenance(startedAtMs: startedAtMs, backendFeatures: s.engine.features)
             r.memory = memory.use
             saved = r
             return r

@@ -32,18 +32,19 @@ public struct ServerSnapshot: Sendable {
     }
 }
 
-/// What a worker process tells its parent: `{"report": {...}, "open": N, "paused_listeners": N, "notes": [...]}`.
+/// What a worker process tells its parent: `{"report": {...}, "open": N, "paused_listeners": N, "notes": [...], "features": [...]}`.
 extension ServerSnapshot: Codable {
-    /// The JSON's fields; the engines' statistics other than their notes stay in the worker process.
+    /// The JSON's fields; the engines' statistics other than their notes and features stay in the worker process.
     private struct Wire: Codable {
         var report: ServerReport
         var open: Int
         var paused_listeners: Int
         var notes: [String]
+        var features: [String]?
     }
 
     public func encode(to encoder: any Encoder) throws {
-        try Wire(report: report, open: openConnections, paused_listeners: pausedListeners, notes: engine.notes).encode(to: encoder)
+        try Wire(report: report, open: openConnections, paused_listeners: pausedListeners, notes: engine.notes, features: engine.features).encode(to: encoder)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -53,5 +54,6 @@ extension ServerSnapshot: Codable {
         openConnections = wire.open
         pausedListeners = wire.paused_listeners
         engine.notes = wire.notes
+        engine.features = wire.features ?? []
     }
 }

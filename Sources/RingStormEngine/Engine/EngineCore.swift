@@ -36,6 +36,7 @@ public final class EngineCore {
         self.configuration = configuration
         localPortRange = LocalPortRange.optionValue(configuration.localPortRange)
         stats = EngineStatistics(backend: backend)
+        if localPortRange != 0 { stats.features.append("IP_LOCAL_PORT_RANGE") }
         slots = SlotAllocator(capacity: configuration.maxConnections)
         generations = slots.generations
         connections = FlatArray(repeating: Connection(), count: configuration.maxConnections)
@@ -123,6 +124,7 @@ public final class EngineCore {
                                       portRange: localPortRange, rangeRefused: &refused, syscalls: counters)
         if let refused {
             localPortRange = 0
+            stats.features.removeAll { $0 == "IP_LOCAL_PORT_RANGE" }
             stats.notes.append("IP_LOCAL_PORT_RANGE refused (\(refused.name)): the kernel (before 6.3) searches the whole ephemeral port range")
         }
         guard let id = slots.allocate() else {

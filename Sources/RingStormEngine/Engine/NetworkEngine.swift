@@ -236,6 +236,10 @@ public struct EngineStatistics: Sendable, Equatable {
     public var submitNanoseconds: Int64 = 0
     /// Setup notes, e.g. "DEFER_TASKRUN refused; using COOP_TASKRUN".
     public var notes: [String] = []
+    /// The kernel features this engine set up and uses, as the kernel granted them (e.g.
+    /// `setup:SUBMIT_ALL|CQSIZE|SINGLE_ISSUER|DEFER_TASKRUN`, `multishot_recv`, `epoll_pwait2`): what a
+    /// report's provenance records, so two runs can be told apart by more than the backend's name.
+    public var features: [String] = []
 
     public init(backend: Backend) { self.backend = backend }
 
@@ -257,6 +261,7 @@ public struct EngineStatistics: Sendable, Equatable {
         s.drainTimeouts += b.drainTimeouts
         s.submitNanoseconds += b.submitNanoseconds
         for note in b.notes where !s.notes.contains(note) { s.notes.append(note) }
+        for feature in b.features where !s.features.contains(feature) { s.features.append(feature) }
         return s
     }
 }

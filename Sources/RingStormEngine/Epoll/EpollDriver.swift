@@ -59,6 +59,7 @@ public final class EpollDriver: EngineDriver {
         _ = curing_set_timer_slack(1_000)
         readBufferSize = max(core.configuration.receiveBufferSize, 64 * 1024)
         readBuffer = .allocate(byteCount: readBufferSize, alignment: 4096)
+        core.stats.features += ["epoll_pwait2", "EPOLLET"]
     }
 
     deinit {

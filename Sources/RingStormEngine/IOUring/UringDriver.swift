@@ -79,6 +79,7 @@ public final class UringDriver: EngineDriver {
             throw error
         }
         batchWait = features & curing_feat_min_timeout != 0 && configuration.batchWaitMicroseconds > 0
+        if batchWait { core.stats.features.append("min_wait(FEAT_MIN_TIMEOUT)") }
         do {
             buffers = try ProvidedBuffers(ring: &ring, count: configuration.receiveBufferCount,
                                           size: configuration.receiveBufferSize, group: 0, syscalls: counters)
@@ -87,6 +88,8 @@ public final class UringDriver: EngineDriver {
             connectAddresses.deallocate(); connectTimeouts.deallocate(); completionBatch.deallocate()
             throw error
         }
+        // What every connection and listener uses (below); POLL_FIRST goes if the kernel refuses it.
+        core.stats.features += ["provided_buffer_ring", "multishot_recv", "multishot_accept", "accept_poll_first"]
     }
 
     deinit {
@@ -124,10 +127,23 @@ public final class UringDriver: EngineDriver {
             throw EngineError("io_uring_setup", nil, reason: .kernelLacks(feature: "IORING_FEAT_EXT_ARG", since: "5.11"))
         }
         if params.features & curing_feat_nodrop == 0 { stats.notes.append("kernel lacks FEAT_NODROP: an overflowing CQ loses completions") }
+        stats.features.append("setup:" + setupFlagNames(params.flags))
         // A registered ring fd skips the fd-table lookup on every io_uring_enter.
         counters.record(.ioUringRegister)
-        if io_uring_register_ring_fd(&ring) < 0 { stats.notes.append("io_uring_register_ring_fd refused; using the plain ring fd") }
+        if io_uring_register_ring_fd(&ring) < 0 {
+            stats.notes.append("io_uring_register_ring_fd refused; using the plain ring fd")
+        } else {
+            stats.features.append("registered_ring_fd")
+        }
         return params.features
+    }
+
+    /// The setup flags the kernel accepted, by name: `SUBMIT_ALL|CQSIZE|SINGLE_ISSUER|DEFER_TASKRUN`.
+    private static func setupFlagNames(_ flags: UInt32) -> String {
+        let names: [(UInt32, String)] = [(curing_setup_submit_all, "SUBMIT_ALL"), (curing_setup_cqsize, "CQSIZE"),
+                                         (curing_setup_single_issuer, "SINGLE_ISSUER"), (curing_setup_defer_taskrun, "DEFER_TASKRUN"),
+                                         (curing_setup_coop_taskrun, "COOP_TASKRUN")]
+        return names.filter { flags & $0.0 != 0 }.map(\.1).joined(separator: "|")
     }
 
     // MARK: - Submission
@@ -460,6 +476,7 @@ public final class UringDriver: EngineDriver {
             if outcome == .other(.invalidArgument) && data.generation == 1 && usePollFirst {
                 // A kernel before IORING_ACCEPT_POLL_FIRST: fall back to a plain multishot accept.
                 usePollFirst = false
+                core.stats.features.removeAll { $0 == "accept_poll_first" }
                 core.stats.notes.append("IORING_ACCEPT_POLL_FIRST unsupported; paused accepts re-arm without it")
             } else {
                 handler(core.acceptFailed(index, outcome))
