@@ -6,6 +6,8 @@
 # CPU 0, on both backends. Prints, per run, requests/s and the load process's CPU µs per request (user +
 # system from its rusage, over the whole run including the ramp and the end). BASELINE=PATH runs an
 # earlier build's ringstorm right after each run of this one and prints after/before ratios.
+# PACING='--interval 20ms' measures the open loop instead (default: --closed-loop --pipeline 1); with
+# 1,000 connections that asks 50,000 requests/s, more than one core answers: the open loop at overload.
 #
 # Needs: a release build (swift build -c release), the yardsticks (../shared/yardsticks or YARDSTICKS=DIR).
 set -euo pipefail
@@ -16,6 +18,7 @@ conns=${3:-1000}
 yard=${YARDSTICKS:-$here/../shared/yardsticks}
 ringstorm=${RINGSTORM:-$here/.build/release/ringstorm}
 baseline=${BASELINE:-}
+read -r -a pacing <<<"${PACING:---closed-loop --pipeline 1}"
 [ -x "$ringstorm" ] || { echo "no release build at $ringstorm: run swift build -c release" >&2; exit 2; }
 [ -x "$yard/measure.sh" ] || { echo "no yardsticks at $yard: set YARDSTICKS=DIR" >&2; exit 2; }
 [ -z "$baseline" ] || [ -x "$baseline" ] || { echo "BASELINE=$baseline is not an executable ringstorm" >&2; exit 2; }
@@ -31,7 +34,7 @@ measure() { # name binary backend -> sets per (µs/request) and rps
   local server=$!
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
   /usr/bin/env time -f "%U %S" -o "$tmp/time" taskset -c 1 "$binary" load --protocol echo --target "127.0.0.1:$port" \
-    --backend "$backend" --connections "$conns" --connect-rate 100000 --closed-loop --pipeline 1 --message-size 64 \
+    --backend "$backend" --connections "$conns" --connect-rate 100000 "${pacing[@]}" --message-size 64 \
     --duration "${secs}s" --json "$tmp/report.json" >/dev/null 2>"$tmp/stderr" || { cat "$tmp/stderr" >&2; kill $server; exit 1; }
   kill $server; wait $server 2>/dev/null || true
   read -r user sys <"$tmp/time"
@@ -39,7 +42,7 @@ measure() { # name binary backend -> sets per (µs/request) and rps
   answered=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r['requests']['answered'])" "$tmp/report.json")
   per=$(awk -v u="$user" -v s="$sys" -v n="$answered" 'BEGIN { printf "%.3f", n ? (u + s) * 1e6 / n : 0 }')
   rps=$(awk -v n="$answered" -v d="$secs" 'BEGIN { printf "%.0f", n / d }')
-  echo "$name conns=$conns requests/s=$rps load_cpu_us_per_request=$per"
+  echo "$name conns=$conns ${pacing[*]} requests/s=$rps load_cpu_us_per_request=$per"
 }
 for round in $(seq "$rounds"); do
   for backend in uring epoll; do

@@ -9,7 +9,13 @@
 # RT=1 runs both under SCHED_FIFO (chrt -f 10, needs root): on a shared, busy machine a waking thread
 # otherwise waits behind other tenants' work, which is the machine's noise, not the tool's timing.
 #
-# Needs: a release build (swift build -c release).
+# The same two paces from a 100-line C client (Benchmarks/paced-client.c, built here with cc: epoll,
+# one thread, the same send lag / response split), against the same ringstorm server and, with
+# YARDSTICKS=DIR, against the C epoll echo yardstick: if C shows the same response time above its own
+# closed loop, the gap is the machine's wake-up latency, not RingStorm's. SPIN=T adds --send-spin T to the
+# open-loop runs (and the same spin to the C client).
+#
+# Needs: a release build (swift build -c release), cc.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-10}
@@ -21,6 +27,22 @@ tmp=$(mktemp -d)
 server=
 trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$tmp"' EXIT
 port=7700
+spin=${SPIN:-0}
+spin_us=$(python3 -c "import sys; t=sys.argv[1]; print(float(t[:-2]) if t.endswith('us') else float(t[:-2])*1000 if t.endswith('ms') else float(t))" "$spin")
+cc -O2 -o "$tmp/paced-client" "$here/Benchmarks/paced-client.c"
+yard=${YARDSTICKS:-}
+if [ -n "$yard" ]; then cc -O2 -o "$tmp/c-epoll-echo" "$yard/c-epoll-echo/echo.c"; fi
+paced() { # label server-command... : the C client, closed loop on 1 connection then 100 x 10/s
+  local label=$1; shift
+  port=$((port + 1))
+  "${prio[@]}" taskset -c 0 "$@" >/dev/null 2>&1 &
+  server=$!
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  echo "$label $("${prio[@]}" taskset -c 1 "$tmp/paced-client" "$port" 1 0 "$secs")"
+  echo "$label $("${prio[@]}" taskset -c 1 "$tmp/paced-client" "$port" 100 1000 "$secs" "$spin_us")"
+  kill $server; wait $server 2>/dev/null || true
+  server=
+}
 run() { # backend label load-args...
   local backend=$1 label=$2; shift 2
   port=$((port + 1))
@@ -43,12 +65,14 @@ p50() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['latency
 for round in $(seq "$rounds"); do
   for backend in uring epoll; do
     run "$backend" closed-1 --connections 1 --closed-loop
-    run "$backend" interval --connections 100 --interval 100ms
-    run "$backend" rate --connections 100 --rate 1000
+    run "$backend" interval --connections 100 --interval 100ms --send-spin "$spin"
+    run "$backend" rate --connections 100 --rate 1000 --send-spin "$spin"
     closed=$(p50 "$tmp/closed-1.json")
     for label in interval rate; do
       awk -v b="$backend" -v l="$label" -v o="$(p50 "$tmp/$label.json")" -v c="$closed" \
         'BEGIN { printf "round %s %s %s open/closed p50 = %d/%d = %.2f\n", "'"$round"'", b, l, o, c, c ? o / c : 0 }'
     done
+    paced "c-client->ringstorm-serve-$backend" "$ringstorm" serve --protocol echo --backend "$backend" --listen "127.0.0.1:$((port + 1))" --report-interval 0
   done
+  if [ -n "$yard" ]; then paced "c-client->c-epoll-echo" "$tmp/c-epoll-echo" "$((port + 1))"; fi
 done

@@ -11,13 +11,15 @@
 #      and peers that reset (a Python client: half close with FIN, half with SO_LINGER 0), for a server
 #      that closes idle clients (ringstorm load --silent), and for the repro (ringstorm repro).
 #  (c) requests/s: ringstorm load against the C yardstick client (c-echo-client) on the same ringstorm
-#      echo server, 200 connections, closed loop, interleaved rounds, median ratio within 5%.
-#      Server pinned to CPU 0, clients to CPU 1. Both clients run flat out, so this holds only where the
-#      server, not the client, sets the rate; where a client is the bottleneck it measures which client
-#      is cheaper per request (see Docs/benchmarks.md).
+#      echo server, 1,000 connections, closed loop, interleaved rounds, median ratio within 5%.
+#      Server pinned to CPU 0, clients to CPU 1. The check means something only where the server, not
+#      the client, sets the rate (otherwise it measures which client is cheaper per request), so the
+#      server runs in a CPU cgroup capped at SERVER_CPU percent of one CPU (default 10: cgroup v2
+#      cpu.max, or v1 cpu.cfs_quota_us where the cpu controller is mounted as v1; removed at exit),
+#      far below what either client can drive: both must reach the server's capacity and agree.
 #
-# Needs: a release build (swift build -c release), perf, tcpdump, python3, taskset, and the C yardstick
-# client (YARDSTICKS=DIR, default ../shared/yardsticks, built into /tmp/ringstorm-yardsticks).
+# Needs: root (the cgroup), a release build (swift build -c release), perf, tcpdump, python3, taskset,
+# and the C yardstick client (YARDSTICKS=DIR, default ../shared/yardsticks, built into /tmp/ringstorm-yardsticks).
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-4}
@@ -32,7 +34,18 @@ done
 "$yard/measure.sh" build >/dev/null || { echo "truth.sh: could not build the yardsticks from $yard" >&2; exit 2; }
 client=${YARDSTICKS_BUILD:-/tmp/ringstorm-yardsticks}/c-echo-client
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+cgroup=
+cleanup() {
+  [ -n "${capped:-}" ] && kill "$capped" 2>/dev/null
+  if [ -n "$cgroup" ] && [ -d "$cgroup" ]; then
+    # A cgroup is removed only when empty: wait for the capped server to go.
+    for _ in $(seq 50); do [ -s "$cgroup/cgroup.procs" ] || break; sleep 0.1; done
+    rmdir "$cgroup" 2>/dev/null || echo "truth.sh: could not remove $cgroup" >&2
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 failed=0
 port=$((7950 + RANDOM % 40))
 
@@ -150,23 +163,57 @@ verdict "repro: clients reset (RST from the server)" "$(sum reset)" "$(field ser
 verdict "repro: server closed_by_peer (FIN from clients)" "$(json "$tmp/repro.json" "d['server_final']['closed_by_peer']")" "$(field client_fin_first)" 0
 verdict "repro: server reset_by_peer (RST from clients)" "$(json "$tmp/repro.json" "d['server_final']['reset_by_peer']")" "$(field client_rst_first)" 0
 
-echo "== (c) requests/s: ringstorm load against the C yardstick client, same server (CPU 0), clients on CPU 1"
+server_cpu=${SERVER_CPU:-10}
+# A CPU cgroup capping the server at server_cpu% of one CPU, in 10 ms periods (short, so the server is
+# throttled in small steps, not for most of a 100 ms period).
+make_cgroup() {
+  local period=10000 quota=$(( 10000 * server_cpu / 100 ))
+  if grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    cgroup=/sys/fs/cgroup/ringstorm-truth-$$
+    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu > /sys/fs/cgroup/cgroup.subtree_control || return 1
+    mkdir "$cgroup" && echo "$quota $period" > "$cgroup/cpu.max"
+  elif [ -w /sys/fs/cgroup/cpu ]; then
+    cgroup=/sys/fs/cgroup/cpu/ringstorm-truth-$$
+    mkdir "$cgroup" && echo $period > "$cgroup/cpu.cfs_period_us" && echo $quota > "$cgroup/cpu.cfs_quota_us"
+  else
+    return 1
+  fi
+}
+echo "== (c) requests/s: ringstorm load against the C yardstick client, same server (CPU 0, capped at ${server_cpu}% of it), clients on CPU 1"
+if ! make_cgroup; then
+  echo "FAIL could not make a CPU cgroup to cap the server (needs root and the cpu controller): set SERVER_CPU or run as root"
+  failed=1
+else
 port=$((port + 1))
-rounds=3
-taskset -c 0 "$R" serve --protocol echo --listen 127.0.0.1:$port --duration $(( (secs + 3) * rounds * 2 + 10 ))s \
-  --report-interval 0 --log-level warning >/dev/null &
-spid=$!
+rounds=${ROUNDS:-5}
+# Enough connections that, every period, more requests wait than the capped server can answer: it
+# works its whole quota on full batches, whichever client sent them (with 200, a 1 ms quota emptied the
+# queue and the rate followed how each client batched its sends).
+conns=${CONNS:-1000}
+# The server enters the cgroup before it execs, so all its threads are capped.
+sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' sh "$cgroup" taskset -c 0 "$R" serve --protocol echo --listen 127.0.0.1:$port \
+  --duration $(( (secs + 3) * rounds * 2 + 10 ))s --report-interval 0 --log-level warning >/dev/null &
+capped=$!
 wait_port $port
 ratios=()
 for round in $(seq $rounds); do
-  c_rate=$(taskset -c 1 "$client" -p $port -c 200 -m 64 -w 1 -d $((secs + 1)) | sed -n 's/.*rate=\([0-9.]*\)msg.*/\1/p')
-  taskset -c 1 "$R" load --target 127.0.0.1:$port --protocol echo -c 200 -d ${secs}s --report-interval 0 \
+  c_rate=$(taskset -c 1 "$client" -p $port -c $conns -m 64 -w 1 -d $((secs + 1)) | sed -n 's/.*rate=\([0-9.]*\)msg.*/\1/p')
+  # The same window as the C client's: after a second of warm-up (its -w 1), whole intervals only
+  # (the report's per-second series; the last, partial one holds the end of the run).
+  taskset -c 1 "$R" load --target 127.0.0.1:$port --protocol echo -c $conns -d $((secs + 2))s --report-interval 0 \
     --log-level warning --json "$tmp/yard-load.json" >/dev/null
-  r_rate=$(json "$tmp/yard-load.json" "round(d['requests']['answered'] / d['duration_s'])")
+  r_rate=$(python3 - "$tmp/yard-load.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+steady = d['intervals'][1:-1]
+print(round(sum(i['answered'] for i in steady) / (len(steady) * d['interval_ms'] / 1000)) if steady else 0)
+PY
+)
   echo "round $round: C client ${c_rate} msgs/s, the load generator ${r_rate} requests/s, ratio $(python3 -c "print('%.3f' % ($r_rate / $c_rate))")"
   ratios+=("$r_rate $c_rate")
 done
-kill $spid 2>/dev/null; wait $spid 2>/dev/null
+kill $capped 2>/dev/null; wait $capped 2>/dev/null
+capped=
 median=$(printf '%s\n' "${ratios[@]}" | python3 -c "
 import sys, statistics
 pairs = [tuple(map(float, l.split())) for l in sys.stdin if l.strip()]
@@ -174,6 +221,7 @@ r = statistics.median(a / b for a, b in pairs)
 m = statistics.median(b for a, b in pairs)
 print(r * m, m)")
 verdict "requests/s, median over $rounds rounds (witness: C client)" ${median% *} ${median#* } 5
+fi
 
 echo
 [ $failed -eq 0 ] && echo "all checks passed" || echo "some checks FAILED"

@@ -84,8 +84,11 @@ struct Load: ParsableCommand {
     @Option(parsing: .unconditional, help: "Raw and HTTP: the largest response (HTTP: response body) accepted (larger: protocol_error), e.g. 64k.")
     var maxResponseSize: String = "1m"
 
-    @Option(parsing: .unconditional, help: "Open loop: each connection sends one request every INTERVAL, e.g. 1s, 500ms.")
+    @Option(parsing: .unconditional, help: "Open loop: each connection sends one request every INTERVAL, e.g. 1s, 500ms; the connections' sends are spread evenly over it.")
     var interval: String?
+
+    @Option(parsing: .unconditional, help: "Open loop: stop sleeping this long before a send is due and spin on the clock until it is, e.g. 50us (0: off; at most 1ms). Sends leave on time for up to this much CPU per send.")
+    var sendSpin: String?
 
     @Option(parsing: .unconditional, help: "Open loop at R requests per second over all connections together, evenly spaced (as wrk2 -R, oha -q); excludes --interval.")
     var rate: Double?
@@ -209,6 +212,13 @@ struct Load: ParsableCommand {
             c.pacing = .openLoop(intervalNanoseconds: try nanoseconds(interval, "--interval"))
         } else {
             c.pacing = .closedLoop(pipeline: pipeline ?? 1)
+        }
+        if let sendSpin {
+            let spin = try nanoseconds(sendSpin, "--send-spin")
+            guard spin >= 0 && spin <= 1_000_000 else {
+                throw UsageError("--send-spin must be between 0 and 1ms, not \(sendSpin): it is spent spinning before every send")
+            }
+            c.sendSpinNanoseconds = spin
         }
         c.messageSize = try bytes(messageSize, "--message-size")
         c.connectTimeoutNanoseconds = try nanoseconds(connectTimeout, "--connect-timeout")

@@ -84,5 +84,14 @@ static inline const char *curing_errno_name(int err) { return strerrorname_np(er
 extern int epoll_pwait2(int epfd, struct epoll_event *events, int maxevents, const struct timespec *timeout, const __sigset_t *sigmask);
 /// prctl(PR_SET_TIMERSLACK, ns): variadic prctl is not callable from Swift.
 static inline int curing_set_timer_slack(unsigned long nanoseconds) { return prctl(PR_SET_TIMERSLACK, nanoseconds, 0UL, 0UL, 0UL); }
+/// The CPU's spin-wait hint (x86 `pause`), which Swift has no spelling for: a spin on the clock (the
+/// engine's `spinNanoseconds`) then yields the core's pipeline to a sibling thread between reads.
+static inline void curing_spin_hint(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 #endif

@@ -18,7 +18,9 @@ extension LoadGenerator {
     public enum Pacing: Sendable, Equatable, Codable {
         /// One request every `intervalNanoseconds` per connection, whether or not the last one was
         /// answered. Latency runs from the *intended* send time, so a stall is not hidden by sending
-        /// late (coordinated omission).
+        /// late (coordinated omission). The connections' schedules are spread over one interval by
+        /// client number, as for `rate` (`firstSendTime(client:runConnections:now:)`): N connections send
+        /// one request every interval / N overall, not N at once every interval.
         case openLoop(intervalNanoseconds: Int64)
         /// Open loop at a whole-run rate (`--rate`): `requestsPerSecond` over the run's `connections` (all
         /// threads and processes together), sends evenly spaced overall. Each connection sends every
@@ -128,6 +130,13 @@ extension LoadGenerator {
         public var http = HTTPOptions()
         /// Engine settings (slots are sized from `connections` regardless).
         public var engine = EngineConfiguration()
+        /// The whole run's connections when this configuration is one part of it (`narrowed(to:)`), nil
+        /// for the whole run itself: `--interval` spreads the clients' send times over the run's clients,
+        /// not the part's, so the parts' sends interleave.
+        public var runConnections: Int?
+        /// Open loop: how long before a send is due the worker's wait stops sleeping and spins on the
+        /// clock (`EngineConfiguration.spinNanoseconds`, which the worker sets from this); 0: never.
+        public var sendSpinNanoseconds: Int64 = LoadGenerator.Configuration.defaultSendSpinNanoseconds
 
         public init(target: SocketAddress) { self.target = target }
 
@@ -175,7 +184,42 @@ extension LoadGenerator.Pacing {
     public func firstSendTime(client: Int, now: Int64) -> Int64? {
         guard case .rate(let perSecond, _) = self, let interval = openLoopIntervalNanoseconds else { return nil }
         let phase = Int64((Double(client) * 1e9 / perSecond).rounded()) % interval
-        let ahead = ((phase - now) % interval + interval) % interval
-        return now + ahead
+        return Self.next(phase: phase, interval: interval, now: now)
+    }
+
+    /// Open loop (`--interval` or `--rate`): when global client `client` of a run of `runConnections`
+    /// first sends at or after `now`: the next time `≡ client × interval / runConnections` modulo the
+    /// interval on the monotonic clock. So the run's connections send one request every
+    /// interval / runConnections overall, whenever each connected and whichever thread or process runs
+    /// it (they share the clock). nil for the closed loop and silent clients (they send at once).
+    public func firstSendTime(client: Int, runConnections: Int, now: Int64) -> Int64? {
+        switch self {
+        case .rate: return firstSendTime(client: client, now: now)
+        case .openLoop(let interval):
+            guard interval > 0 else { return now }
+            let n = max(runConnections, 1)
+            // 128-bit product: client × interval overflows Int64 past ~9e18 (e.g. a 1 h interval × 3M clients).
+            let product = Int64(client % n).multipliedFullWidth(by: interval)
+            let phase = Int64(truncatingIfNeeded: Int64(n).dividingFullWidth(product).quotient) % interval
+            return Self.next(phase: phase, interval: interval, now: now)
+        case .closedLoop, .silent: return nil
+        }
+    }
+
+    /// The first time at or after `now` that is `≡ phase` modulo `interval`.
+    @inline(__always)
+    static func next(phase: Int64, interval: Int64, now: Int64) -> Int64 {
+        now + ((phase - now) % interval + interval) % interval
+    }
+}
+
+extension LoadGenerator.Configuration {
+    /// The default `sendSpinNanoseconds` (`--send-spin`), chosen by measurement (`Docs/benchmarks.md`).
+    public static let defaultSendSpinNanoseconds: Int64 = 0
+
+    /// When global client `client` first sends at or after `now`: its point of the whole run's grid
+    /// (`Pacing.firstSendTime(client:runConnections:now:)`); nil when it sends at once.
+    public func firstSendTime(client: Int, now: Int64) -> Int64? {
+        pacing.firstSendTime(client: client, runConnections: runConnections ?? connections, now: now)
     }
 }

@@ -27,11 +27,15 @@ extension LoadWorker {
         if requested != .max { scheduleTick(at: requested, now: now) }
     }
 
+    /// Sets the engine timer for `time`. The engine counts the delay from its own clock reading, so the
+    /// delay is taken from a fresh one, not from `now`: a tick that sent for 30 µs (epoll writes through,
+    /// and on loopback a write runs the peer's receive path too) would otherwise set the next send 30 µs
+    /// late. One clock read per tick, not per request.
     func scheduleTick(at time: Int64, now: Int64) {
         guard time < tickAt else { return }
         tickAt = time
         tickToken = Self.tickTokenBit | (tickToken &+ 1) & (Self.tickTokenBit - 1)
-        engine.schedule(afterNanoseconds: max(0, time - now), token: tickToken)
+        engine.schedule(afterNanoseconds: max(0, time - max(now, monotonicNanoseconds())), token: tickToken)
     }
 
     // MARK: Connect rate
@@ -55,17 +59,14 @@ extension LoadWorker {
     func startRequests(_ c: Int, now: Int64) {
         switch config.pacing {
         case .closedLoop(let pipeline):
-            for _ in 0..<max(pipeline, 1) { sendRequest(c, intended: now) }
+            for _ in 0..<max(pipeline, 1) { sendRequest(c, intended: now, now: now) }
             scheduleActive(c)
-        case .openLoop(let interval):
-            sendRequest(c, intended: now)
-            clients[c].nextSendAt = now + interval
-            scheduleActive(c)
-        case .rate:
-            // On the client's own point of the whole run's grid: evenly spaced with every other client's.
-            clients[c].nextSendAt = config.pacing.firstSendTime(client: firstClient + c, now: now) ?? now
+        case .openLoop, .rate:
+            // On the client's own point of the whole run's grid: evenly spaced with every other client's,
+            // so connections established together do not send together.
+            clients[c].nextSendAt = config.firstSendTime(client: firstClient + c, now: now) ?? now
             if clients[c].nextSendAt <= now {
-                sendRequest(c, intended: now)
+                sendRequest(c, intended: now, now: now)
                 clients[c].nextSendAt = now + (openLoopInterval ?? 1)
             }
             scheduleActive(c)
@@ -74,8 +75,13 @@ extension LoadWorker {
         }
     }
 
+    /// Sends client `c`'s next request, stamped `intended`; `now` is the loop's clock reading (the
+    /// tick's or the answer's), taken as the open loop's actual send time: io_uring hands the request to
+    /// the kernel at the loop's next `io_uring_enter` anyway, so a clock read per send would cost a vDSO
+    /// call per request and be no truer. epoll writes through in `engine.send`, whose call is timed
+    /// (`timesSends`): that reading is its send time.
     @inline(__always)
-    func sendRequest(_ c: Int, intended: Int64) {
+    func sendRequest(_ c: Int, intended: Int64, now: Int64) {
         let inFlight = Int(clients[c].inFlight)
         guard inFlight < maxInFlight, !clients[c].peerCloses else { return }
         let unsent = engine.pendingBytes(clients[c].connection)
@@ -86,22 +92,21 @@ extension LoadWorker {
         }
         let index = c * maxInFlight + (Int(clients[c].oldest) + inFlight) % maxInFlight
         sendTimes[index] = intended
-        if openLoopInterval != nil {
-            // The generator's own lateness, apart from the server's (a vDSO clock read, no syscall).
-            let actual = monotonicNanoseconds()
-            actualSendTimes[index] = actual
-            report.latency.sendLag.record(nanoseconds: actual - intended)
-            intervals.sendLag.record(nanoseconds: actual - intended)
-        }
         clients[c].inFlight += 1
         let request = wire.request(sequence: clients[c].sequence, timestamp: intended, &wireStates[c])
         if unsent + request.count > report.requests.peakUnsentBytes { report.requests.peakUnsentBytes = unsent + request.count }
+        var actual = now
         if timesSends {
-            let started = monotonicNanoseconds()
+            actual = monotonicNanoseconds()
             engine.send(clients[c].connection, request)
-            sendCallNanoseconds += monotonicNanoseconds() - started
+            sendCallNanoseconds += monotonicNanoseconds() - actual
         } else {
             engine.send(clients[c].connection, request)
+        }
+        if openLoopInterval != nil {
+            // The generator's own lateness, apart from the server's.
+            actualSendTimes[index] = actual
+            tallies.sendLag.record(nanoseconds: actual - intended)
         }
         clients[c].sequence &+= 1
         report.requests.sent += 1
@@ -112,14 +117,13 @@ extension LoadWorker {
     func answerOldest(_ c: Int, now: Int64) {
         let index = c * maxInFlight + Int(clients[c].oldest)
         let sentAt = sendTimes[index]
-        if openLoopInterval != nil { report.latency.response.record(nanoseconds: now - actualSendTimes[index]) }
+        if openLoopInterval != nil { tallies.response.record(nanoseconds: now - actualSendTimes[index]) }
         clients[c].oldest = Int32((Int(clients[c].oldest) + 1) % maxInFlight)
         clients[c].inFlight -= 1
         clients[c].answered += 1
         report.requests.answered += 1
-        report.latency.request.record(from: UInt64(sentAt), to: UInt64(now))
-        intervals.latency.record(from: UInt64(sentAt), to: UInt64(now))
-        if case .closedLoop = config.pacing, !stopping { sendRequest(c, intended: now) }
+        tallies.request.record(nanoseconds: now - sentAt)
+        if case .closedLoop = config.pacing, !stopping { sendRequest(c, intended: now, now: now) }
     }
 
     @inline(__always)
@@ -159,7 +163,7 @@ extension LoadWorker {
                 // Every intended send time that has passed gets its request now, stamped with the
                 // intended time: a stall shows in the latencies instead of thinning the requests.
                 while clients[c].nextSendAt <= now && Int(clients[c].inFlight) < maxInFlight {
-                    sendRequest(c, intended: clients[c].nextSendAt)
+                    sendRequest(c, intended: clients[c].nextSendAt, now: now)
                     clients[c].nextSendAt += interval
                 }
                 if clients[c].nextSendAt <= now {

@@ -14,6 +14,8 @@ struct LoadWorkerPlan: Sendable {
         var plan = self
         // One connection per client at most, plus a few slots of slack for closes still finishing.
         plan.configuration.engine.maxConnections = configuration.connections + 16
+        // Only open-loop sends have a time to be on: the closed loop and silent clients never spin.
+        plan.configuration.engine.spinNanoseconds = configuration.pacing.openLoopIntervalNanoseconds == nil ? 0 : configuration.sendSpinNanoseconds
         // The kernel searches only this worker's slice of the ports (`WorkSplit`).
         if configuration.localPorts == .range, let r = configuration.localPortRange,
            r.lowerBound >= 1, r.upperBound <= Int(UInt16.max) {
@@ -73,6 +75,9 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
     let wheel: DeadlineWheel
     var queue: ClientQueue
     var report: LoadWorkerReport
+    /// The per-request latencies, counted flat and folded into `report.latency` and `intervals` at each
+    /// snapshot and interval close.
+    let tallies = LatencyTallies()
     var open = 0
     /// The time series: the current interval's counts and request latencies.
     var intervals: LoadIntervalRecorder
@@ -148,6 +153,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
 
     /// This worker's report so far. Made on the worker's own thread (its CPU time is this thread's).
     var snapshot: LoadWorkerSnapshot {
+        tallies.fold(into: &report.latency, interval: &intervals)
         var r = report
         let statistics = engine.statistics
         r.syscalls = statistics.syscalls.total
@@ -198,6 +204,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
             tickForNewDeadlines(now: now)
             var closed = false
             while now >= Int64(intervals.nextBoundary) {
+                tallies.fold(into: &report.latency, interval: &intervals)
                 intervals.close(into: &report, open: open)
                 closed = true
             }
@@ -230,6 +237,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         while engine.openConnections > 0 && monotonicNanoseconds() < closedUntil {
             do { try engine.poll(timeoutNanoseconds: 10_000_000) { event in handle(event) } } catch { break }
         }
+        tallies.fold(into: &report.latency, interval: &intervals)
         intervals.close(into: &report, open: openAtDeadline)
         log?.flush()
         report.connectionsLogFailure = log?.failure

@@ -87,6 +87,7 @@ extension LoadGenerator.Configuration {
     /// This configuration narrowed to `share`: what one worker thread or process runs.
     public func narrowed(to share: WorkSplit.Share) -> LoadGenerator.Configuration {
         var c = self
+        c.runConnections = runConnections ?? connections
         c.firstClient = share.firstClient
         c.connections = share.connections
         c.connectRate = share.connectRate

@@ -40,6 +40,15 @@ public struct LatencyRecorder: Sendable, Equatable {
         histogram.record(value)
     }
 
+    /// Records `count` latencies of `microseconds` each (at most `highestTrackable`): a whole bucket of
+    /// a `LatencyTally`. A count of 0 moves only the minimum and maximum.
+    package mutating func record(microseconds: UInt64, count: UInt64) {
+        histogram.record(min(microseconds, histogram.highestTrackableValue), count: count)
+    }
+
+    /// Counts `count` values as recorded above the range (they were recorded as `highestTrackable`).
+    package mutating func addClamped(_ count: UInt64) { clampedCount &+= count }
+
     /// Records a latency in nanoseconds, rounded up to whole microseconds (so anything above 0 ns counts
     /// as at least 1 µs); a negative value (a clock step) counts as 0.
     @inline(__always)

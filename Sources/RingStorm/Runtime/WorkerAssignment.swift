@@ -107,7 +107,7 @@ extension EngineConfiguration: Codable {
     private enum CodingKeys: String, CodingKey {
         case maxConnections, submissionQueueEntries, completionQueueEntries, receiveBufferCount, receiveBufferSize
         case maxPendingBytesPerConnection, deferTaskRun, batchWaitMicroseconds, batchSize, noDelay
-        case closeTimeoutNanoseconds, localPortLow, localPortHigh
+        case closeTimeoutNanoseconds, localPortLow, localPortHigh, spinNanoseconds
     }
 
     public init(from decoder: any Decoder) throws {
@@ -124,6 +124,7 @@ extension EngineConfiguration: Codable {
         batchSize = try c.decode(UInt32.self, forKey: .batchSize)
         noDelay = try c.decode(Bool.self, forKey: .noDelay)
         closeTimeoutNanoseconds = try c.decodeIfPresent(Int64.self, forKey: .closeTimeoutNanoseconds) ?? closeTimeoutNanoseconds
+        spinNanoseconds = try c.decodeIfPresent(Int64.self, forKey: .spinNanoseconds) ?? spinNanoseconds
         if let low = try c.decodeIfPresent(UInt16.self, forKey: .localPortLow),
            let high = try c.decodeIfPresent(UInt16.self, forKey: .localPortHigh), low <= high {
             localPortRange = low...high
@@ -145,5 +146,6 @@ extension EngineConfiguration: Codable {
         try c.encodeIfPresent(localPortRange?.lowerBound, forKey: .localPortLow)
         try c.encodeIfPresent(localPortRange?.upperBound, forKey: .localPortHigh)
         try c.encode(closeTimeoutNanoseconds, forKey: .closeTimeoutNanoseconds)
+        try c.encode(spinNanoseconds, forKey: .spinNanoseconds)
     }
 }

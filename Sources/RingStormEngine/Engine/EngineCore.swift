@@ -1,3 +1,4 @@
+import CURing
 import Glibc
 
 /// Everything an engine keeps that does not depend on the kernel interface: slots and generations,
@@ -325,11 +326,18 @@ public final class EngineCore {
     package var hasTimers: Bool { !timers.isEmpty }
 
     /// How long a poll may block: until the next timer or the caller's timeout, whichever is sooner.
+    /// With `spinNanoseconds` (the one place it is applied), a wait for a timer ends that much early,
+    /// and a poll that finds the timer within it spins on the clock until the timer is due and then
+    /// does not block: the timer fires on time instead of a wake-up's latency late.
     package func waitNanoseconds(callerTimeout: Int64?) -> Int64? {
         let now = monotonicNanoseconds()
-        let wait = timers.waitNanoseconds(now: now, callerTimeout: callerTimeout)
-        guard hasDrainDeadlines else { return wait }
-        return min(wait ?? .max, max(0, drainDeadlines[drainHead].deadline - now))
+        var wait = timers.waitNanoseconds(now: now, callerTimeout: callerTimeout)
+        if hasDrainDeadlines { wait = min(wait ?? .max, max(0, drainDeadlines[drainHead].deadline - now)) }
+        let spin = configuration.spinNanoseconds
+        guard spin > 0, let w = wait, w > 0, let due = timers.nextDeadline, due - now <= w else { return wait }
+        if w > spin { return w - spin }
+        while monotonicNanoseconds() < due { curing_spin_hint() }
+        return 0
     }
 
     /// Hands every timer due by `now` to `handler`; returns how many fired.
@@ -355,3 +363,4 @@ struct DrainDeadline {
     let generation: UInt32
     let deadline: Int64
 }
+

@@ -16,11 +16,14 @@ package struct FlatArray<Element> {
         self.count = count
     }
 
+    /// Addressors, not get/set: `clients[c].stage` reads one field in place and `clients[c].x += 1`
+    /// writes one, where a getter copies the whole element out (and a setter back) — through its value
+    /// witness (`__swift_memcpy97_8` for the load worker's 97-byte client state) wherever the optimizer
+    /// leaves the generic accessor unspecialised, which it did in the load worker's hot loop.
     @inlinable
     package subscript(_ index: Int) -> Element {
-        get { base[index] }
-        nonmutating _modify { yield &base[index] }
-        nonmutating set { base[index] = newValue }
+        @inline(__always) unsafeAddress { UnsafePointer(base + index) }
+        @inline(__always) nonmutating unsafeMutableAddress { base + index }
     }
 
     package var indices: Range<Int> { 0..<count }

@@ -103,6 +103,13 @@ public struct EngineConfiguration: Sendable {
     public var batchSize: UInt32 = 64
     /// Set TCP_NODELAY on accepted and connected sockets.
     public var noDelay: Bool = true
+    /// How long before a timer is due a poll stops sleeping in the kernel and spins on the clock
+    /// instead (0: never). A sleeping thread wakes some tens of microseconds after its time (the
+    /// timer interrupt, an idle CPU leaving its halt, the scheduler); waking this much early and
+    /// spinning the rest makes the timer fire within a microsecond or two of its time, for this much
+    /// CPU per wake-up. Completions that arrive during the spin are handled when it ends. The load
+    /// generator's `--send-spin`; a server has no use for it.
+    public var spinNanoseconds: Int64 = 0
     /// Connects whose source port is left to the kernel search only this slice of the ephemeral
     /// range (`IP_LOCAL_PORT_RANGE`, kernel 6.3): workers given disjoint slices never probe each
     /// other's ports. nil: the whole range. An older kernel refuses it once; the engine then notes it
