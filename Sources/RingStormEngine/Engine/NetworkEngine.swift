@@ -91,11 +91,15 @@ public struct EngineConfiguration: Sendable {
     public var closeTimeoutNanoseconds: Int64 = 10_000_000_000
     /// Try `SINGLE_ISSUER | DEFER_TASKRUN` first (falls back to `COOP_TASKRUN` where refused).
     public var deferTaskRun: Bool = true
-    /// io_uring: when waiting, collect up to `batchSize` completions for at most `batchWaitMicroseconds`
-    /// before returning with what has arrived (`min_wait_usec`, kernel 6.12; ignored before). Bigger
-    /// batches mean fewer `io_uring_enter` calls per message, for at most this much added latency.
-    /// 0 returns at the first completion.
+    /// io_uring: when waiting, collect completions for at most `batchWaitMicroseconds` before returning
+    /// with what has arrived (`min_wait_usec`, kernel 6.12; ignored before). Bigger batches mean fewer
+    /// `io_uring_enter` calls per message, for at most this much added latency. 0 returns at the first
+    /// completion.
     public var batchWaitMicroseconds: UInt32 = 50
+    /// No longer used by the io_uring driver: a batch wait asks for half the completion queue, because
+    /// with DEFER_TASKRUN the kernel runs only about as much queued completion work as an enter asks
+    /// completions for, and 64 left a starved loop behind for good (`UringDriver.reapCount`, issue 12).
+    /// Kept so that configurations setting it still build and decode.
     public var batchSize: UInt32 = 64
     /// Set TCP_NODELAY on accepted and connected sockets.
     public var noDelay: Bool = true

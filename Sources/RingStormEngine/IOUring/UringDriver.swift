@@ -44,6 +44,19 @@ public final class UringDriver: EngineDriver {
     private var usePollFirst = true
     /// Whether the kernel honours `min_wait_usec` (IORING_FEAT_MIN_TIMEOUT).
     private var batchWait = false
+    /// Whether the ring runs completion work only inside our enters (DEFER_TASKRUN was accepted).
+    private var deferredTaskRun = false
+    /// How many completions an enter asks the kernel for when it reaps or batch-waits: half the CQ, so
+    /// what it runs fits. With DEFER_TASKRUN the kernel runs queued completion work (a receive's or an
+    /// accept's wake-up, a connect's completion) only inside an enter, and only about as many items as
+    /// the enter asks completions for (at least 20); the rest stays queued. Asking for 1 (or the batch
+    /// size, 64), a load generator starved of CPU (2–3 loop turns a second) ran less of it than churn
+    /// queued: its connects completed, and so its REGISTERs left, seconds after the server had accepted
+    /// (issue 12: the server's `register_timeout`s when both sides ran io_uring).
+    private let reapCount: UInt32
+    /// Without batch waiting, the last drain was large enough that the enter may have left queued work
+    /// behind: the next poll reaps (asking for `reapCount`) before it sleeps.
+    private var backlogLikely = false
     private var sawOverflow = false
     /// Receives are armed as bundles (`UringFeatures.receiveBundles`, and the kernel has them).
     private var useBundles = false
@@ -57,10 +70,12 @@ public final class UringDriver: EngineDriver {
         connectAddresses = .allocate(capacity: configuration.maxConnections)
         connectTimeouts = .allocate(capacity: configuration.maxConnections)
         completionBatch = .allocate(capacity: Int(completionBatchSize))
+        reapCount = max(1, configuration.completionQueueEntries / 2)
 
         let features: UInt32
         do {
             features = try Self.setUp(&ring, configuration, &core.stats, counters)
+            deferredTaskRun = ring.flags & curing_setup_defer_taskrun != 0
         } catch {
             connectAddresses.deallocate(); connectTimeouts.deallocate(); completionBatch.deallocate()
             throw error
@@ -169,17 +184,26 @@ public final class UringDriver: EngineDriver {
         var flags: UInt32 = 0
         var minComplete: UInt32 = 0
         if reap || waitNanoseconds != 0 { flags |= curing_enter_getevents }
-        if waitNanoseconds != 0 { minComplete = batchWait ? configuration.batchSize : 1 }
+        // Batch waiting asks for a whole drain's worth: the kernel runs that much queued completion
+        // work before it sleeps, and still returns at `min_wait_usec` with whatever it has.
+        if waitNanoseconds != 0 { minComplete = batchWait ? reapCount : 1 }
         if curing_ring_fd_registered(&ring) != 0 { flags |= curing_enter_registered_ring }
+        // A reap with DEFER_TASKRUN asks for `reapCount` completions with a zero timeout: the kernel runs
+        // up to that much queued work and returns at once (ETIME), where a plain reap ran 20 items.
+        let reapDeferred = reap && waitNanoseconds == 0 && deferredTaskRun
+        if reapDeferred { minComplete = reapCount }
         counters.record(.ioUringEnter)
         let result: Int32
-        if let wait = waitNanoseconds, wait > 0 {
+        if let wait = waitNanoseconds, wait > 0 || reapDeferred {
             waitTimeout.tv_sec = wait / 1_000_000_000
             waitTimeout.tv_nsec = wait % 1_000_000_000
+            // Not waiting: all of the call is the kernel's work (timed, as below).
+            let started = wait == 0 ? monotonicNanoseconds() : 0
+            defer { if wait == 0 { core.stats.submitNanoseconds += monotonicNanoseconds() - started } }
             result = withUnsafeMutablePointer(to: &waitTimeout) { ts in
                 waitArgument.ts = UInt64(UInt(bitPattern: ts))
                 // The field liburing 2.3 calls `pad` is `min_wait_usec` since kernel 6.12.
-                waitArgument.pad = batchWait ? configuration.batchWaitMicroseconds : 0
+                waitArgument.pad = batchWait && wait > 0 ? configuration.batchWaitMicroseconds : 0
                 return withUnsafeMutablePointer(to: &waitArgument) { arg in
                     io_uring_enter2(UInt32(curing_enter_fd(&ring)), toSubmit, minComplete, flags | curing_enter_ext_arg,
                                     UnsafeMutableRawPointer(arg).assumingMemoryBound(to: sigset_t.self), MemoryLayout<io_uring_getevents_arg>.size)
@@ -294,11 +318,15 @@ public final class UringDriver: EngineDriver {
     public func poll(timeoutNanoseconds: Int64?, _ handler: (Event) -> Void) throws(EngineError) -> Int {
         flushSends()
         var handled = fireTimers(handler)
-        var wait: Int64? = (handled > 0 || io_uring_cq_ready(&ring) > 0) ? 0 : core.waitNanoseconds(callerTimeout: timeoutNanoseconds)
+        var wait: Int64? = (handled > 0 || backlogLikely || io_uring_cq_ready(&ring) > 0) ? 0 : core.waitNanoseconds(callerTimeout: timeoutNanoseconds)
         // Batch waiting needs the EXT_ARG form, which needs a deadline: an unbounded wait becomes 1 s slices.
         if wait == nil && batchWait { wait = 1_000_000_000 }
         submitAndWait(waitNanoseconds: wait, reap: wait == 0 && io_uring_cq_ready(&ring) == 0)
-        handled += drainCompletions(handler)
+        let drained = drainCompletions(handler)
+        handled += drained
+        // Without batch waiting, an enter that waited ran as few as 20 items of queued work: after a
+        // drain that large, the next poll reaps (asking for `reapCount`) before it sleeps.
+        backlogLikely = !batchWait && deferredTaskRun && drained >= 20
         handled += fireTimers(handler)
         return handled
     }
