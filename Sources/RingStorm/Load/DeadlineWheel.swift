@@ -115,8 +115,18 @@ final class DeadlineWheel {
             wakeAt[client] = 0
             body(client)
         }
-        due.removeAll(keepingCapacity: true)
+        due.removeAll(keepingCapacity: due.capacity <= Self.keptCapacity)
     }
+
+    /// Storage kept by the scratch array and by an emptied bucket, in entries (1 KiB). `load` swaps the
+    /// scratch's storage into the bucket it empties, so without a cap every one of the 4,096 buckets
+    /// drifts up to the largest burst ever seen (a churn soak grew the load's RSS 5 MB in 2 minutes and
+    /// it would reach 4,096 × the largest burst); with it a worker keeps at most ~4 MiB, and only bursts
+    /// of more than 64 wake-ups in one millisecond allocate.
+    static let keptCapacity = 64
+
+    /// Entries' storage the wheel holds now (buckets, heap and scratch), for tests of the bound above.
+    var retainedCapacity: Int { buckets.reduce(0) { $0 + $1.capacity } + near.capacity + due.capacity }
 
     /// Moves bucket `tick`'s live entries of that tick into the heap (entries of a later lap stay), and
     /// marks the tick loaded.
@@ -134,7 +144,8 @@ final class DeadlineWheel {
                 bucketed += 1
             }
         }
-        due.removeAll(keepingCapacity: true)
+        if buckets[index].isEmpty && buckets[index].capacity > Self.keptCapacity { buckets[index] = [] }
+        due.removeAll(keepingCapacity: due.capacity <= Self.keptCapacity)
     }
 
     // MARK: The heap
