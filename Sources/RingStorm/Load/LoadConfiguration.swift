@@ -180,36 +180,33 @@ extension LoadGenerator.Pacing {
     }
 
     /// `--rate`: when global client `client` first sends at or after `now` (monotonic nanoseconds): the
-    /// next point of its grid (see `rate`). nil for other pacings (they send at once).
+    /// next point of its grid (see `rate`; the rate carries the whole run's connections). nil for other
+    /// pacings (they send at once).
     public func firstSendTime(client: Int, now: Int64) -> Int64? {
-        guard case .rate(let perSecond, _) = self, let interval = openLoopIntervalNanoseconds else { return nil }
-        let phase = Int64((Double(client) * 1e9 / perSecond).rounded()) % interval
-        return Self.next(phase: phase, interval: interval, now: now)
+        guard case .rate(_, let connections) = self else { return nil }
+        return firstSendTime(client: client, runConnections: connections, now: now)
     }
 
     /// Open loop (`--interval` or `--rate`): when global client `client` of a run of `runConnections`
     /// first sends at or after `now`: the next time `≡ client × interval / runConnections` modulo the
     /// interval on the monotonic clock. So the run's connections send one request every
     /// interval / runConnections overall, whenever each connected and whichever thread or process runs
-    /// it (they share the clock). nil for the closed loop and silent clients (they send at once).
+    /// it (they share the clock). `--rate R` is the same grid with the interval N / R (client g at g / R),
+    /// over the N connections it carries. nil for the closed loop and silent clients (they send at once).
     public func firstSendTime(client: Int, runConnections: Int, now: Int64) -> Int64? {
+        let n: Int
         switch self {
-        case .rate: return firstSendTime(client: client, now: now)
+        case .rate(_, let connections): n = max(connections, 1)
         case .openLoop(let interval):
             guard interval > 0 else { return now }
-            let n = max(runConnections, 1)
-            // 128-bit product: client × interval overflows Int64 past ~9e18 (e.g. a 1 h interval × 3M clients).
-            let product = Int64(client % n).multipliedFullWidth(by: interval)
-            let phase = Int64(truncatingIfNeeded: Int64(n).dividingFullWidth(product).quotient) % interval
-            return Self.next(phase: phase, interval: interval, now: now)
+            n = max(runConnections, 1)
         case .closedLoop, .silent: return nil
         }
-    }
-
-    /// The first time at or after `now` that is `≡ phase` modulo `interval`.
-    @inline(__always)
-    static func next(phase: Int64, interval: Int64, now: Int64) -> Int64 {
-        now + ((phase - now) % interval + interval) % interval
+        guard let interval = openLoopIntervalNanoseconds else { return nil }
+        // 128-bit product: client × interval overflows Int64 past ~9e18 (e.g. a 1 h interval × 3M clients).
+        let product = Int64(client % n).multipliedFullWidth(by: interval)
+        let phase = Int64(truncatingIfNeeded: Int64(n).dividingFullWidth(product).quotient) % interval
+        return now + ((phase - now) % interval + interval) % interval
     }
 }
 
