@@ -302,13 +302,13 @@ struct Serve: ParsableCommand {
             }
             if workers.allEnded { break }
             workers.pump(timeoutNanoseconds: 100_000_000)
-            if endpoint != nil {
-                let current = workers.mergeable.reduce(ServerSnapshot(backend: backend), +)
-                summed.withLock { $0 = current }
-            }
-            guard times.report > 0, monotonicNanoseconds() >= nextLine else { continue }
-            let current = workers.mergeable.reduce(ServerSnapshot(backend: backend), +)
             let at = monotonicNanoseconds()
+            let lineDue = times.report > 0 && at >= nextLine
+            guard endpoint != nil || lineDue else { continue }
+            // One sum of the workers' snapshots serves both the metrics and the live line.
+            let current = workers.mergeable.reduce(ServerSnapshot(backend: backend), +)
+            if endpoint != nil { summed.withLock { $0 = current } }
+            guard lineDue else { continue }
             nextLine = at + times.report
             Diagnostics.info(liveLine(current, last, seconds: Double(at - lastTime) / 1e9,
                                                     elapsed: Double(at - started) / 1e9))
