@@ -33,8 +33,6 @@ struct ReproCommand: ParsableCommand {
     @Option(name: .customLong("policy"), help: .hidden)
     var policyAlias: EMFILEPolicy?
 
-    private var policy: EMFILEPolicy { onEmfile ?? policyAlias ?? .shed }
-
     @Option(name: [.customShort("c"), .long], parsing: .unconditional,
             help: "Registering clients, each holding at most one connection (the seed's: 75-byte registration at once, periodic requests, reconnect on error); load's --connections. Default: 200.")
     var connections: Int?
@@ -52,7 +50,8 @@ struct ReproCommand: ParsableCommand {
     var silentAlias: Int?
 
     /// One of a new option and its old name; both only when they agree.
-    private static func either(_ value: Int?, _ alias: Int?, _ name: String, _ old: String, default fallback: Int) throws -> Int {
+    private static func either<Value: Equatable>(_ value: Value?, _ alias: Value?, _ name: String, _ old: String,
+                                                 default fallback: Value) throws -> Value {
         if let value, let alias, value != alias {
             throw UsageError("\(old) is the old name of \(name); give one of them")
         }
@@ -94,7 +93,6 @@ struct ReproCommand: ParsableCommand {
 
     func makeConfiguration() throws -> Repro.Configuration {
         var c = Repro.Configuration()
-        c.policy = policy
         c.clients = try Self.either(connections, clientsAlias, "--connections", "--clients", default: 200)
         c.silent = try Self.either(silentConnections, silentAlias, "--silent-connections", "--silent", default: 50)
         c.maxFDs = maxFds
@@ -103,9 +101,7 @@ struct ReproCommand: ParsableCommand {
         c.intervalNanoseconds = try nanoseconds(interval, "--interval")
         c.requestTimeoutNanoseconds = try nanoseconds(requestTimeout, "--request-timeout")
         c.registerTimeoutNanoseconds = try nanoseconds(registerTimeout, "--register-timeout")
-        if let policyAlias, let onEmfile, policyAlias != onEmfile {
-            throw UsageError("--policy is the old name of --on-emfile; give one of them")
-        }
+        c.policy = try Self.either(onEmfile, policyAlias, "--on-emfile", "--policy", default: .shed)
         c.silentDelayNanoseconds = try silentDelay.map { try nanoseconds($0, "--silent-delay") }
             ?? min(1_000_000_000, c.durationNanoseconds / 4)
         c.registrationSize = try bytes(registrationSize, "--registration-size")
