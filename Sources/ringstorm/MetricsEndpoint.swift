@@ -42,15 +42,9 @@ final class MetricsEndpoint: @unchecked Sendable {
             throw UsageError("--metrics \(text): cannot listen: \(error); \(fix)")
         }
         self.fd = fd
-        var bound = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        var actual = address
-        actual.port = withUnsafeBytes(of: bound) { raw in
-            address.isIPv6 ? UInt16(bigEndian: raw.load(as: sockaddr_in6.self).sin6_port)
-                : UInt16(bigEndian: raw.load(as: sockaddr_in.self).sin_port)
-        }
-        self.address = actual
+        // The address bound (port 0: the one the kernel picked).
+        var bound = SocketAddress()
+        self.address = bound.withMutableSockAddr { getsockname(fd, $0, $1) } == 0 ? bound : address
         let thread = Thread { [self] in serve() }
         thread.name = "ringstorm-metrics"
         thread.start()
@@ -116,8 +110,7 @@ final class MetricsEndpoint: @unchecked Sendable {
             let n = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
             guard n > 0 else { return }
             request += buffer[0..<n]
-            if request.count >= 4, request.suffix(4) == [13, 10, 13, 10] { break }
-            if let text = String(validating: request, as: UTF8.self), text.contains("\r\n\r\n") { break }
+            if request.firstRange(of: [13, 10, 13, 10]) != nil { break }  // the end of the headers
         }
         let line = String(decoding: request.prefix { $0 != 13 && $0 != 10 }, as: UTF8.self)
         let parts = line.split(separator: " ")
