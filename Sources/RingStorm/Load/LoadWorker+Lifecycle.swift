@@ -8,15 +8,20 @@ extension LoadWorker {
 
     /// Client `c`'s source address (the run's round-robin by global client number: see `WorkSplit`).
     func source(of c: Int) -> SocketAddress? {
-        config.sources.isEmpty ? nil : config.sources[c % config.sources.count]
+        config.sources.isEmpty ? nil : config.sources[sourceIndex(of: c)]
+    }
+
+    /// Which of the worker's source addresses client `c` uses (0 without `--source`): also its port
+    /// pool's queue.
+    func sourceIndex(of c: Int) -> Int {
+        config.sources.isEmpty ? 0 : c % config.sources.count
     }
 
     /// Client `c`'s source address with a port of the worker's own (`LocalPorts.assign`), or as
     /// `source(of:)` when the worker does not assign ports or its slice is used up (the kernel picks).
     func sourceWithPort(of c: Int, kernelPicks: Bool) -> SocketAddress? {
         guard ports != nil, !kernelPicks else { return source(of: c) }
-        let index = config.sources.isEmpty ? 0 : c % config.sources.count
-        guard let port = ports!.take(source: index) else { return source(of: c) }
+        guard let port = ports!.take(source: sourceIndex(of: c)) else { return source(of: c) }
         clients[c].localPort = port
         var address = source(of: c) ?? (config.target.isIPv6 ? SocketAddress(ipv6: in6addr_any, port: 0) : SocketAddress(ipv4Value: 0, port: 0))
         address.port = port
@@ -28,7 +33,7 @@ extension LoadWorker {
         let port = clients[c].localPort
         guard port != 0, ports != nil else { return }
         clients[c].localPort = 0
-        ports!.give(port, source: config.sources.isEmpty ? 0 : c % config.sources.count)
+        ports!.give(port, source: sourceIndex(of: c))
     }
 
     /// Assigned ports tried for one connect before the kernel picks one.
