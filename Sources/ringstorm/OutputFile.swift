@@ -32,10 +32,11 @@ final class OutputFile {
         guard path != "-" else { return }
         guard !path.isEmpty else { throw UsageError("\(option): the path is empty; name a file, e.g. \(option) report.json, or - for standard output") }
         var info = stat()
-        if stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
+        let exists = stat(path, &info) == 0
+        if exists && (info.st_mode & S_IFMT) == S_IFDIR {
             throw UsageError("\(option) \(path): is a folder (EISDIR); name a file in it, e.g. \(option) \(path.hasSuffix("/") ? path : path + "/")report.json")
         }
-        if stat(path, &info) == 0 && (info.st_mode & S_IFMT) != S_IFREG {
+        if exists && (info.st_mode & S_IFMT) != S_IFREG {
             // A device, a FIFO, /dev/stdout: written in place (renaming over it would replace the device).
             let opened = open(path, O_WRONLY | O_CLOEXEC)
             guard opened >= 0 else {
