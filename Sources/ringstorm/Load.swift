@@ -522,10 +522,8 @@ struct Load: ParsableCommand {
             throw UsageError(error.commandLineText)
         }
         if let connectionsLog, connectionsLog != "-" {
-            // Truncated once here; the workers append.
-            let fd = open(connectionsLog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw UsageError("--connections-log \(connectionsLog): cannot open: \(Errno.current); name a writable file") }
-            close(fd)
+            // Truncated once here (opened as the workers open it, and closed at once); the workers append.
+            do { _ = try ConnectionLogFile(path: connectionsLog, truncate: true) } catch { throw UsageError(error.commandLineText) }
         }
         let assignments = WorkSplit(configuration, parts: options.processes).shares.map { share in
             var part = configuration.narrowed(to: share)

@@ -71,12 +71,13 @@ final class ConnectionLogWriter {
     }
 }
 
-/// The log file, opened once for all workers.
-final class ConnectionLogFile: Sendable {
+/// The log file, opened once for all workers (and truncated once by `load --processes`' parent, whose
+/// workers then append).
+package final class ConnectionLogFile: Sendable {
     let fd: Int32
 
     /// `path` `-` is standard output.
-    init(path: String, truncate: Bool = true) throws(LoadError) {
+    package init(path: String, truncate: Bool = true) throws(LoadError) {
         let fd = path == "-" ? fcntl(1, F_DUPFD_CLOEXEC, 0) : open(path, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : 0) | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw .connectionsLog(path: path, Errno.current)
