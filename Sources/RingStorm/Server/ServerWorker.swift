@@ -86,7 +86,10 @@ final class ServerWorker<Engine: NetworkEngine, Proto: ServerProtocol>: Listenin
                 publish(s)
                 return
             }
-            if UInt64(monotonicNanoseconds()) >= intervals.nextBoundary { closeInterval() }
+            // The batch's time (read at its first event; read here only after an empty poll): an interval
+            // closes within one batch of its boundary, without a clock read per loop.
+            if !nowIsFresh { now = monotonicNanoseconds(); nowIsFresh = true }
+            if UInt64(now) >= intervals.nextBoundary { closeInterval() }
             if publishDue { publishDue = false; publish(snapshot) }
         }
         closeInterval()
