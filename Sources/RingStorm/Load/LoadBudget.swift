@@ -21,20 +21,7 @@ public struct LoadBudget: Sendable, Equatable {
     public static var current: LoadBudget {
         var limit = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        return LoadBudget(descriptorLimit: Int(min(limit.rlim_cur, 1 << 24)), portsPerSource: ephemeralPortCount())
-    }
-
-    /// `hi - lo + 1` from `/proc/sys/net/ipv4/ip_local_port_range` (28,232 when it cannot be read).
-    static func ephemeralPortCount() -> Int {
-        let fd = open("/proc/sys/net/ipv4/ip_local_port_range", O_RDONLY)
-        guard fd >= 0 else { return 28_232 }
-        defer { _ = Glibc.close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 64)
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard n > 0 else { return 28_232 }
-        let numbers = String(decoding: buffer[0..<n], as: UTF8.self).split { $0 == " " || $0 == "\t" || $0 == "\n" }.compactMap { Int($0) }
-        guard numbers.count == 2, numbers[1] >= numbers[0] else { return 28_232 }
-        return numbers[1] - numbers[0] + 1
+        return LoadBudget(descriptorLimit: Int(min(limit.rlim_cur, 1 << 24)), portsPerSource: EphemeralPorts.system.count)
     }
 
     /// The most worker processes `--processes` starts.

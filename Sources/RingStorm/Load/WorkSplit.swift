@@ -1,4 +1,3 @@
-import Foundation
 import RingStormEngine
 
 /// How a load run is divided among its workers — the threads of a process and the processes of
@@ -155,22 +154,5 @@ extension LoadGenerator.Configuration {
         var c = narrowed(to: WorkSplit(self, parts: shard.count).share(index: shard.index))
         c.shard = shard
         return c
-    }
-}
-
-/// The system's ephemeral port range (`net.ipv4.ip_local_port_range`), read once.
-enum EphemeralPorts {
-    static let system: ClosedRange<Int> = read() ?? 32_768...60_999
-
-    static func read() -> ClosedRange<Int>? {
-        guard let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8) else { return nil }
-        return parse(text)
-    }
-
-    /// "32768\t60999\n" → 32768...60999.
-    static func parse(_ text: String) -> ClosedRange<Int>? {
-        let fields = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) }
-        guard fields.count == 2, fields[0] >= 1, fields[0] <= fields[1], fields[1] <= 65_535 else { return nil }
-        return fields[0]...fields[1]
     }
 }
