@@ -129,7 +129,7 @@ import RingStormEngine
     // MARK: The generator's own ports (PortPool)
 
     @Test func portsComeBackInTheOrderTheyWereFreed() {
-        var pool = PortPool(sources: 2, ports: 100...102)
+        let pool = PortPool(sources: 2, ports: 100...102)
         defer { pool.deallocate() }
         #expect(pool.take(source: 0) == 100)
         #expect(pool.take(source: 0) == 101)

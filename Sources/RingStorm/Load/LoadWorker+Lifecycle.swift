@@ -20,8 +20,7 @@ extension LoadWorker {
     /// Client `c`'s source address with a port of the worker's own (`LocalPorts.assign`), or as
     /// `source(of:)` when the worker does not assign ports or its slice is used up (the kernel picks).
     func sourceWithPort(of c: Int, kernelPicks: Bool) -> SocketAddress? {
-        guard ports != nil, !kernelPicks else { return source(of: c) }
-        guard let port = ports!.take(source: sourceIndex(of: c)) else { return source(of: c) }
+        guard let ports, !kernelPicks, let port = ports.take(source: sourceIndex(of: c)) else { return source(of: c) }
         clients[c].localPort = port
         var address = source(of: c) ?? (config.target.isIPv6 ? SocketAddress(ipv6: in6addr_any, port: 0) : SocketAddress(ipv4Value: 0, port: 0))
         address.port = port
@@ -31,9 +30,9 @@ extension LoadWorker {
     /// Client `c`'s connection is gone: its assigned port is free again.
     func releasePort(of c: Int) {
         let port = clients[c].localPort
-        guard port != 0, ports != nil else { return }
+        guard port != 0, let ports else { return }
         clients[c].localPort = 0
-        ports!.give(port, source: sourceIndex(of: c))
+        ports.give(port, source: sourceIndex(of: c))
     }
 
     /// Assigned ports tried for one connect before the kernel picks one.

@@ -86,7 +86,7 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
     /// When queued connects start (this worker's share of the connect rate).
     var pacer: ConnectPacer
     /// Source ports the worker assigns itself (`LocalPorts.assign`), nil otherwise.
-    var ports: PortPool?
+    let ports: PortPool?
 
     var stopping = false
     /// After the deadline: connections still waiting for answers before they close.
@@ -138,6 +138,8 @@ final class LoadWorker<Engine: NetworkEngine, Wire: ClientProtocol>: EngineWorke
         pacer = ConnectPacer(ratePerSecond: config.connectRate, now: monotonicNanoseconds())
         if config.localPorts == .assign, let range = config.localPortRange {
             ports = PortPool(sources: max(config.sources.count, 1), ports: range)
+        } else {
+            ports = nil
         }
     }
 

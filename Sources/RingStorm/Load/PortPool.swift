@@ -7,6 +7,7 @@ import RingStormEngine
 /// (`__inet_hash_connect` probing port after port, each through `__inet_check_established`). Ports
 /// go back when the connection is gone. Slices are disjoint between workers (`WorkSplit`), so no two
 /// workers take the same port of an address. One flat array allocated at start; nothing per connect.
+/// (Its storage is flat arrays written through their pointers: nothing here mutates the value itself.)
 struct PortPool {
     private let storage: FlatArray<UInt16>
     private let heads: FlatArray<Int32>
@@ -27,7 +28,7 @@ struct PortPool {
 
     /// A free port for source `source`, or nil when all of the slice are taken (the caller lets the
     /// kernel choose then).
-    mutating func take(source: Int) -> UInt16? {
+    func take(source: Int) -> UInt16? {
         guard capacity > 0, counts[source] > 0 else { return nil }
         let head = Int(heads[source])
         let port = storage[source * capacity + head]
@@ -37,7 +38,7 @@ struct PortPool {
     }
 
     /// Gives `port` of `source` back (at the end of the queue).
-    mutating func give(_ port: UInt16, source: Int) {
+    func give(_ port: UInt16, source: Int) {
         precondition(Int(counts[source]) < capacity, "port pool overflow")
         let tail = (Int(heads[source]) + Int(counts[source])) % capacity
         storage[source * capacity + tail] = port
