@@ -80,12 +80,10 @@ final class ProvidedBuffers {
         add(upTo: min(count, Self.initialCount))
     }
 
-    /// The kernel ran out of buffers: double the ring (up to `count`). False when it is full already.
-    @discardableResult
-    func grow() -> Bool {
-        guard populated < count else { return false }
+    /// The kernel ran out of buffers: double the ring (up to `count`).
+    func grow() {
+        guard populated < count else { return }
         add(upTo: min(count, populated * 2))
-        return true
     }
 
     private func add(upTo target: Int) {

@@ -31,10 +31,10 @@ public final class UringDriver: EngineDriver {
     /// Connections whose multishot receive ended with ENOBUFS, re-armed in this order once buffers are back.
     private var starved: [ConnectionID] = []
 
-    /// Per-slot memory the kernel reads after submission: connect addresses and link timeouts.
     /// Per slot, the destination a connect SQE points at (the kernel reads it when it runs the connect):
     /// a `sockaddr_in6` holds either family in 28 bytes, where a `sockaddr_storage` took 128 per slot.
     private let connectAddresses: UnsafeMutablePointer<sockaddr_in6>
+    /// Per slot, the deadline of a connect's link timeout (the kernel reads it after submission too).
     private let connectTimeouts: UnsafeMutablePointer<__kernel_timespec>
     private var waitTimeout = __kernel_timespec()
     private var waitArgument = io_uring_getevents_arg()
