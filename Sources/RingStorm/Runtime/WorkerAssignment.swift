@@ -106,7 +106,7 @@ extension SocketAddress: Codable {
 extension EngineConfiguration: Codable {
     private enum CodingKeys: String, CodingKey {
         case maxConnections, submissionQueueEntries, completionQueueEntries, receiveBufferCount, receiveBufferSize
-        case maxPendingBytesPerConnection, deferTaskRun, batchWaitMicroseconds, batchSize, noDelay
+        case maxPendingBytesPerConnection, deferTaskRun, batchWaitMicroseconds, noDelay
         case closeTimeoutNanoseconds, localPortLow, localPortHigh, spinNanoseconds, uringFeatures
     }
 
@@ -121,7 +121,6 @@ extension EngineConfiguration: Codable {
         maxPendingBytesPerConnection = try c.decode(Int.self, forKey: .maxPendingBytesPerConnection)
         deferTaskRun = try c.decode(Bool.self, forKey: .deferTaskRun)
         batchWaitMicroseconds = try c.decode(UInt32.self, forKey: .batchWaitMicroseconds)
-        batchSize = try c.decode(UInt32.self, forKey: .batchSize)
         noDelay = try c.decode(Bool.self, forKey: .noDelay)
         closeTimeoutNanoseconds = try c.decodeIfPresent(Int64.self, forKey: .closeTimeoutNanoseconds) ?? closeTimeoutNanoseconds
         spinNanoseconds = try c.decodeIfPresent(Int64.self, forKey: .spinNanoseconds) ?? spinNanoseconds
@@ -142,7 +141,6 @@ extension EngineConfiguration: Codable {
         try c.encode(maxPendingBytesPerConnection, forKey: .maxPendingBytesPerConnection)
         try c.encode(deferTaskRun, forKey: .deferTaskRun)
         try c.encode(batchWaitMicroseconds, forKey: .batchWaitMicroseconds)
-        try c.encode(batchSize, forKey: .batchSize)
         try c.encode(noDelay, forKey: .noDelay)
         try c.encodeIfPresent(localPortRange?.lowerBound, forKey: .localPortLow)
         try c.encodeIfPresent(localPortRange?.upperBound, forKey: .localPortHigh)

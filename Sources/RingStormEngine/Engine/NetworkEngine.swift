@@ -99,7 +99,8 @@ public struct EngineConfiguration: Sendable {
     /// No longer used by the io_uring driver: a batch wait asks for half the completion queue, because
     /// with DEFER_TASKRUN the kernel runs only about as much queued completion work as an enter asks
     /// completions for, and 64 left a starved loop behind for good (`UringDriver.reapCount`, issue 12).
-    /// Kept so that configurations setting it still build and decode.
+    /// Kept so that configurations setting it still build; nothing reads it.
+    @available(*, deprecated, message: "unused: an io_uring batch wait asks for half the completion queue")
     public var batchSize: UInt32 = 64
     /// Set TCP_NODELAY on accepted and connected sockets.
     public var noDelay: Bool = true
