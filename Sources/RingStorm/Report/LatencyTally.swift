@@ -47,6 +47,18 @@ final class LatencyTally {
         fold { recorder.record(microseconds: $0, count: $1) } clamped: { recorder.addClamped($0) }
     }
 
+    /// Adds what was counted since the last fold to both recorders (the report's and the current
+    /// interval's), and starts counting afresh.
+    func fold(into recorder: inout LatencyRecorder, and interval: inout LatencyRecorder) {
+        fold { value, count in
+            recorder.record(microseconds: value, count: count)
+            interval.record(microseconds: value, count: count)
+        } clamped: { n in
+            recorder.addClamped(n)
+            interval.addClamped(n)
+        }
+    }
+
     /// Hands each bucket counted since the last fold to `record` (value, count), then the exact maximum
     /// with a count of 0 and the clamped count to `clamped`, and starts counting afresh. Replaying
     /// that into a `LatencyRecorder` adds exactly these values. Walks the buckets up to the maximum's.
@@ -75,20 +87,8 @@ final class LatencyTallies {
     let response = LatencyTally()
 
     func fold(into latency: inout LoadWorkerReport.Histograms, interval: inout LoadIntervalRecorder) {
-        request.fold { value, count in
-            latency.request.record(microseconds: value, count: count)
-            interval.latency.record(microseconds: value, count: count)
-        } clamped: { n in
-            latency.request.addClamped(n)
-            interval.latency.addClamped(n)
-        }
-        sendLag.fold { value, count in
-            latency.sendLag.record(microseconds: value, count: count)
-            interval.sendLag.record(microseconds: value, count: count)
-        } clamped: { n in
-            latency.sendLag.addClamped(n)
-            interval.sendLag.addClamped(n)
-        }
+        request.fold(into: &latency.request, and: &interval.latency)
+        sendLag.fold(into: &latency.sendLag, and: &interval.sendLag)
         response.fold(into: &latency.response)
     }
 }
