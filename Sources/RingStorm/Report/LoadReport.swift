@@ -471,30 +471,6 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         case backendFeatures = "backend_features"
     }
 
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        startedAtMs = try c.decodeIfPresent(Int64.self, forKey: .startedAtMs)
-        startLateByMs = try c.decodeIfPresent(Double.self, forKey: .startLateByMs)
-        backendFeatures = try c.decodeIfPresent([String].self, forKey: .backendFeatures) ?? []
-        backend = try c.decode(String.self, forKey: .backend)
-        durationSeconds = try c.decode(Double.self, forKey: .durationSeconds)
-        connections = try c.decode(LoadReport.Connections.self, forKey: .connections)
-        requests = try c.decode(LoadReport.Requests.self, forKey: .requests)
-        outcomes = try c.decode(PhaseOutcomes.self, forKey: .outcomes)
-        latency = try c.decode(Histograms.self, forKey: .latency)
-        syscalls = try c.decode(Int.self, forKey: .syscalls)
-        workers = try c.decode(Int.self, forKey: .workers)
-        serverErrors = try c.decode([String: Int].self, forKey: .serverErrors)
-        generator = try c.decode(LoadReport.Generator.self, forKey: .generator)
-        http = try c.decode(HTTPStatusCounts.self, forKey: .http)
-        connectionsLogFailure = try c.decodeIfPresent(LoadReport.ConnectionsLogFailure.self, forKey: .connectionsLogFailure)
-        intervals = try c.decodeIfPresent([LoadInterval].self, forKey: .intervals) ?? []
-        intervalMs = try c.decodeIfPresent(Int64.self, forKey: .intervalMs)
-        memory = try c.decodeIfPresent(MemoryUse.self, forKey: .memory)
-        steady = try c.decodeIfPresent(SteadyWindow.self, forKey: .steady)
-        peerSignals = try c.decodeIfPresent(PeerSignals.self, forKey: .peerSignals) ?? PeerSignals()
-    }
-
     /// Compact JSON on one line (no newline inside), for a pipe from worker to parent.
     public func json() throws -> Data { try ReportJSON.encode(self, pretty: false) }
 
