@@ -33,7 +33,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         public var attempted: Int
         /// Connects that succeeded.
         public var established: Int
-        /// Most connections open at once (summed over workers: see `LoadWorkerReport.merge`).
+        /// Most connections open at once (over workers: see `LoadWorkerReport.merge`).
         public var peakOpen: Int
 
         public init(attempted: Int = 0, established: Int = 0, peakOpen: Int = 0) {
@@ -47,7 +47,8 @@ public struct LoadReport: Codable, Sendable, Equatable {
             case peakOpen = "peak_open"
         }
 
-        /// Counts summed (peaks too: see `LoadWorkerReport.connections`).
+        /// Counts summed, peaks too: `LoadWorkerReport.merge` then takes the peak from the aligned time
+        /// series when the reports carry one.
         public mutating func merge(_ other: Connections) {
             attempted += other.attempted
             established += other.established
@@ -342,8 +343,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     public var backend: String
     /// Wall time of the run. Workers run side by side, so a merge keeps the longest.
     public var durationSeconds: Double
-    /// `peakOpen` is this worker's; a merge sums the workers' peaks: exact when they peak together
-    /// (they start together and ramp together), an upper bound otherwise.
+    /// `peakOpen` is this worker's; a merge takes the most open at one instant of the aligned time series
+    /// (or one report's own peak, if larger), and sums the peaks only of reports without a series.
     public var connections = LoadReport.Connections()
     public var requests = LoadReport.Requests()
     public var outcomes = PhaseOutcomes()
