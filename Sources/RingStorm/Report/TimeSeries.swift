@@ -156,7 +156,14 @@ package struct IntervalClock {
 /// once per interval, off the per-request path.
 package struct LoadIntervalRecorder {
     var clock: IntervalClock
-    var base = LoadWorkerReport(backend: "")
+    /// The counts at the current interval's start: only the sections an interval subtracts (a whole
+    /// `LoadWorkerReport` here held five latency histograms, about 140 KB each, never read).
+    var base = Counts()
+    struct Counts {
+        var connections = LoadReport.Connections()
+        var requests = LoadReport.Requests()
+        var outcomes = PhaseOutcomes()
+    }
     package var latency = LatencyRecorder()
     /// The interval's send lag (open loop).
     package var sendLag = LatencyRecorder()
