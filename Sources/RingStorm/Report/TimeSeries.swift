@@ -87,30 +87,43 @@ public struct LoadInterval: Codable, Sendable, Equatable {
 /// A series of intervals in start order, and the one way two of them merge: aligned by wall-clock start.
 public enum LoadSeries {
     /// `a` and `b` aligned by start: an interval both have is summed, one only one has is kept.
-    public static func merged(_ a: [LoadInterval], _ b: [LoadInterval]) -> [LoadInterval] {
-        if a.isEmpty { return b }
-        if b.isEmpty { return a }
-        var out: [LoadInterval] = []
-        out.reserveCapacity(max(a.count, b.count))
-        var i = 0, j = 0
-        while i < a.count || j < b.count {
-            if j == b.count || (i < a.count && a[i].startMs < b[j].startMs) {
-                out.append(a[i]); i += 1
-            } else if i == a.count || b[j].startMs < a[i].startMs {
-                out.append(b[j]); j += 1
-            } else {
-                var sum = a[i]
-                sum.merge(b[j])
-                out.append(sum)
-                i += 1; j += 1
-            }
-        }
-        return out
-    }
+    public static func merged(_ a: [LoadInterval], _ b: [LoadInterval]) -> [LoadInterval] { mergedByStart(a, b) }
 
     /// The most connections open at one interval's end, over the aligned series: exact for the whole run
     /// at the interval's resolution (every worker's and shard's count at the same wall-clock instant).
     public static func peakOpen(_ series: [LoadInterval]) -> Int { series.map(\.open).max() ?? 0 }
+}
+
+/// An interval keyed by its wall-clock start, load's or server's: what `mergedByStart` aligns.
+protocol WallClockInterval {
+    var startMs: Int64 { get }
+    mutating func merge(_ other: Self)
+}
+
+extension LoadInterval: WallClockInterval {}
+extension ServerInterval: WallClockInterval {}
+
+/// Two series in start order aligned by start: an interval both have is summed, one only one has is kept.
+/// The one way series merge (threads, processes, shards; load and server).
+func mergedByStart<Interval: WallClockInterval>(_ a: [Interval], _ b: [Interval]) -> [Interval] {
+    if a.isEmpty { return b }
+    if b.isEmpty { return a }
+    var out: [Interval] = []
+    out.reserveCapacity(max(a.count, b.count))
+    var i = 0, j = 0
+    while i < a.count || j < b.count {
+        if j == b.count || (i < a.count && a[i].startMs < b[j].startMs) {
+            out.append(a[i]); i += 1
+        } else if i == a.count || b[j].startMs < a[i].startMs {
+            out.append(b[j]); j += 1
+        } else {
+            var sum = a[i]
+            sum.merge(b[j])
+            out.append(sum)
+            i += 1; j += 1
+        }
+    }
+    return out
 }
 
 /// The wall clock in nanoseconds since the Unix epoch.
@@ -250,14 +263,7 @@ public struct ServerInterval: Codable, Sendable, Equatable {
     }
 
     /// Two series aligned by start (as `LoadSeries.merged`).
-    public static func merged(_ a: [ServerInterval], _ b: [ServerInterval]) -> [ServerInterval] {
-        if a.isEmpty { return b }
-        if b.isEmpty { return a }
-        var byStart: [Int64: ServerInterval] = [:]
-        for i in a { byStart[i.startMs] = i }
-        for i in b { if byStart[i.startMs] != nil { byStart[i.startMs]!.merge(i) } else { byStart[i.startMs] = i } }
-        return byStart.keys.sorted().map { byStart[$0]! }
-    }
+    public static func merged(_ a: [ServerInterval], _ b: [ServerInterval]) -> [ServerInterval] { mergedByStart(a, b) }
 }
 
 /// A server worker's interval clock and the counts at the current interval's start.
