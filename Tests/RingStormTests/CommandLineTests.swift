@@ -382,6 +382,16 @@ private func waitUntilBlocking(seconds: Double, _ condition: () -> Bool) throws 
         #expect(try passes("peak_open!=0"))
     }
 
+    @Test func latencyUnitsAreTheDurationFlags() throws {
+        // One duration reader for every flag: a threshold's latency takes the same units.
+        #expect(try Threshold(parsing: "p99<0.05s").bound == .value(50_000))
+        #expect(try Threshold(parsing: "p99<50ms").bound == .value(50_000))
+        #expect(try Threshold(parsing: "max<1m30s").bound == .value(90_000_000))
+        #expect(try Threshold(parsing: "p50<250us").bound == .value(250))
+        #expect(try Threshold(parsing: "p50<250").bound == .value(250))  // a bare number is µs
+        #expect(throws: ThresholdError.self) { try Threshold(parsing: "p99<-5ms") }
+    }
+
     @Test func badExpressionsNameTheFix() {
         #expect(throws: ThresholdError.self) { try Threshold(parsing: "p99<fast") }
         #expect(throws: ThresholdError.self) { try Threshold(parsing: "p99<5%") }

@@ -88,8 +88,8 @@ import RingStormEngine
         tally.fold(into: &folded)
         #expect(folded.snapshot == direct.snapshot)
         // Every bucket's lowest value maps back to that bucket.
-        for i in stride(from: 0, to: LatencyTally.index(of: 60_000_000), by: 37) {
-            #expect(LatencyTally.index(of: LatencyTally.lowestValue(at: i)) == i)
+        for i in stride(from: 0, to: HdrHistogramEncoding.countsIndex(of: 60_000_000), by: 37) {
+            #expect(HdrHistogramEncoding.countsIndex(of: HdrHistogramEncoding.value(atIndex: i)) == i)
         }
     }
 }

@@ -27,17 +27,21 @@ package enum HdrHistogramEncoding {
     }
 
     // The counts array of a histogram with lowest discernible value 1 and 3 significant digits (the only
-    // layout a `LatencyRecorder` has): 2048 sub-buckets, half of them per bucket after the first.
+    // layout a `LatencyRecorder` has): 2048 sub-buckets, half of them per bucket after the first. The one
+    // place this layout is computed: the encoding walks it, and `LatencyTally` counts in it.
     static let subBucketHalfCountMagnitude = 10
     static let subBucketHalfCount = 1 << subBucketHalfCountMagnitude
     static let subBucketMask: UInt64 = UInt64(2 * subBucketHalfCount - 1)
 
+    /// HdrHistogram's counts index of `value` (its `countsIndexForValue`).
+    @inline(__always)
     static func countsIndex(of value: UInt64) -> Int {
         let bucketIndex = (64 - subBucketHalfCountMagnitude - 1) - (value | subBucketMask).leadingZeroBitCount
         let subBucketIndex = Int(value >> UInt64(bucketIndex))
         return ((bucketIndex + 1) << subBucketHalfCountMagnitude) + (subBucketIndex - subBucketHalfCount)
     }
 
+    /// The lowest value of the bucket at counts index `index`: it records into the same bucket.
     static func value(atIndex index: Int) -> UInt64 {
         var bucketIndex = (index >> subBucketHalfCountMagnitude) - 1
         var subBucketIndex = (index & (subBucketHalfCount - 1)) + subBucketHalfCount

@@ -9,45 +9,20 @@
 /// no access check, no reference count. Folding adds whole buckets, so the recorder ends up exactly as if
 /// every value had been recorded into it (count, percentiles, exact minimum and maximum, clamped values).
 final class LatencyTally {
-    /// 3 significant digits from 1 µs: 2,048 sub-buckets per bucket, the upper half of each bucket
-    /// after the first is new (HdrHistogram's `subBucketHalfCountMagnitude` 10, `unitMagnitude` 0).
-    @usableFromInline static let halfMagnitude = 10
-    @usableFromInline static let subBucketMask: UInt64 = 2047
-    @usableFromInline static let leadingZeroBase = 53
-
     let highestTrackable: UInt64
     /// Bucket counts, then four slots: values recorded, clamped, exact minimum (non-zero), maximum.
-    @usableFromInline let counts: UnsafeMutablePointer<UInt64>
-    @usableFromInline let length: Int
+    let counts: UnsafeMutablePointer<UInt64>
+    let length: Int
 
     init(highestTrackable: UInt64 = LatencyRecorder.defaultHighestTrackable) {
         self.highestTrackable = max(highestTrackable, 2)
-        length = Self.index(of: self.highestTrackable) + 1
+        length = HdrHistogramEncoding.countsIndex(of: self.highestTrackable) + 1
         counts = .allocate(capacity: length + 4)
         counts.initialize(repeating: 0, count: length + 4)
         counts[length + 2] = .max
     }
 
     deinit { counts.deallocate() }
-
-    /// HdrHistogram's counts index of `value` (its `countsIndexForValue`).
-    @inline(__always) @usableFromInline
-    static func index(of value: UInt64) -> Int {
-        let bucket = leadingZeroBase - (value | subBucketMask).leadingZeroBitCount
-        let subBucket = Int(value >> UInt64(bucket))
-        return (bucket + 1) << halfMagnitude + subBucket - (1 << halfMagnitude)
-    }
-
-    /// The lowest value of the bucket at counts index `index`: it records into the same bucket.
-    static func lowestValue(at index: Int) -> UInt64 {
-        var bucket = (index >> halfMagnitude) - 1
-        var subBucket = (index & ((1 << halfMagnitude) - 1)) + (1 << halfMagnitude)
-        if bucket < 0 {
-            subBucket -= 1 << halfMagnitude
-            bucket = 0
-        }
-        return UInt64(subBucket) << UInt64(bucket)
-    }
 
     /// Records a latency in nanoseconds, rounded up to whole microseconds; a negative value (a clock
     /// step) counts as 0; above `highestTrackable` counts as that and as clamped. Same as
@@ -59,7 +34,7 @@ final class LatencyTally {
             value = highestTrackable
             counts[length + 1] &+= 1
         }
-        counts[Self.index(of: value)] &+= 1
+        counts[HdrHistogramEncoding.countsIndex(of: value)] &+= 1
         counts[length] &+= 1
         if value != 0 && value < counts[length + 2] { counts[length + 2] = value }
         if value > counts[length + 3] { counts[length + 3] = value }
@@ -72,17 +47,29 @@ final class LatencyTally {
         fold { recorder.record(microseconds: $0, count: $1) } clamped: { recorder.addClamped($0) }
     }
 
+    /// Adds what was counted since the last fold to both recorders (the report's and the current
+    /// interval's), and starts counting afresh.
+    func fold(into recorder: inout LatencyRecorder, and interval: inout LatencyRecorder) {
+        fold { value, count in
+            recorder.record(microseconds: value, count: count)
+            interval.record(microseconds: value, count: count)
+        } clamped: { n in
+            recorder.addClamped(n)
+            interval.addClamped(n)
+        }
+    }
+
     /// Hands each bucket counted since the last fold to `record` (value, count), then the exact maximum
     /// with a count of 0 and the clamped count to `clamped`, and starts counting afresh. Replaying
     /// that into a `LatencyRecorder` adds exactly these values. Walks the buckets up to the maximum's.
     func fold(_ record: (UInt64, UInt64) -> Void, clamped: (UInt64) -> Void) {
         guard !isEmpty else { return }
         let minimum = counts[length + 2], maximum = counts[length + 3]
-        let minimumIndex = minimum == .max ? -1 : Self.index(of: minimum)
-        for i in 0...Self.index(of: maximum) where counts[i] != 0 {
+        let minimumIndex = minimum == .max ? -1 : HdrHistogramEncoding.countsIndex(of: minimum)
+        for i in 0...HdrHistogramEncoding.countsIndex(of: maximum) where counts[i] != 0 {
             // The bucket of the exact minimum is recorded at it, so the recorder's minimum is exact;
             // the others at their lowest value, which never overshoots the maximum, set exactly after.
-            record(i == minimumIndex ? minimum : Self.lowestValue(at: i), counts[i])
+            record(i == minimumIndex ? minimum : HdrHistogramEncoding.value(atIndex: i), counts[i])
         }
         record(maximum, 0)
         clamped(counts[length + 1])
@@ -100,20 +87,8 @@ final class LatencyTallies {
     let response = LatencyTally()
 
     func fold(into latency: inout LoadWorkerReport.Histograms, interval: inout LoadIntervalRecorder) {
-        request.fold { value, count in
-            latency.request.record(microseconds: value, count: count)
-            interval.latency.record(microseconds: value, count: count)
-        } clamped: { n in
-            latency.request.addClamped(n)
-            interval.latency.addClamped(n)
-        }
-        sendLag.fold { value, count in
-            latency.sendLag.record(microseconds: value, count: count)
-            interval.sendLag.record(microseconds: value, count: count)
-        } clamped: { n in
-            latency.sendLag.addClamped(n)
-            interval.sendLag.addClamped(n)
-        }
+        request.fold(into: &latency.request, and: &interval.latency)
+        sendLag.fold(into: &latency.sendLag, and: &interval.sendLag)
         response.fold(into: &latency.response)
     }
 }

@@ -33,7 +33,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         public var attempted: Int
         /// Connects that succeeded.
         public var established: Int
-        /// Most connections open at once (summed over workers: see `LoadWorkerReport.merge`).
+        /// Most connections open at once (over workers: see `LoadWorkerReport.merge`).
         public var peakOpen: Int
 
         public init(attempted: Int = 0, established: Int = 0, peakOpen: Int = 0) {
@@ -47,7 +47,8 @@ public struct LoadReport: Codable, Sendable, Equatable {
             case peakOpen = "peak_open"
         }
 
-        /// Counts summed (peaks too: see `LoadWorkerReport.connections`).
+        /// Counts summed, peaks too: `LoadWorkerReport.merge` then takes the peak from the aligned time
+        /// series when the reports carry one.
         public mutating func merge(_ other: Connections) {
             attempted += other.attempted
             established += other.established
@@ -342,8 +343,8 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
     public var backend: String
     /// Wall time of the run. Workers run side by side, so a merge keeps the longest.
     public var durationSeconds: Double
-    /// `peakOpen` is this worker's; a merge sums the workers' peaks: exact when they peak together
-    /// (they start together and ramp together), an upper bound otherwise.
+    /// `peakOpen` is this worker's; a merge takes the most open at one instant of the aligned time series
+    /// (or one report's own peak, if larger), and sums the peaks only of reports without a series.
     public var connections = LoadReport.Connections()
     public var requests = LoadReport.Requests()
     public var outcomes = PhaseOutcomes()
@@ -469,30 +470,6 @@ public struct LoadWorkerReport: Codable, Sendable, Equatable {
         case startedAtMs = "started_at_ms"
         case startLateByMs = "start_late_by_ms"
         case backendFeatures = "backend_features"
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        startedAtMs = try c.decodeIfPresent(Int64.self, forKey: .startedAtMs)
-        startLateByMs = try c.decodeIfPresent(Double.self, forKey: .startLateByMs)
-        backendFeatures = try c.decodeIfPresent([String].self, forKey: .backendFeatures) ?? []
-        backend = try c.decode(String.self, forKey: .backend)
-        durationSeconds = try c.decode(Double.self, forKey: .durationSeconds)
-        connections = try c.decode(LoadReport.Connections.self, forKey: .connections)
-        requests = try c.decode(LoadReport.Requests.self, forKey: .requests)
-        outcomes = try c.decode(PhaseOutcomes.self, forKey: .outcomes)
-        latency = try c.decode(Histograms.self, forKey: .latency)
-        syscalls = try c.decode(Int.self, forKey: .syscalls)
-        workers = try c.decode(Int.self, forKey: .workers)
-        serverErrors = try c.decode([String: Int].self, forKey: .serverErrors)
-        generator = try c.decode(LoadReport.Generator.self, forKey: .generator)
-        http = try c.decode(HTTPStatusCounts.self, forKey: .http)
-        connectionsLogFailure = try c.decodeIfPresent(LoadReport.ConnectionsLogFailure.self, forKey: .connectionsLogFailure)
-        intervals = try c.decodeIfPresent([LoadInterval].self, forKey: .intervals) ?? []
-        intervalMs = try c.decodeIfPresent(Int64.self, forKey: .intervalMs)
-        memory = try c.decodeIfPresent(MemoryUse.self, forKey: .memory)
-        steady = try c.decodeIfPresent(SteadyWindow.self, forKey: .steady)
-        peerSignals = try c.decodeIfPresent(PeerSignals.self, forKey: .peerSignals) ?? PeerSignals()
     }
 
     /// Compact JSON on one line (no newline inside), for a pipe from worker to parent.

@@ -79,10 +79,11 @@ public struct Threshold: Sendable, Hashable, CustomStringConvertible {
         } else if let number = Double(value), number.isFinite {
             bound = .value(number)
         } else if Self.isLatency(metric) {
-            guard let microseconds = Self.microseconds(value) else {
+            // Units as every duration flag reads them; a bare number was taken above, as microseconds.
+            guard let nanoseconds = try? DurationParsing.nanoseconds(value) else {
                 throw ThresholdError(text, "'\(value)' is not a duration; write e.g. 50ms, 200us or 1s")
             }
-            bound = .value(microseconds)
+            bound = .value(Double(nanoseconds) / 1_000)
         } else if Self.isMetric(value) {
             guard Self.isLatency(value) == Self.isLatency(metric) else {
                 throw ThresholdError(text, "compares a latency with a count")
@@ -120,16 +121,6 @@ public struct Threshold: Sendable, Hashable, CustomStringConvertible {
         return Phase(rawValue: String(name[..<dot])) != nil && isOutcomeName(String(name[name.index(after: dot)...]))
     }
 
-    /// `50ms`, `200us`, `1s`, `2m`, a bare number in microseconds.
-    static func microseconds(_ text: String) -> Double? {
-        let units: [(String, Double)] = [("ms", 1_000), ("us", 1), ("µs", 1), ("ns", 0.001), ("s", 1_000_000), ("m", 60_000_000)]
-        for (suffix, scale) in units where text.hasSuffix(suffix) {
-            guard let number = Double(text.dropLast(suffix.count)), number.isFinite, number >= 0 else { return nil }
-            return number * scale
-        }
-        return Double(text)
-    }
-
     /// The metric's value in `report` (`connections`: the clients configured), and the denominator its
     /// percentages refer to.
     static func value(of metric: String, in report: LoadReport, connections: Int) -> (value: Double, whole: Double) {
@@ -145,13 +136,7 @@ public struct Threshold: Sendable, Hashable, CustomStringConvertible {
         default: break
         }
         if isLatency(metric) {
-            var kind = "request"
-            var percentile = metric
-            if let dot = metric.firstIndex(of: "."), latencyKinds.contains(String(metric[..<dot])) {
-                kind = String(metric[..<dot])
-                percentile = String(metric[metric.index(after: dot)...])
-            }
-            let summary = kind == "connect" ? report.latency.connect : kind == "register" ? report.latency.register : report.latency.request
+            let (summary, percentile) = latency(metric, in: report)
             let v: UInt64
             switch percentile {
             case "p50": v = summary.p50
@@ -169,12 +154,26 @@ public struct Threshold: Sendable, Hashable, CustomStringConvertible {
         return (Double(Phase.allCases.reduce(0) { $0 + report.outcomes[$1][outcome] }), attempted)
     }
 
+    /// The latency a latency metric reads (`connect.p99`: connect's; a bare `p99`: the request's) and
+    /// its percentile's name.
+    static func latency(_ metric: String, in report: LoadReport) -> (summary: LatencySummary, percentile: String) {
+        guard let dot = metric.firstIndex(of: "."), latencyKinds.contains(String(metric[..<dot])) else {
+            return (report.latency.request, metric)
+        }
+        let percentile = String(metric[metric.index(after: dot)...])
+        switch metric[..<dot] {
+        case "connect": return (report.latency.connect, percentile)
+        case "register": return (report.latency.register, percentile)
+        default: return (report.latency.request, percentile)
+        }
+    }
+
     /// Whether the report meets this threshold, with the numbers compared.
     public func evaluate(_ report: LoadReport, connections: Int) -> ThresholdResult {
         let (actual, whole) = Self.value(of: metric, in: report, connections: connections)
         let isLatency = Self.isLatency(metric)
         let unit = isLatency ? " µs" : ""
-        if isLatency && Self.samples(of: metric, in: report) == 0 {
+        if isLatency && Self.latency(metric, in: report).summary.count == 0 {
             return ThresholdResult(threshold: self, passed: false, actual: "no samples (nothing was measured)")
         }
         switch bound {
@@ -186,20 +185,12 @@ public struct Threshold: Sendable, Hashable, CustomStringConvertible {
             return ThresholdResult(threshold: self, passed: comparison.holds(actual, limit),
                                    actual: Self.format(actual) + unit + " against \(other) " + Self.format(limit) + unit)
         case .percent(let percent):
-            // Nothing to be a share of: 0 of 0 is 100% of nothing for "answered"-like shares, 0% for failures.
             // Nothing to be a share of (no request sent, no connect attempted) is 0%: `answered>=99%` is
             // not met by a run that sent nothing.
             let share = whole > 0 ? actual / whole * 100 : 0
             return ThresholdResult(threshold: self, passed: comparison.holds(share, percent),
                                    actual: Self.format(share, places: 3) + "% (\(Self.format(actual)) of \(Self.format(whole)))")
         }
-    }
-
-    /// How many latencies the metric's percentile is taken over.
-    static func samples(of metric: String, in report: LoadReport) -> UInt64 {
-        if metric.hasPrefix("connect.") { return UInt64(max(report.latency.connect.count, 0)) }
-        if metric.hasPrefix("register.") { return UInt64(max(report.latency.register.count, 0)) }
-        return UInt64(max(report.latency.request.count, 0))
     }
 
     static func format(_ value: Double, places: Int = 0) -> String {

@@ -87,30 +87,43 @@ public struct LoadInterval: Codable, Sendable, Equatable {
 /// A series of intervals in start order, and the one way two of them merge: aligned by wall-clock start.
 public enum LoadSeries {
     /// `a` and `b` aligned by start: an interval both have is summed, one only one has is kept.
-    public static func merged(_ a: [LoadInterval], _ b: [LoadInterval]) -> [LoadInterval] {
-        if a.isEmpty { return b }
-        if b.isEmpty { return a }
-        var out: [LoadInterval] = []
-        out.reserveCapacity(max(a.count, b.count))
-        var i = 0, j = 0
-        while i < a.count || j < b.count {
-            if j == b.count || (i < a.count && a[i].startMs < b[j].startMs) {
-                out.append(a[i]); i += 1
-            } else if i == a.count || b[j].startMs < a[i].startMs {
-                out.append(b[j]); j += 1
-            } else {
-                var sum = a[i]
-                sum.merge(b[j])
-                out.append(sum)
-                i += 1; j += 1
-            }
-        }
-        return out
-    }
+    public static func merged(_ a: [LoadInterval], _ b: [LoadInterval]) -> [LoadInterval] { mergedByStart(a, b) }
 
     /// The most connections open at one interval's end, over the aligned series: exact for the whole run
     /// at the interval's resolution (every worker's and shard's count at the same wall-clock instant).
     public static func peakOpen(_ series: [LoadInterval]) -> Int { series.map(\.open).max() ?? 0 }
+}
+
+/// An interval keyed by its wall-clock start, load's or server's: what `mergedByStart` aligns.
+protocol WallClockInterval {
+    var startMs: Int64 { get }
+    mutating func merge(_ other: Self)
+}
+
+extension LoadInterval: WallClockInterval {}
+extension ServerInterval: WallClockInterval {}
+
+/// Two series in start order aligned by start: an interval both have is summed, one only one has is kept.
+/// The one way series merge (threads, processes, shards; load and server).
+func mergedByStart<Interval: WallClockInterval>(_ a: [Interval], _ b: [Interval]) -> [Interval] {
+    if a.isEmpty { return b }
+    if b.isEmpty { return a }
+    var out: [Interval] = []
+    out.reserveCapacity(max(a.count, b.count))
+    var i = 0, j = 0
+    while i < a.count || j < b.count {
+        if j == b.count || (i < a.count && a[i].startMs < b[j].startMs) {
+            out.append(a[i]); i += 1
+        } else if i == a.count || b[j].startMs < a[i].startMs {
+            out.append(b[j]); j += 1
+        } else {
+            var sum = a[i]
+            sum.merge(b[j])
+            out.append(sum)
+            i += 1; j += 1
+        }
+    }
+    return out
 }
 
 /// The wall clock in nanoseconds since the Unix epoch.
@@ -120,22 +133,20 @@ package func wallClockNanoseconds() -> Int64 {
     return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
 }
 
-/// What a load worker keeps to cut its run into intervals: the counts at the last interval's start and
-/// that interval's own request histogram. Closing an interval costs a histogram encoding (tens of µs),
-/// once per interval, off the per-request path.
-package struct LoadIntervalRecorder {
+/// A worker's interval grid: starts at wall-clock multiples of the interval since the Unix epoch (so
+/// every worker, process and shard cuts the same intervals without coordination), boundaries due on the
+/// monotonic clock. Load and server workers both cut their series on it.
+package struct IntervalClock {
     let intervalNanoseconds: Int64
     /// Wall clock minus the monotonic clock, read once: intervals follow one clock within a worker.
     let wallOffset: Int64
+    /// Wall clock of the current interval's start, ns.
+    private(set) var currentStart: Int64
     /// Monotonic time at which the current interval ends.
-    package private(set) var nextBoundary: UInt64
-    var currentStart: Int64
-    var base = LoadWorkerReport(backend: "")
-    package var latency = LatencyRecorder()
-    /// The interval's send lag (open loop).
-    package var sendLag = LatencyRecorder()
+    private(set) var nextBoundary: UInt64
 
-    package init(intervalNanoseconds: Int64, now: UInt64) {
+    /// The grid at `now` (monotonic ns); intervals under 1 ms are 1 ms.
+    init(intervalNanoseconds: Int64, now: UInt64) {
         self.intervalNanoseconds = max(intervalNanoseconds, 1_000_000)
         wallOffset = wallClockNanoseconds() - Int64(now)
         let wall = Int64(now) + wallOffset
@@ -143,9 +154,43 @@ package struct LoadIntervalRecorder {
         nextBoundary = UInt64(currentStart + self.intervalNanoseconds - wallOffset)
     }
 
+    /// The current interval's start, Unix ms.
+    var startMs: Int64 { currentStart / 1_000_000 }
+
+    /// On to the next interval.
+    mutating func advance() {
+        currentStart += intervalNanoseconds
+        nextBoundary = UInt64(currentStart + intervalNanoseconds - wallOffset)
+    }
+}
+
+/// What a load worker keeps to cut its run into intervals: the counts at the last interval's start and
+/// that interval's own request histogram. Closing an interval costs a histogram encoding (tens of µs),
+/// once per interval, off the per-request path.
+package struct LoadIntervalRecorder {
+    var clock: IntervalClock
+    /// The counts at the current interval's start: only the sections an interval subtracts (a whole
+    /// `LoadWorkerReport` here held five latency histograms, about 140 KB each, never read).
+    var base = Counts()
+    struct Counts {
+        var connections = LoadReport.Connections()
+        var requests = LoadReport.Requests()
+        var outcomes = PhaseOutcomes()
+    }
+    package var latency = LatencyRecorder()
+    /// The interval's send lag (open loop).
+    package var sendLag = LatencyRecorder()
+
+    package init(intervalNanoseconds: Int64, now: UInt64) {
+        clock = IntervalClock(intervalNanoseconds: intervalNanoseconds, now: now)
+    }
+
+    /// Monotonic time at which the current interval ends.
+    package var nextBoundary: UInt64 { clock.nextBoundary }
+
     /// Closes the current interval (at a boundary, or early at the run's end) into `report.intervals`.
     package mutating func close(into report: inout LoadWorkerReport, open: Int) {
-        var interval = LoadInterval(startMs: currentStart / 1_000_000)
+        var interval = LoadInterval(startMs: clock.startMs)
         interval.open = open
         interval.connects = report.connections.attempted - base.connections.attempted
         interval.established = report.connections.established - base.connections.established
@@ -165,8 +210,7 @@ package struct LoadIntervalRecorder {
         base.requests = report.requests
         base.outcomes = report.outcomes
         report.intervals.append(interval)
-        currentStart += intervalNanoseconds
-        nextBoundary = UInt64(currentStart + intervalNanoseconds - wallOffset)
+        clock.advance()
     }
 }
 
@@ -219,36 +263,25 @@ public struct ServerInterval: Codable, Sendable, Equatable {
     }
 
     /// Two series aligned by start (as `LoadSeries.merged`).
-    public static func merged(_ a: [ServerInterval], _ b: [ServerInterval]) -> [ServerInterval] {
-        if a.isEmpty { return b }
-        if b.isEmpty { return a }
-        var byStart: [Int64: ServerInterval] = [:]
-        for i in a { byStart[i.startMs] = i }
-        for i in b { if byStart[i.startMs] != nil { byStart[i.startMs]!.merge(i) } else { byStart[i.startMs] = i } }
-        return byStart.keys.sorted().map { byStart[$0]! }
-    }
+    public static func merged(_ a: [ServerInterval], _ b: [ServerInterval]) -> [ServerInterval] { mergedByStart(a, b) }
 }
 
 /// A server worker's interval clock and the counts at the current interval's start.
 package struct ServerIntervalRecorder {
-    let intervalNanoseconds: Int64
-    let wallOffset: Int64
-    package private(set) var nextBoundary: UInt64
-    var currentStart: Int64
+    var clock: IntervalClock
     var base: ServerReport
 
     package init(intervalNanoseconds: Int64, now: UInt64, backend: String) {
-        self.intervalNanoseconds = max(intervalNanoseconds, 1_000_000)
-        wallOffset = wallClockNanoseconds() - Int64(now)
-        let wall = Int64(now) + wallOffset
-        currentStart = wall - wall % self.intervalNanoseconds
-        nextBoundary = UInt64(currentStart + self.intervalNanoseconds - wallOffset)
+        clock = IntervalClock(intervalNanoseconds: intervalNanoseconds, now: now)
         base = ServerReport(backend: backend)
     }
 
+    /// Monotonic time at which the current interval ends.
+    package var nextBoundary: UInt64 { clock.nextBoundary }
+
     /// Closes the current interval: `now` is the worker's report so far, `open` its open connections.
     package mutating func close(_ now: ServerReport, open: Int) -> ServerInterval {
-        var i = ServerInterval(startMs: currentStart / 1_000_000)
+        var i = ServerInterval(startMs: clock.startMs)
         i.open = open
         i.accepted = now.accepted - base.accepted
         i.requests = now.requests - base.requests
@@ -262,8 +295,7 @@ package struct ServerIntervalRecorder {
             i.ends["accept.\(errno)"] = n - base.acceptErrors[errno, default: 0]
         }
         base = now
-        currentStart += intervalNanoseconds
-        nextBoundary = UInt64(currentStart + intervalNanoseconds - wallOffset)
+        clock.advance()
         return i
     }
 }
