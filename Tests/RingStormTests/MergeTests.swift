@@ -37,6 +37,8 @@ import Testing
                        interval(3000, open: 1500, answered: 3, latencies: [5])]
         a.intervalMs = 1000
         b.intervalMs = 1000
+        a.memory = MemoryUse(rssBeforeKiB: 20_000, rssAtPeakKiB: 21_000, openAtPeak: 1000)
+        b.memory = MemoryUse(rssBeforeKiB: 30_000, rssAtPeakKiB: 32_000, openAtPeak: 1600)
         let merged = try ReportMerge.mergeLoad([("a.json", try published(a)), ("b.json", try published(b))])
         var direct = a
         direct.merge(b)
@@ -52,6 +54,8 @@ import Testing
         #expect(merged.intervals[1].requestP50 == 1000)
         #expect(merged.connections.peakOpen == 2500)
         #expect(merged.mergedFrom?.count == 2)
+        // User memory is summed over the machines, as over processes (it was dropped by the merge).
+        #expect(merged.memory == MemoryUse(rssBeforeKiB: 50_000, rssAtPeakKiB: 53_000, openAtPeak: 2600, processes: 2))
     }
 
     @Test func refusesWhatCannotBeMerged() throws {

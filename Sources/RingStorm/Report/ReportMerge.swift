@@ -117,6 +117,7 @@ public enum ReportMerge {
         w.serverErrors = r.serverErrors ?? [:]
         w.http = r.http ?? HTTPStatusCounts()
         w.generator = r.generator
+        w.memory = r.memory
         w.connectionsLogFailure = r.connectionsLogFailure
         for (n, interval) in r.intervals.enumerated() {
             guard let h = interval.requestHistogram else { continue }
