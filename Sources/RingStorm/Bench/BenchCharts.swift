@@ -32,13 +32,12 @@ public enum BenchCharts {
     /// Requests per second over each run, sample to sample.
     public static func throughput(_ result: Bench.Result) -> String {
         let series = result.runs.map { run in
-            SVGChart.Series(name(run.backend), color: color(run.backend), dashed: run.round > 1,
-                            inLegend: run.round == 1 && run.backend == run.backend,
+            SVGChart.Series(name(run.backend), color: color(run.backend), dashed: run.round > 1, inLegend: run.round == 1,
                             points: rates(run.samples) { Double($0.answered) })
         }
         return SVGChart.line(title: "Requests per second over time (dashed: later rounds)",
                              x: SVGChart.Axis("seconds since the load started"), y: SVGChart.Axis("requests/s"),
-                             series: legendOnce(series))
+                             series: series)
     }
 
     /// Syscalls per second of each side over each run, on a log axis (the backends are orders apart).
@@ -83,16 +82,6 @@ public enum BenchCharts {
             previous = (s.seconds, v)
         }
         return out
-    }
-
-    /// Keeps one legend entry per name.
-    static func legendOnce(_ series: [SVGChart.Series]) -> [SVGChart.Series] {
-        var seen: Set<String> = []
-        return series.map { s in
-            var s = s
-            s.inLegend = seen.insert(s.name).inserted
-            return s
-        }
     }
 }
 
