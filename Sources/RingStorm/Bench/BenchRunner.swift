@@ -61,7 +61,7 @@ extension Bench {
         }
 
         private func side(_ backend: Backend, _ what: String) -> String {
-            "the \(backend == .uring ? "io_uring" : "epoll") \(what)"
+            "the \(backend.benchName) \(what)"
         }
 
         /// One backend's run: server (ours or the target), load, samples, and both sides' figures.
