@@ -5,6 +5,17 @@ import Testing
 extension EngineTests {
     @Suite("io_uring features: choosing, probing, and each feature's path")
     struct UringFeatureChoice {
+        /// An io_uring echo server listening on loopback with `count` receive buffers of `size` bytes.
+        private func echoServer(buffers count: Int, of size: Int,
+                                features: UringFeatures) throws -> (any NetworkEngine, EchoServer, SocketAddress) {
+            var configuration = testConfiguration()
+            configuration.receiveBufferCount = count
+            configuration.receiveBufferSize = size
+            configuration.uringFeatures = features
+            let (engine, _, address) = try engineListening(.uring, configuration: configuration)
+            return (engine, EchoServer(engine), address)
+        }
+
         @Test func featureListsParse() throws {
             #expect(try UringFeatures.parse("none").get() == [])
             #expect(try UringFeatures.parse("default").get() == .defaults)
@@ -45,12 +56,7 @@ extension EngineTests {
         /// handler gets every buffer's bytes in order.
         @Test(arguments: [UringFeatures.receiveBundles, [.receiveBundles, .incrementalBuffers]])
         func bundleTakesSeveralQueuedMessages(_ features: UringFeatures) throws {
-            var configuration = testConfiguration()
-            configuration.receiveBufferCount = 64
-            configuration.receiveBufferSize = 512
-            configuration.uringFeatures = features
-            let (engine, _, address) = try engineListening(.uring, configuration: configuration)
-            let server = EchoServer(engine)
+            let (engine, server, address) = try echoServer(buffers: 64, of: 512, features: features)
             let peer = try BlockingSocket.connect(to: address, timeoutSeconds: 2)
             #expect(try server.run(seconds: 5) { server.accepted.count == 1 })
             var sent: [UInt8] = []
@@ -83,12 +89,7 @@ extension EngineTests {
         /// with and without the feature, every byte comes back in order.
         @Test(arguments: [UringFeatures(), .incrementalBuffers, .receiveBundles, [.incrementalBuffers, .receiveBundles]])
         func smallMessagesShareBuffers(_ features: UringFeatures) throws {
-            var configuration = testConfiguration()
-            configuration.receiveBufferCount = 4
-            configuration.receiveBufferSize = 512
-            configuration.uringFeatures = features
-            let (engine, _, address) = try engineListening(.uring, configuration: configuration)
-            let server = EchoServer(engine)
+            let (engine, server, address) = try echoServer(buffers: 4, of: 512, features: features)
             let connections = 40, messages = 30
             var peers: [BlockingSocket] = []
             for _ in 0..<connections { peers.append(try BlockingSocket.connect(to: address, timeoutSeconds: 2)) }
@@ -121,12 +122,7 @@ extension EngineTests {
         /// run a 4-buffer ring dry; incremental consumption packs them into one 4 KiB buffer. On a
         /// kernel that refuses the flag the engine says so and runs with whole buffers.
         @Test func incrementalConsumptionKeepsTheRingFromRunningDry() throws {
-            var configuration = testConfiguration()
-            configuration.receiveBufferCount = 4
-            configuration.receiveBufferSize = 4096
-            configuration.uringFeatures = .incrementalBuffers
-            let (engine, _, address) = try engineListening(.uring, configuration: configuration)
-            let server = EchoServer(engine)
+            let (engine, server, address) = try echoServer(buffers: 4, of: 4096, features: .incrementalBuffers)
             let connections = 100, rounds = 3
             var peers: [BlockingSocket] = []
             for _ in 0..<connections { peers.append(try BlockingSocket.connect(to: address, timeoutSeconds: 2)) }

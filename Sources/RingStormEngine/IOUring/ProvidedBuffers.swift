@@ -27,18 +27,15 @@ final class ProvidedBuffers {
     private let size: Int
     private let mask: Int32
     /// Buffers handed to the kernel so far (ids 0..<populated).
-    private(set) var populated: Int
+    private var populated: Int
     /// Whether the kernel took `IOU_PBUF_RING_INC`.
     let incremental: Bool
     /// Per buffer, the bytes earlier receives took from it (incremental consumption only).
     private let consumed: UnsafeMutablePointer<UInt32>
-    /// Which buffer each ring entry holds (by the entry's index, masked) and each buffer's entry (as the
-    /// running tail count): a bundle's completion names its first buffer only, and the rest are the
-    /// entries after it.
-    private let entries: UnsafeMutablePointer<UInt16>
-    private let entryOf: UnsafeMutablePointer<UInt32>
-    /// Entries added so far (the ring's tail as we published it).
-    private var tail: UInt32 = 0
+    /// Each buffer's ring entry (the ring's running tail when the buffer was added): a bundle's
+    /// completion names its first buffer only, and the rest are the entries after it, each of which
+    /// names its buffer in the ring itself (`bid`: written by us only, the kernel never changes it).
+    private let entryOf: UnsafeMutablePointer<UInt16>
     /// Why a requested feature is not used (the kernel refused it), for the engine's notes.
     private(set) var note: String?
 
@@ -76,8 +73,6 @@ final class ProvidedBuffers {
         incremental = useIncremental
         consumed = .allocate(capacity: count)
         consumed.initialize(repeating: 0, count: count)
-        entries = .allocate(capacity: count)
-        entries.initialize(repeating: 0, count: count)
         entryOf = .allocate(capacity: count)
         entryOf.initialize(repeating: 0, count: count)
         memory = UnsafeMutableRawPointer.allocate(byteCount: count * size, alignment: 4096)
@@ -85,22 +80,19 @@ final class ProvidedBuffers {
         add(upTo: min(count, Self.initialCount))
     }
 
-    /// The kernel ran out of buffers: double the ring (up to `count`). False when it is full already.
-    @discardableResult
-    func grow() -> Bool {
-        guard populated < count else { return false }
+    /// The kernel ran out of buffers: double the ring (up to `count`).
+    func grow() {
+        guard populated < count else { return }
         add(upTo: min(count, populated * 2))
-        return true
     }
 
     private func add(upTo target: Int) {
         let added = target - populated
         for offset in 0..<added {
             let id = populated + offset
+            entryOf[id] = ring.pointee.tail &+ UInt16(offset)
             io_uring_buf_ring_add(ring, memory + id * size, UInt32(size), UInt16(id), mask, Int32(offset))
-            noteEntry(UInt16(id), at: tail &+ UInt32(offset))
         }
-        tail &+= UInt32(added)
         io_uring_buf_ring_advance(ring, Int32(added))
         populated = target
     }
@@ -127,16 +119,9 @@ final class ProvidedBuffers {
     /// Hands a buffer back to the kernel.
     @inline(__always)
     private func recycle(_ id: UInt16) {
+        entryOf[Int(id)] = ring.pointee.tail
         io_uring_buf_ring_add(ring, memory + Int(id) * size, UInt32(size), id, mask, 0)
         io_uring_buf_ring_advance(ring, 1)
-        noteEntry(id, at: tail)
-        tail &+= 1
-    }
-
-    @inline(__always)
-    private func noteEntry(_ id: UInt16, at entry: UInt32) {
-        entries[Int(entry & UInt32(mask))] = id
-        entryOf[Int(id)] = entry
     }
 
     /// Bytes of buffer `id` not yet taken by a receive.
@@ -145,14 +130,16 @@ final class ProvidedBuffers {
 
     /// The buffer in the ring entry after buffer `id`'s: where a bundle continues.
     @inline(__always)
-    func next(after id: UInt16) -> UInt16 { entries[Int((entryOf[Int(id)] &+ 1) & UInt32(mask))] }
+    func next(after id: UInt16) -> UInt16 {
+        let entry = Int(entryOf[Int(id)] &+ 1) & Int(mask)
+        return UnsafeRawPointer(ring).assumingMemoryBound(to: io_uring_buf.self)[entry].bid
+    }
 
     func release(ring uring: inout io_uring) {
         _ = io_uring_unregister_buf_ring(&uring, Int32(group))
         munmap(ring, count * MemoryLayout<io_uring_buf>.size)
         memory.deallocate()
         consumed.deallocate()
-        entries.deallocate()
         entryOf.deallocate()
     }
 }

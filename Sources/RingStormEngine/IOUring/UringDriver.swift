@@ -31,10 +31,10 @@ public final class UringDriver: EngineDriver {
     /// Connections whose multishot receive ended with ENOBUFS, re-armed in this order once buffers are back.
     private var starved: [ConnectionID] = []
 
-    /// Per-slot memory the kernel reads after submission: connect addresses and link timeouts.
     /// Per slot, the destination a connect SQE points at (the kernel reads it when it runs the connect):
     /// a `sockaddr_in6` holds either family in 28 bytes, where a `sockaddr_storage` took 128 per slot.
     private let connectAddresses: UnsafeMutablePointer<sockaddr_in6>
+    /// Per slot, the deadline of a connect's link timeout (the kernel reads it after submission too).
     private let connectTimeouts: UnsafeMutablePointer<__kernel_timespec>
     private var waitTimeout = __kernel_timespec()
     private var waitArgument = io_uring_getevents_arg()
@@ -193,13 +193,12 @@ public final class UringDriver: EngineDriver {
         let reapDeferred = reap && waitNanoseconds == 0 && deferredTaskRun
         if reapDeferred { minComplete = reapCount }
         counters.record(.ioUringEnter)
+        // Not waiting: all of the call is the kernel's work on what we submitted (timed: a vDSO clock).
+        let started = waitNanoseconds == 0 ? monotonicNanoseconds() : 0
         let result: Int32
         if let wait = waitNanoseconds, wait > 0 || reapDeferred {
             waitTimeout.tv_sec = wait / 1_000_000_000
             waitTimeout.tv_nsec = wait % 1_000_000_000
-            // Not waiting: all of the call is the kernel's work (timed, as below).
-            let started = wait == 0 ? monotonicNanoseconds() : 0
-            defer { if wait == 0 { core.stats.submitNanoseconds += monotonicNanoseconds() - started } }
             result = withUnsafeMutablePointer(to: &waitTimeout) { ts in
                 waitArgument.ts = UInt64(UInt(bitPattern: ts))
                 // The field liburing 2.3 calls `pad` is `min_wait_usec` since kernel 6.12.
@@ -210,11 +209,9 @@ public final class UringDriver: EngineDriver {
                 }
             }
         } else {
-            // Not waiting: all of the call is the kernel's work on what we submitted (timed: a vDSO clock).
-            let started = waitNanoseconds == 0 ? monotonicNanoseconds() : 0
             result = io_uring_enter2(UInt32(curing_enter_fd(&ring)), toSubmit, minComplete, flags, nil, 0)
-            if waitNanoseconds == 0 { core.stats.submitNanoseconds += monotonicNanoseconds() - started }
         }
+        if waitNanoseconds == 0 { core.stats.submitNanoseconds += monotonicNanoseconds() - started }
         if result < 0 {
             switch -result {
             case EINTR, ETIME, EAGAIN, EBUSY: break

@@ -65,10 +65,6 @@ public struct UringFeatures: OptionSet, Sendable, Hashable {
 /// What set-up does when the kernel answers a feature's registration: one decision, tested apart
 /// from any kernel.
 package enum FeatureProbe {
-    /// After registering the buffer ring with `IOU_PBUF_RING_INC` returned `result` (0 or a negated
-    /// errno): keep it, or register again without it and say why. EINVAL is an older kernel (before
-    /// 6.12) refusing the flag; any other error is not about the flag and is left to the plain path to
-    /// report.
     /// Whether receives are armed as bundles: asked for, and the ring's features say the kernel has them.
     package static func receiveBundles(requested: UringFeatures, ringFeatures: UInt32) -> (use: Bool, note: String?) {
         guard requested.contains(.receiveBundles) else { return (false, nil) }
@@ -76,6 +72,10 @@ package enum FeatureProbe {
         return (false, "receive bundles (IORING_RECVSEND_BUNDLE, kernel 6.10) not in this kernel's features; one buffer per completion")
     }
 
+    /// After registering the buffer ring with `IOU_PBUF_RING_INC` returned `result` (0 or a negated
+    /// errno): keep it, or register again without it and say why. EINVAL is an older kernel (before
+    /// 6.12) refusing the flag; any other error is not about the flag and is left to the plain path to
+    /// report.
     package static func incrementalBuffers(registrationResult result: Int32) -> (use: Bool, note: String?) {
         if result >= 0 { return (true, nil) }
         if result == -EINVAL {
