@@ -10,11 +10,12 @@
 # Needs: a release build (swift build -c release) and Chromium (apt-get install -y chromium).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/Benchmarks/lib.sh"
 out=${1:-/tmp/ringstorm-bench-report}
 [ $# -gt 0 ] && shift
 [ "${1:-}" = "--" ] && shift
 ringstorm=${RINGSTORM:-$here/.build/release/ringstorm}
-[ -x "$ringstorm" ] || { echo "no release build at $ringstorm: run swift build -c release" >&2; exit 2; }
+need_release_build "$ringstorm"
 chromium=$(command -v chromium || command -v chromium-browser || true)
 [ -n "$chromium" ] || { echo "Chromium missing: apt-get install -y chromium" >&2; exit 2; }
 mkdir -p "$out"

@@ -12,6 +12,7 @@
 # Needs: a release build (swift build -c release), the yardsticks (../shared/yardsticks or YARDSTICKS=DIR).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/Benchmarks/lib.sh"
 secs=${1:-8}
 rounds=${2:-2}
 conns=${3:-1000}
@@ -19,8 +20,8 @@ yard=${YARDSTICKS:-$here/../shared/yardsticks}
 ringstorm=${RINGSTORM:-$here/.build/release/ringstorm}
 baseline=${BASELINE:-}
 read -r -a pacing <<<"${PACING:---closed-loop --pipeline 1}"
-[ -x "$ringstorm" ] || { echo "no release build at $ringstorm: run swift build -c release" >&2; exit 2; }
-[ -x "$yard/measure.sh" ] || { echo "no yardsticks at $yard: set YARDSTICKS=DIR" >&2; exit 2; }
+need_release_build "$ringstorm"
+need_yardsticks "$yard"
 [ -z "$baseline" ] || [ -x "$baseline" ] || { echo "BASELINE=$baseline is not an executable ringstorm" >&2; exit 2; }
 bin=${YARDSTICKS_BUILD:-/tmp/ringstorm-yardsticks}
 "$yard/measure.sh" build >/dev/null
@@ -32,7 +33,7 @@ measure() { # name binary backend -> sets per (µs/request) and rps
   port=$((port + 1))
   taskset -c 0 "$bin/c-uring-echo" "$port" >/dev/null 2>&1 &
   local server=$!
-  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  wait_port "$port" 50 || true
   /usr/bin/env time -f "%U %S" -o "$tmp/time" taskset -c 1 "$binary" load --protocol echo --target "127.0.0.1:$port" \
     --backend "$backend" --connections "$conns" --connect-rate 100000 "${pacing[@]}" --message-size 64 \
     --duration "${secs}s" --json "$tmp/report.json" >/dev/null 2>"$tmp/stderr" || { cat "$tmp/stderr" >&2; kill $server; exit 1; }

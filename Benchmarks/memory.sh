@@ -17,13 +17,14 @@
 # One process holds at most RLIMIT_NOFILE descriptors: it refuses a count above that less 100.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/Benchmarks/lib.sh"
 R=${RINGSTORM:-$here/.build/release/ringstorm}
 n=${1:-15000}
 backends=${2:-uring epoll}
 port=${PORT:-7850}
 features=()
 [ -z "${URING_FEATURES:-}" ] || features=(--uring-features "$URING_FEATURES")
-[ -x "$R" ] || { echo "no release build at $R: run swift build -c release" >&2; exit 2; }
+need_release_build "$R"
 limit=$(ulimit -n)
 [ "$n" -le $(( limit - 100 )) ] || { echo "$n connections need $n descriptors in one process; RLIMIT_NOFILE is $limit: use at most $(( limit - 100 ))" >&2; exit 2; }
 read -r lo hi < /proc/sys/net/ipv4/ip_local_port_range

@@ -18,10 +18,11 @@
 # Needs: a release build (swift build -c release), cc.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/Benchmarks/lib.sh"
 secs=${1:-10}
 rounds=${2:-1}
 ringstorm=${RINGSTORM:-$here/.build/release/ringstorm}
-[ -x "$ringstorm" ] || { echo "no release build at $ringstorm: run swift build -c release" >&2; exit 2; }
+need_release_build "$ringstorm"
 prio=(); [ "${RT:-0}" = 1 ] && prio=(chrt -f 10)
 tmp=$(mktemp -d)
 server=
@@ -37,7 +38,7 @@ paced() { # label server-command... : the C client, closed loop on 1 connection 
   port=$((port + 1))
   "${prio[@]}" taskset -c 0 "$@" >/dev/null 2>&1 &
   server=$!
-  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  wait_port "$port" 50 || true
   echo "$label $("${prio[@]}" taskset -c 1 "$tmp/paced-client" "$port" 1 0 "$secs")"
   echo "$label $("${prio[@]}" taskset -c 1 "$tmp/paced-client" "$port" 100 1000 "$secs" "$spin_us")"
   kill $server; wait $server 2>/dev/null || true
@@ -48,7 +49,7 @@ run() { # backend label load-args...
   port=$((port + 1))
   "${prio[@]}" taskset -c 0 "$ringstorm" serve --backend "$backend" --listen "127.0.0.1:$port" --report-interval 0 >/dev/null 2>&1 &
   server=$!
-  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  wait_port "$port" 50 || true
   "${prio[@]}" taskset -c 1 "$ringstorm" load --backend "$backend" --target "127.0.0.1:$port" --duration "${secs}s" --report-interval 0 \
     --json "$tmp/$label.json" "$@" >/dev/null 2>"$tmp/stderr" || { cat "$tmp/stderr" >&2; exit 1; }
   kill $server; wait $server 2>/dev/null || true

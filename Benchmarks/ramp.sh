@@ -21,6 +21,7 @@
 # HOLD (seconds to hold after the ramp, default 3), PORT (default 7830), OUT (directory for the JSON).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/Benchmarks/lib.sh"
 R=${RINGSTORM:-$here/.build/release/ringstorm}
 n=${1:-100000}
 rate=${2:-30000}
@@ -29,7 +30,7 @@ backend=${BACKEND:-uring}
 port=${PORT:-7830}
 hold=${HOLD:-3}
 out=${OUT:-$(mktemp -d /tmp/ringstorm-ramp.XXXXXX)}
-[ -x "$R" ] || { echo "no release build at $R: run swift build -c release" >&2; exit 2; }
+need_release_build "$R"
 command -v nstat >/dev/null || { echo "nstat missing (apt-get install -y iproute2)" >&2; exit 2; }
 case $ports in assign|range|kernel) ;; *) echo "LOCAL_PORTS must be assign, range or kernel, not '$ports'" >&2; exit 2;; esac
 procs=${PROCESSES:-$(( (n + 15999) / 16000 ))}

@@ -34,13 +34,14 @@
 # printed at the end) as tab-separated `round section conns tool metric value`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/Benchmarks/lib.sh"
 secs=${1:-5}
 shift || true
 conns=("$@")
 [ ${#conns[@]} -gt 0 ] || conns=(1000 10000)
 rounds=${ROUNDS:-5}
 ringstorm=${RINGSTORM:-$here/.build/release/ringstorm}
-[ -x "$ringstorm" ] || { echo "no release build at $ringstorm: run swift build -c release" >&2; exit 2; }
+need_release_build "$ringstorm"
 PATH=$PATH:/usr/sbin
 if ! command -v nginx >/dev/null || ! command -v redis-server >/dev/null || ! command -v wrk >/dev/null || ! command -v redis-benchmark >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx-light redis-server wrk redis-tools >/dev/null
@@ -54,7 +55,6 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 nginx_port=18080; redis_port=16379; uring_port=18081; epoll_port=18082
 ticks=$(getconf CLK_TCK)
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on port $1" >&2; exit 1; }
 
 mkdir -p "$tmp/nginx/logs"
 cat >"$tmp/nginx/nginx.conf" <<CONF
@@ -86,7 +86,7 @@ serve_uring=$!
 taskset -c 0 "$ringstorm" serve --protocol http --response-size 13 --backend epoll --listen "127.0.0.1:$epoll_port" \
   --idle-timeout 0 --report-interval 0 >"$tmp/serve-epoll.out" 2>&1 & pids+=($!)
 serve_epoll=$!
-wait_port $nginx_port; wait_port $redis_port; wait_port $uring_port; wait_port $epoll_port
+for p in $nginx_port $redis_port $uring_port $epoll_port; do wait_port $p || { echo "nothing on port $p" >&2; exit 1; }; done
 
 # CPU seconds (utime + stime) of running processes, from /proc.
 cpu_of() { local total=0 p; for p in "$@"; do total=$(awk -v t="$total" -v k="$ticks" '{ print t + ($14 + $15) / k }' "/proc/$p/stat" 2>/dev/null || echo "$total"); done; echo "$total"; }

@@ -22,6 +22,7 @@
 # and the C yardstick client (YARDSTICKS=DIR, default ../shared/yardsticks, built into /tmp/ringstorm-yardsticks).
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/Benchmarks/lib.sh"
 secs=${1:-4}
 R=${RINGSTORM:-$here/.build/release/ringstorm}
 yard=${YARDSTICKS:-$here/../shared/yardsticks}
@@ -62,7 +63,6 @@ PY
   [ $? -eq 0 ] || failed=1
 }
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 perf_count() { grep raw_syscalls "$1" | cut -d, -f1; }
 
 echo "== (a) syscalls: the engines' counts against perf stat -e raw_syscalls:sys_enter"

@@ -16,6 +16,7 @@
 # the yardsticks (YARDSTICKS=DIR, default ../shared/yardsticks).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/Benchmarks/lib.sh"
 secs=${1:-6}
 rounds=${2:-2}
 shift $(( $# >= 2 ? 2 : $# ))
@@ -26,8 +27,8 @@ conns_list=${CONNS:-"1000 10000"}
 yard=${YARDSTICKS:-$here/../shared/yardsticks}
 ringstorm=${RINGSTORM:-$here/.build/release/ringstorm}
 bin=${YARDSTICKS_BUILD:-/tmp/ringstorm-yardsticks}
-[ -x "$ringstorm" ] || { echo "no release build at $ringstorm: run swift build -c release" >&2; exit 2; }
-[ -x "$yard/measure.sh" ] || { echo "no yardsticks at $yard: set YARDSTICKS=DIR" >&2; exit 2; }
+need_release_build "$ringstorm"
+need_yardsticks "$yard"
 command -v perf >/dev/null || { echo "perf missing: Scripts/install-dependencies --with-perf" >&2; exit 2; }
 "$yard/measure.sh" build >/dev/null
 for list in "${lists[@]}"; do
@@ -43,7 +44,7 @@ measure() { # size conns command... -> sets cpu sys rate
   local cmd=("${@//PORT/$port}")
   taskset -c 0 "${cmd[@]}" >"$tmp/server.log" 2>&1 &
   local spid=$!
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  wait_port "$port" || true
   taskset -c 1 "$bin/c-echo-client" -p "$port" -c "$conns" -m "$size" -w 2 -d $((secs + 1)) >"$tmp/client.log" 2>&1 &
   local cpid=$!
   sleep 2.5

@@ -20,12 +20,13 @@
 # Needs: a release build (swift build -c release), perf (apt-get install -y linux-perf), the yardsticks.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/Benchmarks/lib.sh"
 secs=${1:-8}
 rounds=${2:-2}
 yard=${YARDSTICKS:-$here/../shared/yardsticks}
 ringstorm=${RINGSTORM:-$here/.build/release/ringstorm}
-[ -x "$ringstorm" ] || { echo "no release build at $ringstorm: run swift build -c release" >&2; exit 2; }
-[ -x "$yard/measure.sh" ] || { echo "no yardsticks at $yard: set YARDSTICKS=DIR" >&2; exit 2; }
+need_release_build "$ringstorm"
+need_yardsticks "$yard"
 command -v perf >/dev/null || { echo "perf missing: Scripts/install-dependencies --with-perf" >&2; exit 2; }
 bin=${YARDSTICKS_BUILD:-/tmp/ringstorm-yardsticks}
 with_nio=${WITH_NIO:-0}

@@ -160,7 +160,7 @@ final class BenchProgress {
 
     func update(_ p: Bench.Progress) {
         guard !quiet else { return }
-        let name = p.backend == .uring ? "io_uring" : "epoll"
+        let name = p.backend.benchName
         if let run = p.finished {
             let figures = run.figures
             var line = "round \(p.round)/\(p.rounds) \(name): \(ReportFormat.count(Int(run.requestsPerSecond.rounded()))) requests/s"

@@ -46,4 +46,26 @@ extension BadInputTests {
             #expect(html.components(separatedBy: "<svg ").count == 5 && !html.contains("<script"))
         }
     }
+
+    /// A stop asked once, in the first run, ends that run early and starts no other, even when asking
+    /// consumes the request (as the CLI's `sigtimedwait` consumes SIGINT).
+    @Test(.enabled(if: ringstormBinary != nil)) func aStopAskedOnceEndsTheBench() async throws {
+        try await onThread {
+            var c = Bench.Configuration()
+            c.connections = 10
+            c.durationNanoseconds = 5_000_000_000
+            c.rounds = 1
+            c.executable = ringstormBinary!
+            let runner = try Bench.Runner(configuration: c)
+            let start = monotonicNanoseconds()
+            var asked = false
+            let result = try runner.run(progress: { _ in }, shouldStop: {
+                guard !asked, monotonicNanoseconds() - start > 500_000_000 else { return false }
+                asked = true
+                return true
+            })
+            #expect(result.runs.map(\.backend) == [.uring])
+            #expect(result.runs.allSatisfy { $0.seconds < 4 }, "\(result.runs.map(\.seconds))")
+        }
+    }
 }

@@ -45,30 +45,10 @@ import Testing
     /// Runs the validator from the package root; cancels (skips) the test where it cannot run.
     private func validate(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let python = ["/usr/bin/env", "python3"]
-        guard FileManager.default.isExecutableFile(atPath: python[0]) else { try Test.cancel("no /usr/bin/env to find python3") }
-        let directory = FileManager.default.temporaryDirectory
-        let outputURL = directory.appendingPathComponent("validate-out-\(UUID())")
-        let errorURL = directory.appendingPathComponent("validate-err-\(UUID())")
-        FileManager.default.createFile(atPath: outputURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errorURL.path, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(at: outputURL)
-            try? FileManager.default.removeItem(at: errorURL)
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python[0])
-        process.arguments = [python[1], "deploy/kubernetes/validate.py"] + arguments
-        process.currentDirectoryURL = root
-        process.standardOutput = try FileHandle(forWritingTo: outputURL)
-        process.standardError = try FileHandle(forWritingTo: errorURL)
-        try process.run()
-        process.waitUntilExit()
-        let output = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
-        let errors = (try? String(contentsOf: errorURL, encoding: .utf8)) ?? ""
+        let run = runTool(["python3", "deploy/kubernetes/validate.py"] + arguments, in: root)
         // 127: env found no python3; 3: the kubernetes package is missing.
-        if process.terminationStatus == 127 { try Test.cancel("python3 is not installed: the manifests are not validated") }
-        if process.terminationStatus == 3 { try Test.cancel("skipped: \(errors.trimmingCharacters(in: .whitespacesAndNewlines))") }
-        return (process.terminationStatus, output, errors)
+        if run.status == 127 { try Test.cancel("python3 is not installed: the manifests are not validated") }
+        if run.status == 3 { try Test.cancel("skipped: \(run.errors.trimmingCharacters(in: .whitespacesAndNewlines))") }
+        return (run.status, run.output, run.errors)
     }
 }

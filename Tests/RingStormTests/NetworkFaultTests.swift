@@ -4,27 +4,6 @@ import RingStorm
 import RingStormEngine
 import Testing
 
-/// Runs a program found on PATH (or in /usr/sbin, /sbin) and returns its status, standard output
-/// and standard error (both small: read after the exit).
-@discardableResult
-func runTool(_ arguments: [String]) -> (status: Int32, errors: String, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    var environment = ProcessInfo.processInfo.environment
-    environment["PATH"] = (environment["PATH"].map { $0 + ":" } ?? "") + "/usr/sbin:/sbin"
-    process.environment = environment
-    let errors = Pipe()
-    let output = Pipe()
-    process.standardError = errors
-    process.standardOutput = output
-    do { try process.run() } catch { return (127, "\(error)", "") }
-    let out = output.fileHandleForReading.readDataToEndOfFile()
-    let data = errors.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self), String(decoding: out, as: UTF8.self))
-}
-
 /// Why network namespaces cannot be made on this machine, or nil if they can (root, iproute2 and
 /// iptables that works inside a namespace). Checked once.
 let namespacesUnavailable: String? = {

@@ -44,7 +44,7 @@ public func randomChunks(count: Int, _ random: inout FuzzRandom) -> [Range<Int>]
 /// Stops the fuzzer with a message when an invariant fails (a crash libFuzzer records with its input).
 public func check(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String,
                   file: StaticString = #fileID, line: UInt = #line) {
-    if !condition() { fatalError("invariant failed: \(message())", file: file, line: line) }
+    if !condition() { fail(message(), file: file, line: line) }
 }
 
 /// Reads the fuzz input's leading configuration bytes.

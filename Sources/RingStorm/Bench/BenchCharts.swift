@@ -4,7 +4,6 @@ import RingStormEngine
 /// The bench's charts, from its result: what `--html` shows and what `Docs/images/` keeps.
 public enum BenchCharts {
     static func color(_ backend: Backend) -> String { backend == .uring ? "#1f77b4" : "#d62728" }
-    static func name(_ backend: Backend) -> String { backend == .uring ? "io_uring" : "epoll" }
 
     /// Percentiles plotted: 1/(1-p) from 1 to 10^5 in tenths of a decade (0% ... 99.999%), as far as the
     /// histogram has values to tell them apart (1/(1-p) at most the count), then the maximum.
@@ -18,7 +17,7 @@ public enum BenchCharts {
             for p in spectrum where 1 / (1 - p / 100) <= Double(max(recorder.count, 1)) || p == 0 {
                 points.append((1 / (1 - p / 100), Double(recorder.value(atPercentile: p))))
             }
-            return SVGChart.Series(name(backend), color: color(backend), points: points)
+            return SVGChart.Series(backend.benchName, color: color(backend), points: points)
         }
         let labels: [Double: String] = [1: "0%", 10: "90%", 100: "99%", 1000: "99.9%", 10000: "99.99%", 100000: "99.999%"]
         let x = SVGChart.Axis("percentile", scale: .log, ticks: [1, 10, 100, 1000, 10000, 100000], range: 1...100000) {
@@ -32,13 +31,12 @@ public enum BenchCharts {
     /// Requests per second over each run, sample to sample.
     public static func throughput(_ result: Bench.Result) -> String {
         let series = result.runs.map { run in
-            SVGChart.Series(name(run.backend), color: color(run.backend), dashed: run.round > 1,
-                            inLegend: run.round == 1 && run.backend == run.backend,
+            SVGChart.Series(run.backend.benchName, color: color(run.backend), dashed: run.round > 1, inLegend: run.round == 1,
                             points: rates(run.samples) { Double($0.answered) })
         }
         return SVGChart.line(title: "Requests per second over time (dashed: later rounds)",
                              x: SVGChart.Axis("seconds since the load started"), y: SVGChart.Axis("requests/s"),
-                             series: legendOnce(series))
+                             series: series)
     }
 
     /// Syscalls per second of each side over each run, on a log axis (the backends are orders apart).
@@ -46,11 +44,11 @@ public enum BenchCharts {
         var series: [SVGChart.Series] = []
         for run in result.runs {
             if run.samples.contains(where: { $0.serverSyscalls != nil }) {
-                series.append(SVGChart.Series("\(name(run.backend)) server", color: color(run.backend),
+                series.append(SVGChart.Series("\(run.backend.benchName) server", color: color(run.backend),
                                               inLegend: run.round == 1,
                                               points: rates(run.samples) { $0.serverSyscalls.map(Double.init) }))
             }
-            series.append(SVGChart.Series("\(name(run.backend)) load", color: color(run.backend), dashed: true,
+            series.append(SVGChart.Series("\(run.backend.benchName) load", color: color(run.backend), dashed: true,
                                           inLegend: run.round == 1, points: rates(run.samples) { Double($0.loadSyscalls) }))
         }
         return SVGChart.line(title: "System calls per second over time (solid: server, dashed: load)",
@@ -66,7 +64,7 @@ public enum BenchCharts {
         groups.append("load generator")
         metrics.append(.loadCPU)
         let series = result.backends.map { backend in
-            SVGChart.BarSeries(name(backend), color: color(backend),
+            SVGChart.BarSeries(backend.benchName, color: color(backend),
                                values: metrics.map { result.spread($0, backend)?.median ?? .nan })
         }
         return SVGChart.bars(title: "CPU per request (median over rounds)", groups: groups,
@@ -83,16 +81,6 @@ public enum BenchCharts {
             previous = (s.seconds, v)
         }
         return out
-    }
-
-    /// Keeps one legend entry per name.
-    static func legendOnce(_ series: [SVGChart.Series]) -> [SVGChart.Series] {
-        var seen: Set<String> = []
-        return series.map { s in
-            var s = s
-            s.inLegend = seen.insert(s.name).inserted
-            return s
-        }
     }
 }
 
@@ -118,7 +106,7 @@ public enum BenchHTML {
 
         """
         html += "<p>\(e(result.settingsLine)).</p>\n<table>\n<tr><th>metric</th>"
-        for b in result.backends { html += "<th>\(BenchCharts.name(b)) median</th><th>min–max</th>" }
+        for b in result.backends { html += "<th>\(b.benchName) median</th><th>min–max</th>" }
         html += result.backends.count == 2 ? "<th>io_uring/epoll</th></tr>\n" : "</tr>\n"
         for metric in result.metrics {
             html += "<tr><td>\(e(metric.label))</td>"

@@ -3,7 +3,7 @@ import RingStormEngine
 /// `ringstorm bench`: io_uring and epoll side by side, in one command.
 public enum Bench {
     /// What one bench runs: the same closed-loop load on each backend, interleaved over rounds.
-    public struct Configuration: Sendable, Codable, Equatable {
+    public struct Configuration: Sendable, Equatable {
         /// Connections of the load generator (each one request in flight).
         public var connections: Int = 1000
         /// Request payload (ringstorm) or message (echo) size in bytes.

@@ -21,7 +21,6 @@ extension Bench {
     public final class Runner {
         public let configuration: Configuration
         public let placement: CPUPlacement
-        private var stopped = false
 
         public init(configuration: Configuration) throws(BenchError) {
             try configuration.validate()
@@ -29,20 +28,25 @@ extension Bench {
             placement = CPUPlacement(allowed: CPUPlacement.allowedCPUs(), loadOnly: configuration.target != nil)
         }
 
-        /// Asks the runs to stop (SIGINT/SIGTERM): the current run ends early and no more start.
-        public func stop() { stopped = true }
-
         /// Every run in order; `progress` is called about every sample interval and once per run.
+        /// Once `shouldStop` says so (SIGINT/SIGTERM), the current run ends early and no more start.
         /// A run that failed throws (the runs before it are in the error's text only).
         public func run(progress: (Progress) -> Void, shouldStop: () -> Bool = { false }) throws(BenchError) -> Result {
+            // Kept once seen: `shouldStop` may consume what it reports (the CLI's `sigtimedwait`), so
+            // asking again before the next run could say no and start it.
+            var stopping = false
+            func stopAsked() -> Bool {
+                if !stopping { stopping = shouldStop() }
+                return stopping
+            }
             let machine = Machine.current()
             var runs: [Run] = []
             let total = configuration.rounds * configuration.backends.count
             for round in 1...configuration.rounds {
                 for backend in configuration.backends {
-                    if stopped || shouldStop() { break }
+                    if stopAsked() { break }
                     let index = runs.count
-                    let run = try runOne(backend: backend, round: round, shouldStop: shouldStop) { answered, seconds, fraction in
+                    let run = try runOne(backend: backend, round: round, shouldStop: stopAsked) { answered, seconds, fraction in
                         progress(Progress(round: round, rounds: configuration.rounds, backend: backend,
                                           fraction: (Double(index) + min(fraction, 1)) / Double(total),
                                           answered: answered, seconds: seconds, finished: nil))
@@ -57,7 +61,7 @@ extension Bench {
         }
 
         private func side(_ backend: Backend, _ what: String) -> String {
-            "the \(backend == .uring ? "io_uring" : "epoll") \(what)"
+            "the \(backend.benchName) \(what)"
         }
 
         /// One backend's run: server (ours or the target), load, samples, and both sides' figures.
@@ -111,7 +115,7 @@ extension Bench {
             var nextSample = started + c.sampleIntervalNanoseconds
             var signalled = false
             while !load.allEnded {
-                if !signalled && (stopped || shouldStop()) {
+                if !signalled && shouldStop() {
                     signalled = true
                     load.signalAll(SIGTERM)
                 }

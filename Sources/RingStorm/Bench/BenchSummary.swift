@@ -3,7 +3,7 @@ import RingStormEngine
 
 extension Bench {
     /// A metric over the rounds of one backend: the median and the spread.
-    public struct Spread: Sendable, Codable, Equatable {
+    public struct Spread: Sendable, Equatable {
         public var median: Double
         public var min: Double
         public var max: Double

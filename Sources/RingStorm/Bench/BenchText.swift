@@ -1,6 +1,11 @@
 import Foundation
 import RingStormEngine
 
+extension Backend {
+    /// The backend as the bench's table, charts, progress and errors name it.
+    package var benchName: String { self == .uring ? "io_uring" : "epoll" }
+}
+
 extension Bench.Metric {
     /// A value of this metric as the table prints it.
     public func format(_ value: Double) -> String {
@@ -37,7 +42,7 @@ extension Bench.Result {
     /// The table: one row per metric, each backend's median with its min–max over rounds, and the ratio.
     public var text: String {
         let rows = metrics
-        let header = ["metric"] + backends.map { $0 == .uring ? "io_uring median (min–max)" : "epoll median (min–max)" }
+        let header = ["metric"] + backends.map { "\($0.benchName) median (min–max)" }
             + (ratioShown ? ["io_uring/epoll"] : [])
         var table: [[String]] = [header]
         for metric in rows {

@@ -6,7 +6,7 @@ import Glibc
 /// engine set up, before the measured work) and during the run, so CPU per request counts only the
 /// measured window and memory per connection only what connections added. `wait4` gives a child's CPU
 /// only once it has ended, and counts start-up too.
-package struct ProcessSample: Sendable, Equatable, Codable {
+package struct ProcessSample: Sendable, Equatable {
     /// utime + stime of all threads, in seconds.
     package var cpuSeconds: Double
     /// Anonymous resident memory (`RssAnon`: heap, stacks, the engine's arrays and rings; not the

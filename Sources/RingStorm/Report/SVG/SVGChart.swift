@@ -96,8 +96,9 @@ public enum SVGChart {
     public static func line(title: String, width: Double = 540, height: Double = 340, x: Axis, y: Axis, series: [Series]) -> String {
         let frame = Frame(width: width, height: height)
         let kept = series.map { s in
-            Series(s.name, color: s.color, dashed: s.dashed, inLegend: s.inLegend,
-                   points: s.points.filter { (x.scale == .linear || $0.x > 0) && (y.scale == .linear || $0.y > 0) && $0.x.isFinite && $0.y.isFinite })
+            var s = s
+            s.points.removeAll { !((x.scale == .linear || $0.x > 0) && (y.scale == .linear || $0.y > 0) && $0.x.isFinite && $0.y.isFinite) }
+            return s
         }
         let xs = kept.flatMap { $0.points.map(\.x) }, ys = kept.flatMap { $0.points.map(\.y) }
         let xRange = x.range ?? range(xs, x.scale)
