@@ -39,11 +39,11 @@ extension Bench {
             var name = utsname()
             uname(&name)
             let release = withUnsafeBytes(of: &name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            let cpuinfo = ProcessSample.readText("/proc/cpuinfo") ?? ""
+            let cpuinfo = ProcFile.text("/proc/cpuinfo") ?? ""
             let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }
                 .flatMap { $0.split(separator: ":", maxSplits: 1).last }
                 .map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
-            let load = (ProcessSample.readText("/proc/loadavg") ?? "").split(separator: " ").first.flatMap { Double($0) } ?? 0
+            let load = (ProcFile.text("/proc/loadavg") ?? "").split(separator: " ").first.flatMap { Double($0) } ?? 0
             return Machine(kernel: "Linux " + release, cpuModel: model, cores: sysconf(Int32(_SC_NPROCESSORS_ONLN)), loadAverage: load)
         }
 

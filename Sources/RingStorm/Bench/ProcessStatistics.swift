@@ -1,4 +1,5 @@
 import Glibc
+import RingStormEngine
 
 /// CPU time and memory of a running process, read from `/proc/PID/stat` and `/proc/PID/status`.
 ///
@@ -20,7 +21,7 @@ package struct ProcessSample: Sendable, Equatable {
 
     /// The process's sample now; nil once it is gone.
     package static func read(pid: pid_t) -> ProcessSample? {
-        guard let stat = readText("/proc/\(pid)/stat"), let status = readText("/proc/\(pid)/status"),
+        guard let stat = ProcFile.text("/proc/\(pid)/stat"), let status = ProcFile.text("/proc/\(pid)/status"),
               let ticks = cpuTicks(statLine: stat), let rss = anonymousBytes(status: status) else { return nil }
         return ProcessSample(cpuSeconds: Double(ticks) / Double(sysconf(Int32(_SC_CLK_TCK))), anonymousBytes: rss)
     }
@@ -43,21 +44,5 @@ package struct ProcessSample: Sendable, Equatable {
             return kilobytes * 1024
         }
         return nil
-    }
-
-    /// A small text file of /proc, whole; nil if it cannot be read.
-    package static func readText(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 8192)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            bytes.append(contentsOf: chunk[0..<n])
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import RingStormEngine
 
 /// The system's ephemeral port range (`net.ipv4.ip_local_port_range`), read once: what `WorkSplit` slices
 /// among the workers and what `LoadBudget` counts per source address.
@@ -6,7 +7,7 @@ enum EphemeralPorts {
     static let system: ClosedRange<Int> = read() ?? 32_768...60_999
 
     static func read() -> ClosedRange<Int>? {
-        guard let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8) else { return nil }
+        guard let text = ProcFile.text("/proc/sys/net/ipv4/ip_local_port_range") else { return nil }
         return parse(text)
     }
 

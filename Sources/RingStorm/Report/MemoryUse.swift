@@ -1,4 +1,5 @@
 import Foundation
+import RingStormEngine
 
 /// User memory per connection, as the reports carry it: the process's resident set (VmRSS: the pages
 /// of its own memory actually in RAM, not the kernel's socket memory) before its engines were made,
@@ -76,7 +77,7 @@ public struct MemoryUse: Codable, Sendable, Equatable {
 
     /// This process's resident set in KiB (`/proc/self/statm`'s second field, in pages), nil where unreadable.
     public static func residentKiB() -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
+        guard let text = ProcFile.text("/proc/self/statm") else { return nil }
         return parseStatm(text, pageSize: Int(sysconf(Int32(_SC_PAGESIZE))))
     }
 

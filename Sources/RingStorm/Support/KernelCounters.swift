@@ -1,4 +1,5 @@
 import Foundation
+import RingStormEngine
 
 /// The kernel's own network counters that explain what a connection-level report cannot: packets the
 /// loopback backlog dropped, TCP retransmissions, accept-queue overflows, connections the kernel reset
@@ -37,7 +38,7 @@ public struct KernelCounters: Codable, Sendable, Equatable {
     /// The counters now; zeros for whatever this kernel does not expose.
     public static func read() -> KernelCounters {
         var c = KernelCounters()
-        if let softnet = try? String(contentsOfFile: "/proc/net/softnet_stat", encoding: .utf8) {
+        if let softnet = ProcFile.text("/proc/net/softnet_stat") {
             for line in softnet.split(separator: "\n") {
                 let fields = line.split(separator: " ")
                 if fields.count > 1, let drops = Int(fields[1], radix: 16) { c.backlogDrops += drops }
@@ -92,7 +93,7 @@ public struct KernelCounters: Codable, Sendable, Equatable {
         func n(_ value: Int) -> String { ReportFormat.count(value) }
         var lines: [String] = []
         if backlogDrops > 0 {
-            let limit = (try? String(contentsOfFile: "/proc/sys/net/core/netdev_max_backlog", encoding: .utf8))?
+            let limit = ProcFile.text("/proc/sys/net/core/netdev_max_backlog")?
                 .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
             lines.append("the kernel dropped \(n(backlogDrops)) packets at a full input backlog (net.core.netdev_max_backlog = \(limit)); "
                 + "latencies include TCP's recovery. Raise it: sysctl -w net.core.netdev_max_backlog=16384")
@@ -115,7 +116,7 @@ public struct KernelCounters: Codable, Sendable, Equatable {
 
     /// Reads a `/proc/net/snmp`-style file: a header line and a value line per protocol prefix.
     private static func table(_ path: String, prefix: String) -> [String: Int] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [:] }
+        guard let text = ProcFile.text(path) else { return [:] }
         let rows = text.split(separator: "\n").filter { $0.hasPrefix(prefix) }
         guard rows.count >= 2 else { return [:] }
         let names = rows[0].split(separator: " ").dropFirst()

@@ -31,13 +31,7 @@ extension EngineError.Reason {
 
     /// The first integer in a small /proc file, after `field` when given (a "Name:\tvalue" line).
     private static func readProcInteger(_ path: String, field: String?) -> Int? {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return nil }
-        defer { close(descriptor) }
-        var bytes = [UInt8](repeating: 0, count: 4096)
-        let count = bytes.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-        guard count > 0 else { return nil }
-        let text = String(decoding: bytes[0..<count], as: UTF8.self)
+        guard let text = ProcFile.text(path), !text.isEmpty else { return nil }
         let line: Substring
         if let field {
             guard let found = text.split(separator: "\n").first(where: { $0.hasPrefix(field) }) else { return nil }
