@@ -19,12 +19,10 @@ public struct PeerSignals: Codable, Sendable, Equatable {
     mutating func record(_ bytes: UnsafeRawBufferPointer, requestLine: [UInt8]?) {
         if let requestLine {
             if !requestLine.isEmpty && bytes.starts(with: requestLine) { echoedRequests += 1 }
-        } else if bytes.starts(with: Self.statusLinePrefix) {
+        } else if bytes.starts(with: HTTPParser.httpPrefix) {
             httpStatusLines += 1
         }
     }
-
-    static let statusLinePrefix = Array("HTTP/1.".utf8)
 
     /// The server most likely on the other end, by what was counted; nil when nothing says.
     var likelyProtocol: LoadGenerator.WireProtocol? {
