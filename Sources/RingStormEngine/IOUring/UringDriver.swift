@@ -53,7 +53,17 @@ public final class UringDriver: EngineDriver {
     /// size, 64), a load generator starved of CPU (2–3 loop turns a second) ran less of it than churn
     /// queued: its connects completed, and so its REGISTERs left, seconds after the server had accepted
     /// (issue 12: the server's `register_timeout`s when both sides ran io_uring).
+    ///
+    /// At most `enterCompletionLimit`, though: with DEFER_TASKRUN an enter that asks for N completions
+    /// does not return, even with a zero timeout, while fresh completion work keeps arriving and fewer
+    /// than N are posted. Asking for half of a 10,000-connection server's CQ, each enter ran until
+    /// nearly every connection had spoken (105 enters in 4 s, 36 ms each, `strace -c`), and the huge
+    /// batches cost 1.2–1.37× the CPU per message of 64-wide ones (`Docs/benchmarks.md`, "Before and
+    /// after the review"). A backlog is still worked off in full: a drain of 20 or more reaps again
+    /// before the loop sleeps (`backlogLikely`).
     private let reapCount: UInt32
+    /// The most completions one enter asks for (see `reapCount`).
+    static let enterCompletionLimit: UInt32 = 256
     /// Without batch waiting, the last drain was large enough that the enter may have left queued work
     /// behind: the next poll reaps (asking for `reapCount`) before it sleeps.
     private var backlogLikely = false
@@ -70,7 +80,7 @@ public final class UringDriver: EngineDriver {
         connectAddresses = .allocate(capacity: configuration.maxConnections)
         connectTimeouts = .allocate(capacity: configuration.maxConnections)
         completionBatch = .allocate(capacity: Int(completionBatchSize))
-        reapCount = max(1, configuration.completionQueueEntries / 2)
+        reapCount = max(1, min(configuration.completionQueueEntries / 2, Self.enterCompletionLimit))
 
         let features: UInt32
         do {
