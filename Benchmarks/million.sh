@@ -29,6 +29,7 @@
 # DRY_RUN=1 (checks and the plan only).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/Benchmarks/lib.sh"
 R=${RINGSTORM:-$here/.build/release/ringstorm}
 n=${1:-200000}
 rate=${2:-10000}
@@ -87,28 +88,20 @@ out=${OUT:-$(mktemp -d /tmp/ringstorm-million.XXXXXX)}
 mkdir -p "$out"
 
 # --- Sysctls, set and restored -----------------------------------------------------------------
-declare -A want=([net.core.somaxconn]=65535 [net.ipv4.tcp_max_syn_backlog]=65535 [net.core.netdev_max_backlog]=16384)
-declare -A saved=()
 restore() {
   for p in ${sampler_pid:-} ${load_pid:-} ${server_pid:-}; do kill "$p" 2>/dev/null || true; done
-  for k in "${!saved[@]}"; do sysctl -qw "$k=${saved[$k]}" || echo "million.sh: could not restore $k=${saved[$k]}" >&2; done
+  restore_sysctls
 }
 trap restore EXIT
 trap 'exit 130' INT TERM
-for k in "${!want[@]}"; do
-  saved[$k]=$(sysctl -n "$k")
-  [ "${saved[$k]}" -ge "${want[$k]}" ] || sysctl -qw "$k=${want[$k]}"
-done
-saved[net.ipv4.ip_local_port_range]=$(sysctl -n net.ipv4.ip_local_port_range | tr -s '\t ' ' ')
-sysctl -qw net.ipv4.ip_local_port_range="$ports_lo $ports_hi"
-saved[net.ipv4.tcp_mem]=$(sysctl -n net.ipv4.tcp_mem | tr -s '\t ' ' ')
-read -r m_lo m_press m_hi <<< "${saved[net.ipv4.tcp_mem]}"
+raise_sysctls "${RAMP_SYSCTLS[@]}"
+set_sysctl net.ipv4.ip_local_port_range "$ports_lo $ports_hi"
+read -r m_lo m_press m_hi <<< "$(sysctl -n net.ipv4.tcp_mem | tr -s '\t ' ' ')"
 if [ "$m_hi" -lt $(( 4 * n )) ]; then
-  sysctl -qw net.ipv4.tcp_mem="$(( m_lo > n ? m_lo : n )) $(( 2 * n )) $(( 4 * n ))"
+  set_sysctl net.ipv4.tcp_mem "$(( m_lo > n ? m_lo : n )) $(( 2 * n )) $(( 4 * n ))"
 fi
 if [ -w /proc/sys/net/netfilter/nf_conntrack_max ]; then
-  saved[net.netfilter.nf_conntrack_max]=$(sysctl -n net.netfilter.nf_conntrack_max)
-  [ "${saved[net.netfilter.nf_conntrack_max]}" -ge $(( n + 100000 )) ] || sysctl -qw net.netfilter.nf_conntrack_max=$(( n + 100000 ))
+  raise_sysctls net.netfilter.nf_conntrack_max=$(( n + 100000 ))
 fi
 
 # --- Samples: every 2 s, system memory, sockets, CPU and the ringstorm processes' RSS and CPU ------

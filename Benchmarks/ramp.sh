@@ -49,20 +49,15 @@ base=${SOURCE_BASE:-2}  # the first source address 127.0.0.BASE: a fresh BASE av
 [ $(( base + nsrc - 1 )) -le 254 ] || { echo "SOURCE_BASE=$base with $nsrc sources passes 127.0.0.254" >&2; exit 2; }
 sources="127.0.0.$base-127.0.0.$(( base + nsrc - 1 ))"
 
-declare -A want=([net.core.somaxconn]=65535 [net.ipv4.tcp_max_syn_backlog]=65535 [net.core.netdev_max_backlog]=16384)
-declare -A saved=()
 restore() {
-  for k in "${!saved[@]}"; do sysctl -qw "$k=${saved[$k]}" || true; done
+  restore_sysctls
   [ -z "${server_pid:-}" ] || kill "$server_pid" 2>/dev/null || true
   [ -z "${perf_pid:-}" ] || kill -INT "$perf_pid" 2>/dev/null || true
 }
 trap restore EXIT
 if [ "${NO_SYSCTL:-0}" != 1 ]; then
-  [ "$(id -u)" = 0 ] || { echo "raising ${!want[*]} needs root; run as root or set NO_SYSCTL=1 to run with the current values" >&2; exit 2; }
-  for k in "${!want[@]}"; do
-    saved[$k]=$(sysctl -n "$k")
-    [ "${saved[$k]}" -ge "${want[$k]}" ] || sysctl -qw "$k=${want[$k]}"
-  done
+  [ "$(id -u)" = 0 ] || { echo "raising ${RAMP_SYSCTLS[*]} needs root; run as root or set NO_SYSCTL=1 to run with the current values" >&2; exit 2; }
+  raise_sysctls "${RAMP_SYSCTLS[@]}"
 fi
 tw=$(ss -tanH state time-wait | wc -l)
 
