@@ -2,12 +2,14 @@
 # Benchmarks/real-servers.sh [SECONDS] [CONNECTIONS...]      (ROUNDS=5 by default)
 #
 # RingStorm beside the tools users pick today, against real servers, in one sitting, interleaved:
-#   1. `ringstorm load --protocol http` vs `wrk -t1` on the same nginx (one worker, `return 200`):
-#      requests/s, client CPU µs per request, latency p50/p99.
+#   1. `ringstorm load --protocol http` vs `wrk -t1`, and `ringstorm load --threads T` vs `wrk -tT`
+#      (T = $WRK_THREADS, default 2), on the same nginx (one worker, `return 200`): requests/s, client
+#      CPU µs per request, latency p50/p99. Every client is pinned to CPU 1 (the server has CPU 0), so
+#      the threads of both share one core.
 #   2. `ringstorm load --protocol raw` (inline PING) vs `redis-benchmark -t ping_inline` on the same
 #      redis-server: requests/s, client CPU µs per request.
-#   3. `wrk` against `ringstorm serve --protocol http` (both backends) and against nginx: server CPU µs
-#      per request.
+#   3. `wrk -t1` against `ringstorm serve --protocol http` (both backends) and against nginx: server CPU
+#      µs per request, at every connection count.
 # ROUNDS rounds; in each, every pair runs back to back, the order alternating from round to round
 # (ringstorm first in odd rounds, the other tool first in even ones). The end prints, per measure, the
 # median over the rounds with the min–max, and the ratios (taken within each round, then their median).
@@ -40,6 +42,7 @@ shift || true
 conns=("$@")
 [ ${#conns[@]} -gt 0 ] || conns=(1000 10000)
 rounds=${ROUNDS:-5}
+wrk_threads=${WRK_THREADS:-2}
 ringstorm=${RINGSTORM:-$here/.build/release/ringstorm}
 need_release_build "$ringstorm"
 PATH=$PATH:/usr/sbin
@@ -99,26 +102,30 @@ json() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(eval
 per_req() { awk -v c="$1" -v n="$2" 'BEGIN { printf "%.3f", n ? c * 1e6 / n : 0 }'; }
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$@" >>"$results"; }
 
-run_rs_http() {
+run_rs_http() { # [THREADS]: recorded as ringstorm (1 thread) or ringstorm-tTHREADS
+  local t=${1:-1} rs=ringstorm
+  [ "$t" = 1 ] || rs=ringstorm-t$t
   client "$tmp/rs" "$ringstorm" load --protocol http --target "http://127.0.0.1:$nginx_port/" --connections "$n" \
-    --duration "${secs}s" --report-interval 0 --json "$tmp/rs.json"
+    --threads "$t" --duration "${secs}s" --report-interval 0 --json "$tmp/rs.json"
   local answered; answered=$(json "$tmp/rs.json" "r['requests']['answered']")
-  record http "$n" ringstorm requests_per_s "$(json "$tmp/rs.json" "round(r['requests_per_s'])")"
-  record http "$n" ringstorm steady_requests_per_s "$(json "$tmp/rs.json" "round(r['steady']['requests_per_s']) if r.get('steady') else 0")"
-  record http "$n" ringstorm cpu_us_per_req "$(per_req "$user_sys" "$answered")"
-  record http "$n" ringstorm p50_ms "$(json "$tmp/rs.json" "r['latency_us']['request']['p50'] / 1000")"
-  record http "$n" ringstorm p99_ms "$(json "$tmp/rs.json" "r['latency_us']['request']['p99'] / 1000")"
-  record http "$n" ringstorm failures "$(json "$tmp/rs.json" "sum(v for ph in r['outcomes'].values() for k, v in ph.items() if k != 'other') + sum(sum(ph['other'].values()) for ph in r['outcomes'].values())")"
+  record http "$n" $rs requests_per_s "$(json "$tmp/rs.json" "round(r['requests_per_s'])")"
+  record http "$n" $rs steady_requests_per_s "$(json "$tmp/rs.json" "round(r['steady']['requests_per_s']) if r.get('steady') else 0")"
+  record http "$n" $rs cpu_us_per_req "$(per_req "$user_sys" "$answered")"
+  record http "$n" $rs p50_ms "$(json "$tmp/rs.json" "r['latency_us']['request']['p50'] / 1000")"
+  record http "$n" $rs p99_ms "$(json "$tmp/rs.json" "r['latency_us']['request']['p99'] / 1000")"
+  record http "$n" $rs failures "$(json "$tmp/rs.json" "sum(v for ph in r['outcomes'].values() for k, v in ph.items() if k != 'other') + sum(sum(ph['other'].values()) for ph in r['outcomes'].values())")"
 }
 ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.3f", v / 1000; else if (v ~ /ms$/) printf "%.3f", v + 0; else if (v ~ /s$/) printf "%.3f", v * 1000; else print 0 }'; }
-run_wrk() {
-  client "$tmp/wrk" wrk -t1 -c "$n" -d "${secs}s" --latency "http://127.0.0.1:$nginx_port/"
+run_wrk() { # [THREADS]: wrk -tTHREADS, recorded as wrk (1 thread) or wrk-tTHREADS
+  local t=${1:-1} tool=wrk
+  [ "$t" = 1 ] || tool=wrk-t$t
+  client "$tmp/wrk" wrk -t"$t" -c "$n" -d "${secs}s" --latency "http://127.0.0.1:$nginx_port/"
   local done; done=$(awk '/requests in/ { print $1 }' "$tmp/wrk")
-  record http "$n" wrk requests_per_s "$(awk '/Requests\/sec/ { printf "%.0f", $2 }' "$tmp/wrk")"
-  record http "$n" wrk cpu_us_per_req "$(per_req "$user_sys" "$done")"
-  record http "$n" wrk p50_ms "$(ms "$(awk '$1 == "50%" { print $2 }' "$tmp/wrk")")"
-  record http "$n" wrk p99_ms "$(ms "$(awk '$1 == "99%" { print $2 }' "$tmp/wrk")")"
-  record http "$n" wrk failures "$(awk '/Socket errors/ { gsub(",", ""); s += $4 + $6 + $8 + $10 } /Non-2xx/ { s += $NF } END { print s + 0 }' "$tmp/wrk")"
+  record http "$n" $tool requests_per_s "$(awk '/Requests\/sec/ { printf "%.0f", $2 }' "$tmp/wrk")"
+  record http "$n" $tool cpu_us_per_req "$(per_req "$user_sys" "$done")"
+  record http "$n" $tool p50_ms "$(ms "$(awk '$1 == "50%" { print $2 }' "$tmp/wrk")")"
+  record http "$n" $tool p99_ms "$(ms "$(awk '$1 == "99%" { print $2 }' "$tmp/wrk")")"
+  record http "$n" $tool failures "$(awk '/Socket errors/ { gsub(",", ""); s += $4 + $6 + $8 + $10 } /Non-2xx/ { s += $NF } END { print s + 0 }' "$tmp/wrk")"
 }
 run_rs_redis() {
   client "$tmp/rs" "$ringstorm" load --protocol raw --target "127.0.0.1:$redis_port" --message 'PING\r\n' --response-delimiter '\r\n' \
@@ -149,15 +156,15 @@ echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cores, ${secs}s per run, $round
 declare -A rs_answered_last
 for round in $(seq "$rounds"); do
   for n in "${conns[@]}"; do
-    if [ $((round % 2)) = 1 ]; then run_rs_http; run_wrk; else run_wrk; run_rs_http; fi
+    if [ $((round % 2)) = 1 ]; then run_rs_http; run_wrk; run_rs_http "$wrk_threads"; run_wrk "$wrk_threads"
+    else run_wrk "$wrk_threads"; run_rs_http "$wrk_threads"; run_wrk; run_rs_http; fi
     if [ $((round % 2)) = 1 ]; then run_rs_redis; run_rb; else rs_answered=${rs_answered_last[$n]:-}; run_rb; run_rs_redis; fi
     rs_answered_last[$n]=$rs_answered
+    nginx_pids=("$nginx_master" $(pgrep -P "$nginx_master"))
+    order=("ringstorm-serve-uring $uring_port $serve_uring" "ringstorm-serve-epoll $epoll_port $serve_epoll" "nginx-1-worker $nginx_port ${nginx_pids[*]}")
+    [ $((round % 2)) = 1 ] || order=("${order[2]}" "${order[0]}" "${order[1]}")
+    for o in "${order[@]}"; do server_run $o; done
   done
-  n=${conns[0]}
-  nginx_pids=("$nginx_master" $(pgrep -P "$nginx_master"))
-  order=("ringstorm-serve-uring $uring_port $serve_uring" "ringstorm-serve-epoll $epoll_port $serve_epoll" "nginx-1-worker $nginx_port ${nginx_pids[*]}")
-  [ $((round % 2)) = 1 ] || order=("${order[2]}" "${order[0]}" "${order[1]}")
-  for o in "${order[@]}"; do server_run $o; done
   echo "round $round done at $(date -u +%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 done
 
@@ -181,13 +188,19 @@ def ratio(section, n, a, b, metric):
     ra, rb = v.get((section, n, a, metric), {}), v.get((section, n, b, metric), {})
     return [ra[r] / rb[r] for r in ra if r in rb and rb[r]]
 print("## medians over the rounds (min–max)")
-for section, other in (("http", "wrk"), ("redis", "redis-benchmark")):
-    print(f"### {section}: ringstorm vs {other}")
+wrk_threaded = sorted({k[2] for k in v if k[0] == "http" and k[2].startswith("wrk-t")})
+for section, others in (("http", ["wrk"] + wrk_threaded), ("redis", ["redis-benchmark"])):
+    print(f"### {section}: ringstorm vs {', '.join(others)}")
     for n in sorted({k[1] for k in v if k[0] == section}):
         show(section, n, "ringstorm", [("requests_per_s", 0), ("steady_requests_per_s", 0), ("cpu_us_per_req", 3), ("p50_ms", 1), ("p99_ms", 1), ("failures", 0)])
-        show(section, n, other, [("requests_per_s", 0), ("cpu_us_per_req", 3), ("p50_ms", 1), ("p99_ms", 1), ("failures", 0)])
-        print(f"conns={n} ringstorm/{other:<12} requests/s={fmt(ratio(section, n, 'ringstorm', other, 'requests_per_s'), 2)}"
-              f"  cpu/req={fmt(ratio(section, n, 'ringstorm', other, 'cpu_us_per_req'), 2)}")
+        for other in others:
+            show(section, n, other, [("requests_per_s", 0), ("cpu_us_per_req", 3), ("p50_ms", 1), ("p99_ms", 1), ("failures", 0)])
+        for other in others[1:]:
+            show(section, n, "ringstorm" + other[3:], [("requests_per_s", 0), ("steady_requests_per_s", 0), ("cpu_us_per_req", 3), ("p50_ms", 1), ("p99_ms", 1), ("failures", 0)])
+        for other in others:
+            mine = "ringstorm" + other[3:] if other.startswith("wrk-t") else "ringstorm"
+            print(f"conns={n} {mine}/{other:<12} requests/s={fmt(ratio(section, n, mine, other, 'requests_per_s'), 2)}"
+                  f"  cpu/req={fmt(ratio(section, n, mine, other, 'cpu_us_per_req'), 2)}")
 print("### server CPU per request (wrk -t1)")
 for n in sorted({k[1] for k in v if k[0] == "server"}):
     for tool in ("ringstorm-serve-uring", "ringstorm-serve-epoll", "nginx-1-worker"):
