@@ -6,6 +6,9 @@
 # CPU 0, on both backends. Prints, per run, requests/s and the load process's CPU µs per request (user +
 # system from its rusage, over the whole run including the ramp and the end). BASELINE=PATH runs an
 # earlier build's ringstorm right after each run of this one and prints after/before ratios.
+# With the default closed loop each round first runs the yardsticks' C client (`c-echo-client`, liburing,
+# the same one in flight per connection) the same way and prints ringstorm's CPU per request as a ratio
+# to it (issue 11's target: the io_uring load generator at most 0.80x the C client's).
 # PACING='--interval 20ms' measures the open loop instead (default: --closed-loop --pipeline 1); with
 # 1,000 connections that asks 50,000 requests/s, more than one core answers: the open loop at overload.
 #
@@ -45,9 +48,27 @@ measure() { # name binary backend -> sets per (µs/request) and rps
   rps=$(awk -v n="$answered" -v d="$secs" 'BEGIN { printf "%.0f", n / d }')
   echo "$name conns=$conns ${pacing[*]} requests/s=$rps load_cpu_us_per_request=$per"
 }
+measure_c_client() { # the yardsticks' C closed-loop client (liburing) the same way -> sets c_per
+  port=$((port + 1))
+  taskset -c 0 "$bin/c-uring-echo" "$port" >/dev/null 2>&1 &
+  local server=$!
+  wait_port "$port" 50 || true
+  /usr/bin/env time -f "%U %S" -o "$tmp/time" taskset -c 1 "$bin/c-echo-client" -p "$port" -c "$conns" -m 64 -w 0 \
+    -d "$secs" >"$tmp/c.out" 2>&1 || { cat "$tmp/c.out" >&2; kill $server; exit 1; }
+  kill $server; wait $server 2>/dev/null || true
+  read -r user sys <"$tmp/time"
+  local msgs; msgs=$(sed -n 's/.* msgs=\([0-9]*\).*/\1/p' "$tmp/c.out")
+  c_per=$(awk -v u="$user" -v s="$sys" -v n="$msgs" 'BEGIN { printf "%.3f", n ? (u + s) * 1e6 / n : 0 }')
+  echo "c-echo-client conns=$conns requests/s=$(awk -v n="$msgs" -v d="$secs" 'BEGIN { printf "%.0f", n / d }') load_cpu_us_per_request=$c_per"
+}
+closed=0
+[ "${pacing[*]}" != "--closed-loop --pipeline 1" ] || closed=1
 for round in $(seq "$rounds"); do
+  [ "$closed" = 0 ] || measure_c_client
   for backend in uring epoll; do
     measure "ringstorm-$backend" "$ringstorm" "$backend"; after=$per
+    [ "$closed" = 0 ] || awk -v r="$round" -v b="$backend" -v a="$after" -v c="$c_per" 'BEGIN {
+      printf "round %s %s ringstorm/c-echo-client load_cpu_per_request=%.3f\n", r, b, (c ? a/c : 0) }'
     if [ -n "$baseline" ]; then
       measure "baseline-$backend" "$baseline" "$backend"; before=$per
       awk -v r="$round" -v b="$backend" -v a="$after" -v p="$before" 'BEGIN {
