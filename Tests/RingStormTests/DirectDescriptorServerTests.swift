@@ -18,7 +18,9 @@ extension RingStormServer.Configuration {
 /// table, and what the server does with them (answers, idle closes, resets) is unchanged.
 @Suite struct DirectDescriptorServerTests {
     /// The feature is in use (kernel 6.7+ has all it needs), or a note says why not.
-    private func requireDirect(_ server: RingStormServer) throws -> Bool {
+    private func requireDirect(_ server: RingStormServer) async throws -> Bool {
+        // Published with the workers' first snapshot (every tick).
+        try await waitUntil { !server.progress.engine.features.isEmpty }
         let engine = server.progress.engine
         let inUse = engine.features.contains { $0.hasPrefix("direct_descriptors(") }
         let release = ProcessInfo.processInfo.operatingSystemVersion
@@ -33,7 +35,7 @@ extension RingStormServer.Configuration {
     /// An echo server answers every message of every client, in order.
     @Test func echoAnswersEveryMessageOfEveryClient() async throws {
         let server = try RingStormServer(configuration: .testingDirect(.echo))
-        guard try requireDirect(server) else { server.stop(); _ = server.wait(); return }
+        guard try await requireDirect(server) else { server.stop(); _ = server.wait(); return }
         let port = server.address.port
         let clients = 24, messages = 40
         try await onThread {
@@ -67,7 +69,7 @@ extension RingStormServer.Configuration {
         var configuration = RingStormServer.Configuration.testingDirect(.echo)
         configuration.idleTimeout = .milliseconds(400)
         let server = try RingStormServer(configuration: configuration)
-        guard try requireDirect(server) else { server.stop(); _ = server.wait(); return }
+        guard try await requireDirect(server) else { server.stop(); _ = server.wait(); return }
         let port = server.address.port
         try await onThread {
             let client = try ServerTestClient(port: port)
@@ -100,7 +102,7 @@ extension RingStormServer.Configuration {
         configuration.engine.closeTimeoutNanoseconds = 300_000_000
         configuration.engine.maxPendingBytesPerConnection = 64 << 10
         let server = try RingStormServer(configuration: configuration)
-        guard try requireDirect(server) else { server.stop(); _ = server.wait(); return }
+        guard try await requireDirect(server) else { server.stop(); _ = server.wait(); return }
         let port = server.address.port
         let end = try await onThread { () -> ServerTestReceived in
             let client = try ServerTestClient(port: port)
