@@ -168,6 +168,9 @@ struct DirectTableFullServerTests {
             // Full again; a client whose REGISTER arrived before the server looked (stopped meanwhile)
             // is closed with it unread: RST.
             kill(child.process.processIdentifier, SIGSTOP)
+            // `kill` returns before the threads stop: one still running could accept between the
+            // talker's connect and its REGISTER (measured: 1 run in 6 saw FIN).
+            #expect(waitUntilStopped(child.process.processIdentifier))
             let talker = try ServerTestClient(port: child.port)
             talker.send(frame: .register(clientID: 200))
             #expect(talker.waitUntilAcknowledged())
@@ -182,4 +185,20 @@ struct DirectTableFullServerTests {
             withExtendedLifetime(held) {}
         }
     }
+}
+
+/// Waits (up to 3 s) until every thread of `pid` is stopped (`T` in `/proc/PID/task/TID/stat`).
+private func waitUntilStopped(_ pid: Int32) -> Bool {
+    let deadline = monotonicNanoseconds() + 3_000_000_000
+    while monotonicNanoseconds() < deadline {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        let states = tasks.compactMap { tid -> Character? in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            return stat[stat.index(close, offsetBy: 2)...].first
+        }
+        if !states.isEmpty && states.allSatisfy({ $0 == "T" }) { return true }
+        usleep(1_000)
+    }
+    return false
 }
