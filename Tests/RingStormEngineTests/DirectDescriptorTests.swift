@@ -174,6 +174,30 @@ extension EngineTests {
             #expect(try server.roundTrip(second, payload(10, seed: 4)))
         }
 
+        /// Out of slots with room in the table (a connect of the engine's own holds a slot but no
+        /// entry): the accepted direct descriptor is closed through the ring at once, the client sees
+        /// its stream end, it counts as a slot exhaustion, and its entry is free again: once the slots
+        /// are, two clients fill the two-entry table without an ENFILE.
+        @Test func anAcceptWithoutASlotIsClosedAndItsEntryFreed() throws {
+            guard let (engine, _, address, server) = try directServer(maxConnections: 2, table: 2) else { return }
+            // The engine connects to its own listener: the connect and the accepted side take both slots.
+            let outbound = try engine.connect(to: address, from: nil, timeoutNanoseconds: 0)
+            #expect(try server.run(seconds: 2) { server.accepted.count == 1 })
+            let refused = try BlockingSocket.connect(to: address, timeoutSeconds: 2)
+            #expect(try server.run(seconds: 2) { engine.statistics.slotExhaustions == 1 })
+            // The close goes out with the next poll.
+            var end = Received.wouldBlock
+            _ = try server.run(seconds: 2) { end = refused.receive(wait: false); return end != .wouldBlock }
+            #expect(end == .endOfStream)
+            engine.close(outbound, mode: .orderly)
+            #expect(try server.run(seconds: 2) { engine.openConnections == 0 })
+            let peers = try (0..<2).map { _ in try BlockingSocket.connect(to: address, timeoutSeconds: 2) }
+            #expect(try server.run(seconds: 2) { server.accepted.count == 3 })
+            for (k, peer) in peers.enumerated() { #expect(try server.roundTrip(peer, payload(16, seed: UInt64(k)))) }
+            #expect(server.acceptFailures.isEmpty)
+            #expect(engine.statistics.directTableFull == 0)
+        }
+
         /// Dropping the engine closes its direct descriptors with the ring: the peer's stream ends.
         @Test func droppingTheEngineClosesItsConnections() throws {
             let peer: BlockingSocket
