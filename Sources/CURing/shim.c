@@ -1,4 +1,5 @@
 #include "CURing.h"
+#include <unistd.h>
 
 unsigned curing_flush_sq(struct io_uring *ring) {
     struct io_uring_sq *sq = &ring->sq;
@@ -18,4 +19,25 @@ struct io_uring_buf_ring *curing_setup_buf_ring(struct io_uring *ring, unsigned 
     if (ret < 0) { munmap(mem, bytes); *err = ret; return NULL; }
     io_uring_buf_ring_init((struct io_uring_buf_ring *)mem);
     return (struct io_uring_buf_ring *)mem;
+}
+
+int curing_probe_ring_setsockopt(struct io_uring *ring) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    static const struct linger abort_on_close = { .l_onoff = 1, .l_linger = 0 };
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    if (!sqe) { close(fd); return -EBUSY; }
+    curing_prep_setsockopt(sqe, fd, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
+    io_uring_sqe_set_data64(sqe, 0);
+    int ret = io_uring_submit_and_wait(ring, 1);
+    if (ret >= 0) {
+        struct io_uring_cqe *cqe = NULL;
+        ret = io_uring_peek_cqe(ring, &cqe);
+        if (ret == 0 && cqe) {
+            ret = cqe->res;
+            io_uring_cqe_seen(ring, cqe);
+        }
+    }
+    close(fd);
+    return ret;
 }

@@ -278,7 +278,7 @@ struct ReportTests {
         let root = try jsonObject(try report.json())
         #expect(Set(root.keys) == [
             "backend", "duration_s", "accepted", "accept_errors", "shed", "peak_open", "registered", "register_timeouts",
-            "idle_closed", "closed_by_peer", "reset_by_peer", "protocol_errors", "drain_timeouts", "requests", "syscalls", "complete", "failed_workers",
+            "idle_closed", "closed_by_peer", "reset_by_peer", "protocol_errors", "drain_timeouts", "direct_table_full", "requests", "syscalls", "complete", "failed_workers",
             "intervals",
         ])
         #expect(root["accept_errors"] as? [String: Int] == ["EMFILE": 1, "ECONNABORTED": 1])

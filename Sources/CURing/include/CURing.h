@@ -11,6 +11,7 @@
 #define CURING_H
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -56,6 +57,46 @@ static const uint16_t curing_recvsend_bundle = IORING_RECVSEND_BUNDLE;
 static const uint32_t curing_feat_recvsend_bundle = IORING_FEAT_RECVSEND_BUNDLE;
 static const uint16_t curing_pbuf_ring_inc = IOU_PBUF_RING_INC;
 static const uint32_t curing_cqe_f_buf_more = IORING_CQE_F_BUF_MORE;
+
+// Direct descriptors (`UringFeatures.directDescriptors`): accepted sockets live only in the ring's
+// fixed file table. The one option the engine sets on an accepted socket after accept (SO_LINGER for
+// an abortive close) goes through the ring as a socket uring_cmd, SOCKET_URING_OP_SETSOCKOPT (kernel
+// 6.7; Debian 12's uapi header, 6.1, has neither the op nor the SQE's option fields). Checked at
+// set-up by setting SO_LINGER on a throw-away socket through the ring; any failure drops the feature.
+#ifndef SOCKET_URING_OP_SETSOCKOPT
+#define SOCKET_URING_OP_SETSOCKOPT 3
+#endif
+static const uint8_t curing_iosqe_fixed_file = IOSQE_FIXED_FILE;
+static const uint32_t curing_file_index_alloc = IORING_FILE_INDEX_ALLOC;
+
+// Where kernel 6.7's io_uring_sqe keeps a socket command's fields, as offsets into the 64-byte SQE:
+// cmd_op in the `off` union, level and optname in the `addr` union, optlen in the `file_index`
+// union, optval in the `addr3` union.
+_Static_assert(offsetof(struct io_uring_sqe, cmd_op) == 8, "cmd_op");
+_Static_assert(offsetof(struct io_uring_sqe, addr) == 16, "level, optname");
+_Static_assert(offsetof(struct io_uring_sqe, file_index) == 44, "optlen");
+_Static_assert(offsetof(struct io_uring_sqe, addr3) == 48, "optval");
+
+/// setsockopt(fd, level, optname, optval, optlen) as an IORING_OP_URING_CMD (liburing 2.4's
+/// io_uring_prep_cmd_sock). `fd` is a fixed-file index when the caller adds IOSQE_FIXED_FILE. The kernel
+/// reads `optval` when the request runs, so it must outlive the submission.
+static inline void curing_prep_setsockopt(struct io_uring_sqe *sqe, int fd, int level, int optname,
+                                          const void *optval, int optlen) {
+    io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0, 0);
+    sqe->cmd_op = SOCKET_URING_OP_SETSOCKOPT;
+    uint32_t *names = (uint32_t *)&sqe->addr;
+    names[0] = (uint32_t)level;
+    names[1] = (uint32_t)optname;
+    sqe->file_index = (uint32_t)optlen;
+    sqe->addr3 = (uint64_t)(uintptr_t)optval;
+}
+
+/// Whether this kernel sets a socket option through the ring: SO_LINGER {1, 0} on a fresh TCP socket
+/// (not fixed) by SOCKET_URING_OP_SETSOCKOPT, submitted and waited for on `ring`, which must have
+/// nothing else in flight. Returns the completion's result (0, or a negated errno: EOPNOTSUPP before
+/// 6.7, EINVAL before 5.19's uring_cmd), or a negated errno of the socket or the submission.
+/// Three system calls: socket, io_uring_enter, close.
+int curing_probe_ring_setsockopt(struct io_uring *ring);
 
 // Flags that liburing spells as shifts of enum bits; Swift does not import those macros.
 static const uint8_t curing_iosqe_io_link = IOSQE_IO_LINK;

@@ -113,6 +113,8 @@ extension ServerReport {
             connectionsLine += "  accept errors: " + acceptErrors.keys.sorted()
                 .map { "\($0) \(ReportFormat.count(acceptErrors[$0]!))" }.joined(separator: ", ")
         }
+        // Of the ENFILE above: dropped by the kernel, the direct-descriptor table being full.
+        if directTableFull > 0 { connectionsLine += "  direct table full " + ReportFormat.count(directTableFull) }
         lines.append(label("connections") + connectionsLine)
         if registered > 0 || registerTimeouts > 0 {
             lines.append(label("registered") + ReportFormat.count(registered)

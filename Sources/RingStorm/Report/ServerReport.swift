@@ -35,6 +35,11 @@ public struct ServerReport: Sendable, Equatable {
     /// not drain within the close deadline (`--close-timeout`: a client that does not read), so the
     /// connection was reset instead: the engines' `drain_timeout` send outcome.
     public var drainTimeouts = 0
+    /// Accepts that failed because the io_uring direct-descriptor table was full (`--uring-features
+    /// direct-descriptors`; also counted under `acceptErrors["ENFILE"]`): unlike EMFILE, the kernel had
+    /// already taken each of these connections off the accept queue and closed it, so the client saw
+    /// RST (its data had arrived) or FIN (it had sent nothing).
+    public var directTableFull = 0
     /// What the kernel's system-wide network counters did during the run (set by whoever started it;
     /// absent in a worker's partial report).
     public var kernel: KernelCounters?
@@ -131,6 +136,7 @@ extension ServerReport: Codable {
         case resetByPeer = "reset_by_peer"
         case protocolErrors = "protocol_errors"
         case drainTimeouts = "drain_timeouts"
+        case directTableFull = "direct_table_full"
         case requests
         case syscalls
         case bytesEchoed = "bytes_echoed"
@@ -148,7 +154,7 @@ extension ServerReport: Codable {
         [(\.accepted, .accepted), (\.shed, .shed), (\.peakOpen, .peakOpen), (\.registered, .registered),
          (\.registerTimeouts, .registerTimeouts), (\.idleClosed, .idleClosed), (\.closedByPeer, .closedByPeer),
          (\.resetByPeer, .resetByPeer), (\.protocolErrors, .protocolErrors), (\.requests, .requests),
-         (\.drainTimeouts, .drainTimeouts)]
+         (\.drainTimeouts, .drainTimeouts), (\.directTableFull, .directTableFull)]
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -173,7 +179,7 @@ extension ServerReport: Codable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(backend: try c.decode(String.self, forKey: .backend),
                   durationSeconds: try c.decode(Double.self, forKey: .durationSeconds))
-        // Counters added later (`drain_timeouts`) read as 0 from an older report.
+        // Counters added later (`drain_timeouts`, `direct_table_full`) read as 0 from an older report.
         for (field, key) in Self.counters { self[keyPath: field] = try c.decodeIfPresent(Int.self, forKey: key) ?? 0 }
         acceptErrors = try c.decode([String: Int].self, forKey: .acceptErrors)
         syscalls = try c.decode(SyscallSummary.self, forKey: .syscalls).total

@@ -67,6 +67,7 @@ final class ServerWorker<Engine: NetworkEngine, Proto: ServerProtocol>: Listenin
         s.report = counts.pointee
         s.report.syscalls = statistics.syscalls.total
         s.report.drainTimeouts = statistics.drainTimeouts
+        s.report.directTableFull = statistics.directTableFull
         Proto.complete(&s.report, statistics: statistics)
         s.engine = statistics
         s.openConnections = engine.openConnections

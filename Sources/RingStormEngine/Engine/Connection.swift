@@ -4,7 +4,11 @@
 /// has a name and none that cannot happen can be written. `Docs/architecture.md` draws the
 /// transitions.
 package struct Connection {
+    /// The socket's descriptor, or with `direct` its index in the io_uring driver's fixed file table.
     package var fd: Int32 = -1
+    /// `fd` is a direct descriptor (`UringFeatures.directDescriptors`): every operation names it with
+    /// `IOSQE_FIXED_FILE`, and nothing may pass it to a system call.
+    package var direct = false
     package var lifecycle: Lifecycle = .free
     /// Whether the caller's side of the receive direction wants bytes.
     package var read: ReadState = .reading
@@ -23,8 +27,9 @@ package struct Connection {
     init() {}
 
     /// A fresh connection in `slot`'s storage, keeping the send buffer's memory for reuse.
-    init(fd: Int32, lifecycle: Lifecycle, reuse outbound: OutboundBuffer) {
+    init(fd: Int32, lifecycle: Lifecycle, reuse outbound: OutboundBuffer, direct: Bool = false) {
         self.fd = fd
+        self.direct = direct
         self.lifecycle = lifecycle
         self.outbound = outbound
     }

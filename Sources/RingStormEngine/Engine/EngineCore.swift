@@ -46,7 +46,8 @@ public final class EngineCore {
     deinit {
         for i in listeners.indices { listeners[i].close(counters) }
         for i in connections.indices {
-            if connections[i].lifecycle != .free && connections[i].fd >= 0 { Glibc.close(connections[i].fd) }
+            // A direct descriptor is the ring's: closed with the ring (the driver's deinit).
+            if connections[i].lifecycle != .free && connections[i].fd >= 0 && !connections[i].direct { Glibc.close(connections[i].fd) }
             connections[i].outbound.deallocate()
         }
         connections.deallocate()
@@ -94,17 +95,18 @@ public final class EngineCore {
         return shed
     }
 
-    /// An accepted descriptor takes a slot and is open; out of slots it is closed at once (nil).
+    /// An accepted descriptor takes a slot and is open; out of slots it is closed at once (nil). A
+    /// `direct` descriptor (an index in the io_uring driver's file table) is left for the driver to close.
     @inline(__always)
-    package func accepted(_ fd: Int32) -> ConnectionID? {
+    package func accepted(_ fd: Int32, direct: Bool = false) -> ConnectionID? {
         counters.record(.accept, .success)
         guard let id = slots.allocate() else {
-            counters.close(fd)
+            if !direct { counters.close(fd) }
             stats.slotExhaustions += 1
             return nil
         }
         let i = Int(id.slot)
-        connections[i] = Connection(fd: fd, lifecycle: .open, reuse: connections[i].outbound)
+        connections[i] = Connection(fd: fd, lifecycle: .open, reuse: connections[i].outbound, direct: direct)
         return id
     }
 
@@ -302,10 +304,11 @@ public final class EngineCore {
         }
     }
 
-    /// The first step of every close: RST requested if abortive.
+    /// The first step of every close: RST requested if abortive (for a direct descriptor the io_uring
+    /// driver asks through the ring instead).
     @inline(__always)
     package func prepareClose(_ slot: UInt32, mode: CloseMode) {
-        if mode == .abortive { _ = counters.setAbortiveClose(connections[Int(slot)].fd) }
+        if mode == .abortive && !connections[Int(slot)].direct { _ = counters.setAbortiveClose(connections[Int(slot)].fd) }
     }
 
     /// Frees the slot (its generation moves on, so the old identity is dead).
@@ -314,6 +317,7 @@ public final class EngineCore {
         connections[i].outbound.reset()
         connections[i].lifecycle = .free
         connections[i].fd = -1
+        connections[i].direct = false
         slots.release(slot)
     }
 

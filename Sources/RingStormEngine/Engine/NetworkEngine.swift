@@ -119,6 +119,9 @@ public struct EngineConfiguration: Sendable {
     /// io_uring features beyond the basics (`UringFeatures`), each dropped with a note where the kernel
     /// refuses it. The epoll backend ignores them.
     public var uringFeatures: UringFeatures = .defaults
+    /// `UringFeatures.directDescriptors`: entries of the ring's file table, nil for one per slot
+    /// (`maxConnections`). Fewer than the slots only to reproduce a full table cheaply (tests).
+    package var directTableSize: Int? = nil
 
     public init() {}
 }
@@ -241,6 +244,10 @@ public struct EngineStatistics: Sendable, Equatable {
     public var slotExhaustions = 0
     /// Orderly closes that could not drain within the close deadline and were aborted.
     public var drainTimeouts = 0
+    /// Accepts that failed with ENFILE because the ring's direct-descriptor table was full
+    /// (`UringFeatures.directDescriptors`): the kernel had already taken each of these connections off
+    /// the accept queue and closed it (the client saw RST if its data had arrived, FIN if not).
+    public var directTableFull = 0
     /// Time spent inside `io_uring_enter` calls that only submitted (no wait for completions): the
     /// kernel's work on our sends, connects and closes, done on this thread (io_uring; epoll's sends are
     /// write-through and timed by the caller).
@@ -270,6 +277,7 @@ public struct EngineStatistics: Sendable, Equatable {
         s.backpressurePauses += b.backpressurePauses
         s.slotExhaustions += b.slotExhaustions
         s.drainTimeouts += b.drainTimeouts
+        s.directTableFull += b.directTableFull
         s.submitNanoseconds += b.submitNanoseconds
         for note in b.notes where !s.notes.contains(note) { s.notes.append(note) }
         for feature in b.features where !s.features.contains(feature) { s.features.append(feature) }

@@ -6,6 +6,11 @@
 package struct UserData: RawRepresentable {
     package enum Operation: UInt8 {
         case accept = 1, receive, send, connect, linkTimeout, cancel, cancelReceive, close
+        /// A socket option set through the ring (direct descriptors' abortive close).
+        case setOption
+        /// The close of a direct descriptor no connection owns (accepted without a free slot, or
+        /// after its listener closed).
+        case closeOrphan
     }
 
     package let rawValue: UInt64

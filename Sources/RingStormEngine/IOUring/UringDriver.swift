@@ -12,6 +12,10 @@ import Glibc
 ///   is in flight at a time and a partial send is resubmitted before anything queued after it.
 /// - Close cancels what is pending (`IORING_OP_ASYNC_CANCEL` by user data) and closes through the ring
 ///   once the last completion for the connection is in.
+/// - With direct descriptors (`UringFeatures.directDescriptors`, `DirectFileTable`) accepted sockets
+///   live in the ring's file table: every operation on one names its index with `IOSQE_FIXED_FILE`, an
+///   abortive close sets `SO_LINGER` through the ring, and the close is `close_direct`. A listener
+///   paused while the table is full is re-armed only once an entry frees.
 ///
 /// Completions are keyed by `UserData`: operation, slot generation and slot, so a completion that
 /// arrives after its slot was reused is recognised and dropped (its buffer still goes back).
@@ -70,6 +74,13 @@ public final class UringDriver: EngineDriver {
     private var sawOverflow = false
     /// Receives are armed as bundles (`UringFeatures.receiveBundles`, and the kernel has them).
     private var useBundles = false
+    /// Accepted sockets become direct descriptors in this table (`UringFeatures.directDescriptors`,
+    /// and the kernel has what they need); nil: descriptors.
+    private var directTable: DirectFileTable?
+    /// Listeners resumed while the direct table was full: armed once an entry frees.
+    private var awaitingTableRoom: [Int] = []
+    /// An abortive close's option request failed once (noted once).
+    private var lingerFailed = false
 
     public init(core: EngineCore) throws(EngineError) {
         self.core = core
@@ -106,10 +117,15 @@ public final class UringDriver: EngineDriver {
         let bundles = FeatureProbe.receiveBundles(requested: configuration.uringFeatures, ringFeatures: features)
         useBundles = bundles.use
         if let note = bundles.note { core.stats.notes.append(note) }
+        if configuration.uringFeatures.contains(.directDescriptors) {
+            directTable = DirectFileTable.setUp(ring: &ring, requested: configuration.directTableSize ?? configuration.maxConnections,
+                                                slots: configuration.maxConnections, counters: counters, notes: &core.stats.notes)
+        }
         // What every connection and listener uses (below); POLL_FIRST goes if the kernel refuses it.
         core.stats.features += ["provided_buffer_ring", "multishot_recv", "multishot_accept", "accept_poll_first"]
         if buffers.incremental { core.stats.features.append("incremental_buffers(IOU_PBUF_RING_INC)") }
         if useBundles { core.stats.features.append("recv_bundles(IORING_RECVSEND_BUNDLE)") }
+        if let directTable { core.stats.features.append("direct_descriptors(\(directTable.size) fixed files)") }
     }
 
     deinit {
@@ -238,7 +254,12 @@ public final class UringDriver: EngineDriver {
 
     private func armAccept(_ index: Int, pollFirst: Bool) {
         let sqe = nextSQE()
-        io_uring_prep_multishot_accept(sqe, core.listeners[index].fd, nil, nil, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
+        if directTable != nil {
+            // The kernel picks a free entry; O_CLOEXEC means nothing in the ring's table (EINVAL).
+            io_uring_prep_multishot_accept_direct(sqe, core.listeners[index].fd, nil, nil, Int32(SOCK_NONBLOCK.rawValue))
+        } else {
+            io_uring_prep_multishot_accept(sqe, core.listeners[index].fd, nil, nil, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
+        }
         if pollFirst && usePollFirst { sqe.pointee.ioprio |= curing_accept_poll_first }
         io_uring_sqe_set_data64(sqe, UserData(.accept, slot: UInt32(index), generation: pollFirst ? 1 : 0).rawValue)
         core.listeners[index].armed = true
@@ -248,6 +269,7 @@ public final class UringDriver: EngineDriver {
         let sqe = nextSQE()
         io_uring_prep_recv_multishot(sqe, connections[Int(slot)].fd, nil, 0, 0)
         sqe.pointee.flags |= curing_iosqe_buffer_select
+        if connections[Int(slot)].direct { sqe.pointee.flags |= curing_iosqe_fixed_file }
         sqe.pointee.buf_group = buffers.group
         if useBundles { sqe.pointee.ioprio |= curing_recvsend_bundle }
         io_uring_sqe_set_data64(sqe, UserData(.receive, slot: slot, generation: generations[Int(slot)]).rawValue)
@@ -269,6 +291,7 @@ public final class UringDriver: EngineDriver {
                   let chunk = connections[i].outbound.nextChunk() else { return }
             let sqe = nextSQE()
             io_uring_prep_send(sqe, connections[i].fd, chunk.baseAddress, chunk.count, Int32(MSG_NOSIGNAL))
+            if connections[i].direct { sqe.pointee.flags |= curing_iosqe_fixed_file }
             io_uring_sqe_set_data64(sqe, UserData(.send, slot: slot, generation: generations[i]).rawValue)
             connections[i].send = .inFlight
         }
@@ -282,7 +305,37 @@ public final class UringDriver: EngineDriver {
 
     public func resumeAccepting(_ listener: ListenerID, waitForConnection: Bool) {
         // POLL_FIRST parks the accept until a connection is queued instead of failing again at once.
-        if !core.listeners[listener.index].armed { armAccept(listener.index, pollFirst: waitForConnection) }
+        if !core.listeners[listener.index].armed { armAcceptIfTableRoom(listener.index, pollFirst: waitForConnection) }
+    }
+
+    /// Arms the accept, unless the direct table is full: the kernel would then take the next connection
+    /// off the queue and drop it (ENFILE), so the accept waits for a close to free an entry instead
+    /// (`tableRoomFreed`), the queued connections waiting as they do while a descriptor accept is paused.
+    private func armAcceptIfTableRoom(_ index: Int, pollFirst: Bool) {
+        if let directTable, directTable.isFull {
+            if !awaitingTableRoom.contains(index) { awaitingTableRoom.append(index) }
+            return
+        }
+        armAccept(index, pollFirst: pollFirst)
+    }
+
+    /// A `close_direct` completed: an entry of the direct table is free. Listeners resumed while it was
+    /// full accept again, parked until a connection is queued.
+    private func tableRoomFreed() {
+        directTable?.freed()
+        guard !awaitingTableRoom.isEmpty else { return }
+        for index in awaitingTableRoom where core.isListening(index) && !core.listeners[index].armed && !core.listeners[index].paused {
+            armAccept(index, pollFirst: true)
+        }
+        awaitingTableRoom.removeAll(keepingCapacity: true)
+    }
+
+    /// Closes a direct descriptor that no connection owns (accepted without a free slot, or after its
+    /// listener closed).
+    private func closeOrphan(_ index: Int32) {
+        let sqe = nextSQE()
+        io_uring_prep_close_direct(sqe, UInt32(index))
+        io_uring_sqe_set_data64(sqe, UserData(.closeOrphan, slot: UInt32(index), generation: 0).rawValue)
     }
 
     public func connect(_ id: ConnectionID, to destination: SocketAddress, deadline: Int64) throws(Errno) {
@@ -397,6 +450,17 @@ public final class UringDriver: EngineDriver {
             rearmReceiveIfWanted(data.slot)
             // It may have been the last completion a closing connection waited for.
             finishCloseIfIdle(data.slot)
+        case .setOption:
+            guard generations.isCurrent(data.connection) else { return }
+            if result < 0 && !lingerFailed {
+                lingerFailed = true
+                core.stats.notes.append("SO_LINGER through the ring refused (\(Errno.fromNegated(result).name)): an abortive close of a direct descriptor sent FIN")
+            }
+            connections[Int(data.slot)].operationsInFlight -= 1
+            finishCloseIfIdle(data.slot)
+        case .closeOrphan:
+            counters.record(.close, result < 0 ? Outcome(Errno.fromNegated(result)) : .success)
+            tableRoomFreed()
         case .linkTimeout: break
         }
     }
@@ -515,18 +579,24 @@ public final class UringDriver: EngineDriver {
 
     private func completeAccept(_ data: UserData, result: Int32, flags: UInt32, _ handler: (Event) -> Void) {
         let index = Int(data.slot)
+        let direct = directTable != nil
+        if direct && result >= 0 { directTable!.taken() }
         guard core.isListening(index) else {
-            if result >= 0 { counters.close(result) }
+            if result >= 0 { if direct { closeOrphan(result) } else { counters.close(result) } }
             return
         }
         if flags & curing_cqe_f_more == 0 { core.listeners[index].armed = false }
         if result >= 0 {
-            if let id = core.accepted(result) {
+            if let id = core.accepted(result, direct: direct) {
                 armReceive(id.slot)
                 handler(Event(.accepted, id, listener: ListenerID(index: index)))
+            } else if direct {
+                closeOrphan(result)
             }
         } else {
             let outcome = Outcome(Errno.fromNegated(result))
+            // The table was full: the kernel had already dequeued this connection and closed it.
+            if direct && outcome == .fileTableFull { core.stats.directTableFull += 1 }
             if outcome == .other(.invalidArgument) && data.generation == 1 && usePollFirst {
                 // A kernel before IORING_ACCEPT_POLL_FIRST: fall back to a plain multishot accept.
                 usePollFirst = false
@@ -536,7 +606,7 @@ public final class UringDriver: EngineDriver {
                 handler(core.acceptFailed(index, outcome))
             }
         }
-        if core.isListening(index) && !core.listeners[index].armed && !core.listeners[index].paused { armAccept(index, pollFirst: false) }
+        if core.isListening(index) && !core.listeners[index].armed && !core.listeners[index].paused { armAcceptIfTableRoom(index, pollFirst: false) }
     }
 
     private func completeConnect(_ data: UserData, result: Int32, _ handler: (Event) -> Void) {
@@ -565,7 +635,9 @@ public final class UringDriver: EngineDriver {
     private func completeClose(_ data: UserData, result: Int32, _ handler: (Event) -> Void) {
         guard generations.isCurrent(data.connection) else { return }
         counters.record(.close, result < 0 ? Outcome(Errno.fromNegated(result)) : .success)
+        let direct = connections[Int(data.slot)].direct
         core.release(data.slot)
+        if direct { tableRoomFreed() }
         handler(Event(.closed, data.connection))
     }
 
@@ -578,6 +650,7 @@ public final class UringDriver: EngineDriver {
         core.prepareClose(slot, mode: mode)
         let c = connections[i]
         connections[i].lifecycle = .closing
+        if mode == .abortive && c.direct { setAbortiveLinger(slot) }
         // Cancel each pending request by its user data, not all requests on the fd: the kernel finds a
         // request by user data through a hash, but cancelling by fd walks every request in flight. At
         // 10,000 connections that made each cancel cost ~200 µs and a burst of closes stall the ring.
@@ -585,6 +658,18 @@ public final class UringDriver: EngineDriver {
         if c.send == .inFlight { cancel(.send, slot) }
         if c.lifecycle == .connecting { cancel(.connect, slot) }
         finishCloseIfIdle(slot)
+    }
+
+    /// `SO_LINGER {1, 0}` on a direct descriptor, through the ring (`DirectFileTable` says why not by
+    /// installing a descriptor): counted in flight, so the close goes out only after it has run.
+    private func setAbortiveLinger(_ slot: UInt32) {
+        guard let directTable else { return }
+        let i = Int(slot)
+        let sqe = nextSQE()
+        curing_prep_setsockopt(sqe, connections[i].fd, SOL_SOCKET, SO_LINGER, directTable.abortiveLinger, Int32(MemoryLayout<linger>.size))
+        sqe.pointee.flags |= curing_iosqe_fixed_file
+        io_uring_sqe_set_data64(sqe, UserData(.setOption, slot: slot, generation: generations[i]).rawValue)
+        connections[i].operationsInFlight += 1
     }
 
     private func cancel(_ operation: UserData.Operation, _ slot: UInt32) {
@@ -602,7 +687,7 @@ public final class UringDriver: EngineDriver {
         guard c.lifecycle == .closing, c.receive == .idle || c.receive == .starved, c.send != .inFlight,
               c.operationsInFlight == 0 else { return }
         let sqe = nextSQE()
-        io_uring_prep_close(sqe, c.fd)
+        if c.direct { io_uring_prep_close_direct(sqe, UInt32(c.fd)) } else { io_uring_prep_close(sqe, c.fd) }
         io_uring_sqe_set_data64(sqe, UserData(.close, slot: slot, generation: generations[i]).rawValue)
         connections[i].lifecycle = .closed
     }

@@ -25,6 +25,20 @@ public struct UringFeatures: OptionSet, Sendable, Hashable {
     /// consecutive ring buffers as the bytes waiting fill, instead of one completion per buffer.
     public static let receiveBundles = UringFeatures(rawValue: 1 << 1)
 
+    /// Direct descriptors (fixed files): an accepted socket is installed in the ring's own file table
+    /// instead of the process's descriptor table (multishot accept with `IORING_FILE_INDEX_ALLOC`,
+    /// kernel 5.19), and every later operation on it (receive, send, the abortive close's option,
+    /// close) names its table index with `IOSQE_FIXED_FILE`: no descriptor-table lookup and file
+    /// reference count per operation, and no process descriptor per connection. The table is sized to
+    /// the engine's connection slots, at most RLIMIT_NOFILE (the kernel refuses more). Needs kernel 6.7
+    /// for the one option set after accept (`SO_LINGER` through the ring, `UringDriver`); an older
+    /// kernel drops the feature with a note. Connects (the load generator) still use descriptors.
+    ///
+    /// With the table full, an accept fails with ENFILE after the kernel has already taken the
+    /// connection off the accept queue and closed it (the client sees RST if its data had arrived, FIN
+    /// if not): counted in `EngineStatistics.directTableFull`, and the listener pauses as for EMFILE.
+    public static let directDescriptors = UringFeatures(rawValue: 1 << 2)
+
     /// What the engine uses unless told otherwise: the features that won their measurement.
     public static let defaults: UringFeatures = [.incrementalBuffers]
 
@@ -32,6 +46,7 @@ public struct UringFeatures: OptionSet, Sendable, Hashable {
     public static let named: [(name: String, feature: UringFeatures)] = [
         ("incremental-buffers", .incrementalBuffers),
         ("bundles", .receiveBundles),
+        ("direct-descriptors", .directDescriptors),
     ]
 
     /// The features' names, comma-separated ("none" for the empty set).
@@ -82,5 +97,28 @@ package enum FeatureProbe {
             return (false, "incremental buffer consumption (IOU_PBUF_RING_INC, kernel 6.12) refused (EINVAL); using whole buffers")
         }
         return (false, nil)
+    }
+
+    /// How many entries the direct-descriptor table gets: one per connection slot (`requested`, the
+    /// slots unless a test asks for fewer), but the kernel refuses a table larger than RLIMIT_NOFILE's
+    /// soft limit (EMFILE), so at most that, with a note: accepts beyond it fail with ENFILE.
+    package static func directTableSize(requested: Int, slots: Int, fileLimit: Int) -> (size: Int, note: String?) {
+        let wanted = max(1, min(requested, slots))
+        guard fileLimit > 0, wanted > fileLimit else { return (wanted, nil) }
+        return (fileLimit, "direct descriptor table capped at \(fileLimit) entries by RLIMIT_NOFILE (for \(slots) slots): accepts beyond it fail with ENFILE")
+    }
+
+    /// Whether accepted sockets become direct descriptors, after the ring's setsockopt was tried
+    /// (`setOptionResult`: 0 or a negated errno) and, if that worked, the sparse table registered
+    /// (`registrationResult`, nil when not tried). Either refusal keeps descriptors, with a note.
+    package static func directDescriptors(setOptionResult: Int32, registrationResult: Int32?) -> (use: Bool, note: String?) {
+        if setOptionResult < 0 {
+            return (false, "direct descriptors need SOCKET_URING_OP_SETSOCKOPT (kernel 6.7) for an abortive close; refused (\(Errno.fromNegated(setOptionResult).name)): accepted sockets use descriptors")
+        }
+        guard let registration = registrationResult else { return (false, nil) }
+        if registration < 0 {
+            return (false, "direct descriptors: registering the sparse file table refused (\(Errno.fromNegated(registration).name)): accepted sockets use descriptors")
+        }
+        return (true, nil)
     }
 }
