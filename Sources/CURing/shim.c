@@ -1,5 +1,8 @@
 #include "CURing.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 unsigned curing_flush_sq(struct io_uring *ring) {
     struct io_uring_sq *sq = &ring->sq;
     if (sq->sqe_head != sq->sqe_tail) {
@@ -18,4 +21,31 @@ struct io_uring_buf_ring *curing_setup_buf_ring(struct io_uring *ring, unsigned 
     if (ret < 0) { munmap(mem, bytes); *err = ret; return NULL; }
     io_uring_buf_ring_init((struct io_uring_buf_ring *)mem);
     return (struct io_uring_buf_ring *)mem;
+}
+
+int curing_queue_init_no_sqarray(unsigned entries, struct io_uring *ring, struct io_uring_params *p, int *outcome) {
+    struct io_uring_params asked = *p;
+    p->flags |= IORING_SETUP_NO_SQARRAY;
+    int fd = (int)syscall(__NR_io_uring_setup, entries, p);
+    if (fd < 0) {
+        int err = -errno;
+        *p = asked;
+        if (err != -EINVAL) { *outcome = CURING_NO_SQARRAY_FAILED; return err; }
+        *outcome = CURING_NO_SQARRAY_REFUSED;
+    } else if (!(p->features & IORING_FEAT_SINGLE_MMAP)) {
+        close(fd);
+        *p = asked;
+        *outcome = CURING_NO_SQARRAY_NO_SINGLE_MMAP;
+    } else {
+        // Maps the rings and records their pointers and sizes; the only write into the shared memory
+        // in 2.3's io_uring_queue_init_params is the array loop after it, which this skips.
+        int ret = io_uring_queue_mmap(fd, p, ring);
+        if (ret < 0) { close(fd); *outcome = CURING_NO_SQARRAY_FAILED; return ret; }
+        ring->features = p->features;
+        *outcome = CURING_NO_SQARRAY_USED;
+        return 0;
+    }
+    int ret = io_uring_queue_init_params(entries, ring, p);
+    if (ret < 0) *outcome = CURING_NO_SQARRAY_FAILED;
+    return ret;
 }

@@ -119,6 +119,9 @@ public struct EngineConfiguration: Sendable {
     /// io_uring features beyond the basics (`UringFeatures`), each dropped with a note where the kernel
     /// refuses it. The epoll backend ignores them.
     public var uringFeatures: UringFeatures = .defaults
+    /// With `UringFeatures.zeroCopySends`: the smallest send that goes out zero-copy. Below a few KiB the
+    /// notification's completion and the page pinning cost more than the copy they save.
+    package var zeroCopySendThreshold: Int = 4096
 
     public init() {}
 }
@@ -245,6 +248,12 @@ public struct EngineStatistics: Sendable, Equatable {
     /// kernel's work on our sends, connects and closes, done on this thread (io_uring; epoll's sends are
     /// write-through and timed by the caller).
     public var submitNanoseconds: Int64 = 0
+    /// io_uring zero-copy sends (`UringFeatures.zeroCopySends`): sends completed, and notifications in
+    /// (each send whose result said one follows has one; equal once the kernel let go of every byte).
+    public var zeroCopySends = 0
+    public var zeroCopyNotifications = 0
+    /// Send buffers of closed connections still held for a zero-copy notification (0 once all came).
+    public var zeroCopyRetained = 0
     /// Setup notes, e.g. "DEFER_TASKRUN refused; using COOP_TASKRUN".
     public var notes: [String] = []
     /// The kernel features this engine set up and uses, as the kernel granted them (e.g.
@@ -271,6 +280,9 @@ public struct EngineStatistics: Sendable, Equatable {
         s.slotExhaustions += b.slotExhaustions
         s.drainTimeouts += b.drainTimeouts
         s.submitNanoseconds += b.submitNanoseconds
+        s.zeroCopySends += b.zeroCopySends
+        s.zeroCopyNotifications += b.zeroCopyNotifications
+        s.zeroCopyRetained += b.zeroCopyRetained
         for note in b.notes where !s.notes.contains(note) { s.notes.append(note) }
         for feature in b.features where !s.features.contains(feature) { s.features.append(feature) }
         return s

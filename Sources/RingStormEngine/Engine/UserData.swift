@@ -6,6 +6,8 @@
 package struct UserData: RawRepresentable {
     package enum Operation: UInt8 {
         case accept = 1, receive, send, connect, linkTimeout, cancel, cancelReceive, close
+        /// io_uring `SEND_ZC`: its result and, later, its notification (`IORING_CQE_F_NOTIF`) carry it.
+        case sendZeroCopy
     }
 
     package let rawValue: UInt64
