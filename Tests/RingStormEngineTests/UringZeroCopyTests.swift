@@ -15,9 +15,9 @@ extension EngineTests {
 
         /// A peer whose receive buffer stays small (no autotuning), so that the engine's sends to it go
         /// short and wait in the kernel after a few kilobytes instead of megabytes.
-        private func smallWindowPeer(_ address: SocketAddress) throws -> BlockingSocket {
+        private func smallWindowPeer(_ address: SocketAddress, receiveBuffer: Int32 = 32 * 1024) throws -> BlockingSocket {
             let peer = try BlockingSocket.connect(to: address, timeoutSeconds: 2)
-            var size: Int32 = 32 * 1024
+            var size = receiveBuffer
             setsockopt(peer.fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
             return peer
         }
@@ -168,6 +168,51 @@ extension EngineTests {
             try expectNotificationsSettle(engine, server)
         }
 
+        /// A connection closed (orderly) while the kernel still holds its zero-copy bytes: the peer's
+        /// window is a few KiB, so most of a 64 KiB send sits untransmitted in the socket's queue after
+        /// the send completed and after the close. The half stays held (`zeroCopyRetained`) while the
+        /// slot's next connection echoes 200 KB through the same slot's send buffer; then the first peer
+        /// reads, and gets exactly the bytes it was sent, and the held half is freed with the
+        /// notification.
+        @Test func bytesOutliveTheirConnectionUntilTheNotification() throws {
+            let (engine, server, address) = try zeroCopyServer()
+            guard !refused(engine) else { return }
+            let peer = try smallWindowPeer(address, receiveBuffer: 4096)
+            #expect(try server.run(seconds: 5) { server.accepted.count == 1 })
+            let first = try #require(server.accepted.first)
+            let data = payload(65_536, seed: 77)
+            data.withUnsafeBytes { engine.send(first, $0) }
+            #expect(try server.run(seconds: 5) { engine.pendingBytes(first) == 0 }, "the send never completed")
+            engine.close(first, mode: .orderly)
+            #expect(try server.run(seconds: 5) { server.closed.count == 1 })
+            let held = engine.statistics.zeroCopyRetained
+            #expect(held == 1, "the closed connection's bytes were not held for their notification")
+
+            // The slot's next occupant sends through the slot's send buffer meanwhile.
+            let second = try BlockingSocket.connect(to: address, timeoutSeconds: 2)
+            #expect(try server.run(seconds: 5) { server.accepted.count == 2 })
+            #expect(server.accepted[1].slot == first.slot, "the slot was not reused; the test shows less")
+            let message = payload(200_000, seed: 78)
+            var sent = 0
+            var echoed: [UInt8] = []
+            let done = try server.run(seconds: 10) {
+                sent += (try? second.trySend(message[sent...])) ?? 0
+                while case .data(let d) = second.receive(wait: false) { echoed += d }
+                return echoed.count >= message.count
+            }
+            #expect(done)
+            #expect(firstDifference(echoed, message) == nil)
+
+            // Now the first peer reads: the bytes the kernel sent from the held half are the original ones.
+            let (back, end) = peer.receiveUntilEnd()
+            #expect(end == .endOfStream)
+            #expect(firstDifference(back, data) == nil, "\(back.count) B back")
+            try expectNotificationsSettle(engine, server)
+            second.close()
+            peer.close()
+            #expect(try server.run(seconds: 5) { server.closed.count == 2 })
+        }
+
         /// 12 peers write without reading until the engine's zero-copy sends are stuck in full socket
         /// buffers; then half reset their connection (RST) and the server aborts the other half. No
         /// crash, every connection closes, every pinned buffer is let go once its notification comes,
@@ -195,9 +240,25 @@ extension EngineTests {
             #expect(pending > 0, "nothing left unsent: the peers' buffers never filled")
             for c in 0..<connections where c % 2 == 0 { peers[c].reset() }
             for (c, id) in server.accepted.enumerated() where c % 2 == 1 { engine.close(id, mode: .abortive) }
-            let closed = try server.run(seconds: 10) { server.closed.count == connections }
-            #expect(closed, "closed \(server.closed.count) of \(connections)")
+            // A reset peer's connection was not being read (backpressure), so its end shows as the
+            // send's failure, not a read end: the application closes it then.
+            var closing = Set<ConnectionID>()
+            var mostRetained = 0
+            let closed = try server.run(seconds: 10) {
+                mostRetained = max(mostRetained, engine.statistics.zeroCopyRetained)
+                for id in server.sendFailures.keys where !closing.contains(id) {
+                    closing.insert(id)
+                    engine.close(id, mode: .abortive)
+                }
+                return server.closed.count == connections
+            }
+            let open = server.accepted.filter { !server.closed.contains($0) }.map { id in
+                "\(id): pending \(engine.pendingBytes(id)) readEnd \(String(describing: server.readEnds[id])) sendFailure \(String(describing: server.sendFailures[id]))"
+            }
+            #expect(closed, "closed \(server.closed.count) of \(connections); still open: \(open)")
             #expect(engine.openConnections == 0)
+            // Whether a notification came after its connection's close depends on timing: shown, not checked.
+            print("zero-copy: at most \(mostRetained) closed connections' buffers held for a notification")
             try expectNotificationsSettle(engine, server)
             for peer in peers { peer.close() }
 
