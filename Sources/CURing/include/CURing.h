@@ -131,7 +131,7 @@ enum curing_no_sqarray_outcome {
 /// without 2.3's loop that fills the SQ index array, then ring->features. Where the kernel refuses the
 /// flag it falls back to io_uring_queue_init_params without it. Returns 0 or a negated errno; *outcome
 /// says which path ran (io_uring_setup calls: 1 for USED, 2 for REFUSED and NO_SINGLE_MMAP, 1 or 2 for
-/// FAILED).
+/// FAILED, which the engine counts as 2: it stops or retries with other flags then).
 int curing_queue_init_no_sqarray(unsigned entries, struct io_uring *ring, struct io_uring_params *p, int *outcome);
 
 /// The errno's symbolic name ("ECONNRESET"), or NULL when glibc has none (glibc 2.32+; declared here
