@@ -1,4 +1,5 @@
 #include "CURing.h"
+#include <sys/syscall.h>
 #include <unistd.h>
 
 unsigned curing_flush_sq(struct io_uring *ring) {
@@ -39,5 +40,32 @@ int curing_probe_ring_setsockopt(struct io_uring *ring) {
         }
     }
     close(fd);
+    return ret;
+}
+
+int curing_queue_init_no_sqarray(unsigned entries, struct io_uring *ring, struct io_uring_params *p, int *outcome) {
+    struct io_uring_params asked = *p;
+    p->flags |= IORING_SETUP_NO_SQARRAY;
+    int fd = (int)syscall(__NR_io_uring_setup, entries, p);
+    if (fd < 0) {
+        int err = -errno;
+        *p = asked;
+        if (err != -EINVAL) { *outcome = CURING_NO_SQARRAY_FAILED; return err; }
+        *outcome = CURING_NO_SQARRAY_REFUSED;
+    } else if (!(p->features & IORING_FEAT_SINGLE_MMAP)) {
+        close(fd);
+        *p = asked;
+        *outcome = CURING_NO_SQARRAY_NO_SINGLE_MMAP;
+    } else {
+        // Maps the rings and records their pointers and sizes; the only write into the shared memory
+        // in 2.3's io_uring_queue_init_params is the array loop after it, which this skips.
+        int ret = io_uring_queue_mmap(fd, p, ring);
+        if (ret < 0) { close(fd); *outcome = CURING_NO_SQARRAY_FAILED; return ret; }
+        ring->features = p->features;
+        *outcome = CURING_NO_SQARRAY_USED;
+        return 0;
+    }
+    int ret = io_uring_queue_init_params(entries, ring, p);
+    if (ret < 0) *outcome = CURING_NO_SQARRAY_FAILED;
     return ret;
 }

@@ -53,6 +53,26 @@ static const int32_t curing_ip_local_port_range = IP_LOCAL_PORT_RANGE;
 #ifndef IORING_FEAT_RECVSEND_BUNDLE
 #define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
 #endif
+// No SQ index array (kernel 6.6): the ring takes SQEs in order, slot i is SQE i. liburing 2.3 would
+// write its identity array at sq_off.array, which the kernel reports as 0 for such a ring: over the
+// ring's head and tail. `curing_queue_init_no_sqarray` sets the ring up without that write.
+#ifndef IORING_SETUP_NO_SQARRAY
+#define IORING_SETUP_NO_SQARRAY (1U << 16)
+#endif
+static const uint32_t curing_setup_no_sqarray = IORING_SETUP_NO_SQARRAY;
+static const uint32_t curing_feat_single_mmap = IORING_FEAT_SINGLE_MMAP;
+// Zero-copy send (kernel 6.0; Debian's 6.1 uapi header has the opcode and flags): a send whose result
+// completion has IORING_CQE_F_MORE is followed by a notification (IORING_CQE_F_NOTIF) once the kernel
+// no longer reads the bytes. Checked at set-up with the opcode probe.
+#ifndef IORING_CQE_F_NOTIF
+#define IORING_CQE_F_NOTIF (1U << 3)
+#endif
+#ifndef IORING_RECVSEND_FIXED_BUF
+#define IORING_RECVSEND_FIXED_BUF (1U << 2)
+#endif
+static const uint32_t curing_cqe_f_notif = IORING_CQE_F_NOTIF;
+static const uint16_t curing_recvsend_fixed_buf = IORING_RECVSEND_FIXED_BUF;
+static const uint8_t curing_op_send_zc = IORING_OP_SEND_ZC;
 static const uint16_t curing_recvsend_bundle = IORING_RECVSEND_BUNDLE;
 static const uint32_t curing_feat_recvsend_bundle = IORING_FEAT_RECVSEND_BUNDLE;
 static const uint16_t curing_pbuf_ring_inc = IOU_PBUF_RING_INC;
@@ -132,6 +152,28 @@ static inline int curing_ring_fd_registered(const struct io_uring *ring) { retur
 /// (io_uring_setup_buf_ring, which liburing 2.3 lacks) with registration `flags` (IOU_PBUF_RING_INC or 0).
 /// Returns NULL and sets *err (negative errno).
 struct io_uring_buf_ring *curing_setup_buf_ring(struct io_uring *ring, unsigned entries, int bgid, unsigned flags, int *err);
+
+/// How `curing_queue_init_no_sqarray` set the ring up.
+enum curing_no_sqarray_outcome {
+    /// The kernel took IORING_SETUP_NO_SQARRAY.
+    CURING_NO_SQARRAY_USED = 0,
+    /// The kernel refused it (EINVAL, before 6.6); the ring was set up again without it.
+    CURING_NO_SQARRAY_REFUSED = 1,
+    /// The kernel took it but lacks IORING_FEAT_SINGLE_MMAP (liburing 2.3 sizes the SQ ring from the
+    /// array's offset, right only when the CQ ring's size covers both); set up again without it.
+    CURING_NO_SQARRAY_NO_SINGLE_MMAP = 2,
+    /// Set-up failed (without the flag too, where EINVAL might have been another flag's refusal): the
+    /// result says why.
+    CURING_NO_SQARRAY_FAILED = 3,
+};
+
+/// io_uring_queue_init_params with IORING_SETUP_NO_SQARRAY added to p->flags: io_uring_setup, then
+/// liburing's io_uring_queue_mmap (which maps and records the rings but writes nothing into them),
+/// without 2.3's loop that fills the SQ index array, then ring->features. Where the kernel refuses the
+/// flag it falls back to io_uring_queue_init_params without it. Returns 0 or a negated errno; *outcome
+/// says which path ran (io_uring_setup calls: 1 for USED, 2 for REFUSED and NO_SINGLE_MMAP, 1 or 2 for
+/// FAILED, which the engine counts as 2: it stops or retries with other flags then).
+int curing_queue_init_no_sqarray(unsigned entries, struct io_uring *ring, struct io_uring_params *p, int *outcome);
 
 /// The errno's symbolic name ("ECONNRESET"), or NULL when glibc has none (glibc 2.32+; declared here
 /// because <string.h> only declares it under _GNU_SOURCE, which must not leak into the libc module).

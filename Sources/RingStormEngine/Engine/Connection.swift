@@ -22,6 +22,9 @@ package struct Connection {
     package var peerHungUp = false
     /// On the engine's list of connections whose queued bytes go out at the next flush.
     package var queuedForFlush = false
+    /// io_uring: the send in flight is a zero-copy send (`UserData.Operation.sendZeroCopy`), which is
+    /// the user data a close cancels it by.
+    package var zeroCopySend = false
     package var outbound = OutboundBuffer()
 
     init() {}

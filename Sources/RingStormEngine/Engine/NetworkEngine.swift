@@ -122,6 +122,9 @@ public struct EngineConfiguration: Sendable {
     /// `UringFeatures.directDescriptors`: entries of the ring's file table, nil for one per slot
     /// (`maxConnections`). Fewer than the slots only to reproduce a full table cheaply (tests).
     package var directTableSize: Int? = nil
+    /// With `UringFeatures.zeroCopySends`: the smallest send that goes out zero-copy. Below a few KiB the
+    /// notification's completion and the page pinning cost more than the copy they save.
+    package var zeroCopySendThreshold: Int = 4096
 
     public init() {}
 }
@@ -252,6 +255,12 @@ public struct EngineStatistics: Sendable, Equatable {
     /// kernel's work on our sends, connects and closes, done on this thread (io_uring; epoll's sends are
     /// write-through and timed by the caller).
     public var submitNanoseconds: Int64 = 0
+    /// io_uring zero-copy sends (`UringFeatures.zeroCopySends`): sends completed, and notifications in
+    /// (each send whose result said one follows has one; equal once the kernel let go of every byte).
+    public var zeroCopySends = 0
+    public var zeroCopyNotifications = 0
+    /// Send buffers of closed connections still held for a zero-copy notification (0 once all came).
+    public var zeroCopyRetained = 0
     /// Setup notes, e.g. "DEFER_TASKRUN refused; using COOP_TASKRUN".
     public var notes: [String] = []
     /// The kernel features this engine set up and uses, as the kernel granted them (e.g.
@@ -279,6 +288,9 @@ public struct EngineStatistics: Sendable, Equatable {
         s.drainTimeouts += b.drainTimeouts
         s.directTableFull += b.directTableFull
         s.submitNanoseconds += b.submitNanoseconds
+        s.zeroCopySends += b.zeroCopySends
+        s.zeroCopyNotifications += b.zeroCopyNotifications
+        s.zeroCopyRetained += b.zeroCopyRetained
         for note in b.notes where !s.notes.contains(note) { s.notes.append(note) }
         for feature in b.features where !s.features.contains(feature) { s.features.append(feature) }
         return s

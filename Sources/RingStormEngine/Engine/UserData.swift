@@ -11,6 +11,8 @@ package struct UserData: RawRepresentable {
         /// The close of a direct descriptor no connection owns (accepted without a free slot, or
         /// after its listener closed).
         case closeOrphan
+        /// io_uring `SEND_ZC`: its result and, later, its notification (`IORING_CQE_F_NOTIF`) carry it.
+        case sendZeroCopy
     }
 
     package let rawValue: UInt64

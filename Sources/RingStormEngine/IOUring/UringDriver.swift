@@ -9,7 +9,9 @@ import Glibc
 ///   ring as soon as the handler returns. ENOBUFS ends a multishot receive: the connection is re-armed
 ///   once buffers are back, in the order the connections ran dry, so none starves.
 /// - Sends are queued per connection and submitted together when `poll` runs; one send per connection
-///   is in flight at a time and a partial send is resubmitted before anything queued after it.
+///   is in flight at a time and a partial send is resubmitted before anything queued after it. With
+///   `UringFeatures.zeroCopySends` a large one is a `SEND_ZC`, whose bytes stay put until its
+///   notification (`OutboundBuffer` pins them; `ZeroCopyRetainer` past the connection's close).
 /// - Close cancels what is pending (`IORING_OP_ASYNC_CANCEL` by user data) and closes through the ring
 ///   once the last completion for the connection is in.
 /// - With direct descriptors (`UringFeatures.directDescriptors`, `DirectFileTable`) accepted sockets
@@ -81,6 +83,12 @@ public final class UringDriver: EngineDriver {
     private var awaitingTableRoom: [Int] = []
     /// An abortive close's option request failed once (noted once).
     private var lingerFailed = false
+    /// Sends of at least `zeroCopyThreshold` bytes are `SEND_ZC` (`UringFeatures.zeroCopySends`, and the
+    /// kernel has the opcode; off again if a send is refused).
+    private var useZeroCopy = false
+    private let zeroCopyThreshold: Int
+    /// Closed connections' send buffers that zero-copy notifications are still due for.
+    private var retainer = ZeroCopyRetainer()
 
     public init(core: EngineCore) throws(EngineError) {
         self.core = core
@@ -92,6 +100,7 @@ public final class UringDriver: EngineDriver {
         connectTimeouts = .allocate(capacity: configuration.maxConnections)
         completionBatch = .allocate(capacity: Int(completionBatchSize))
         reapCount = max(1, min(configuration.completionQueueEntries / 2, Self.enterCompletionLimit))
+        zeroCopyThreshold = max(1, configuration.zeroCopySendThreshold)
 
         let features: UInt32
         do {
@@ -126,11 +135,24 @@ public final class UringDriver: EngineDriver {
         if buffers.incremental { core.stats.features.append("incremental_buffers(IOU_PBUF_RING_INC)") }
         if useBundles { core.stats.features.append("recv_bundles(IORING_RECVSEND_BUNDLE)") }
         if let directTable { core.stats.features.append("direct_descriptors(\(directTable.size) fixed files)") }
+        if configuration.uringFeatures.contains(.zeroCopySends) {
+            counters.record(.ioUringRegister)
+            let probe = io_uring_get_probe_ring(&ring)
+            let supported = probe.map { io_uring_opcode_supported($0, Int32(curing_op_send_zc)) != 0 }
+            if let probe { io_uring_free_probe(probe) }
+            let zeroCopy = FeatureProbe.zeroCopySends(requested: configuration.uringFeatures, opcodeSupported: supported)
+            useZeroCopy = zeroCopy.use
+            if let note = zeroCopy.note { core.stats.notes.append(note) }
+            if useZeroCopy { core.stats.features.append(Self.zeroCopyFeatureName(zeroCopyThreshold)) }
+        }
     }
+
+    private static func zeroCopyFeatureName(_ threshold: Int) -> String { "send_zc(IORING_OP_SEND_ZC,>=\(threshold)B)" }
 
     deinit {
         buffers.release(ring: &ring)
         io_uring_queue_exit(&ring)
+        retainer.releaseAll()
         connectAddresses.deallocate()
         connectTimeouts.deallocate()
         completionBatch.deallocate()
@@ -142,16 +164,17 @@ public final class UringDriver: EngineDriver {
         params.flags = curing_setup_submit_all | curing_setup_cqsize
         if configuration.deferTaskRun { params.flags |= curing_setup_single_issuer | curing_setup_defer_taskrun }
         params.cq_entries = configuration.completionQueueEntries
-        counters.record(.ioUringSetup)
-        var result = io_uring_queue_init_params(configuration.submissionQueueEntries, &ring, &params)
+        var noSQArray = configuration.uringFeatures.contains(.noSQArray)
+        var result = initialize(&ring, &params, entries: configuration.submissionQueueEntries,
+                                noSQArray: &noSQArray, &stats, counters)
         if result == -EINVAL && configuration.deferTaskRun {
             // Kernels before 6.1 refuse DEFER_TASKRUN; COOP_TASKRUN (5.19) still avoids IPIs.
             stats.notes.append("SINGLE_ISSUER|DEFER_TASKRUN refused (EINVAL); using COOP_TASKRUN")
             params = io_uring_params()
             params.flags = curing_setup_submit_all | curing_setup_cqsize | curing_setup_coop_taskrun
             params.cq_entries = configuration.completionQueueEntries
-            counters.record(.ioUringSetup)
-            result = io_uring_queue_init_params(configuration.submissionQueueEntries, &ring, &params)
+            result = initialize(&ring, &params, entries: configuration.submissionQueueEntries,
+                                noSQArray: &noSQArray, &stats, counters)
         }
         guard result >= 0 else {
             let error = Errno.fromNegated(result)
@@ -174,11 +197,31 @@ public final class UringDriver: EngineDriver {
         return params.features
     }
 
+    /// One `io_uring_setup` and the rings' mapping with `params`: through the shim with
+    /// `IORING_SETUP_NO_SQARRAY` while `noSQArray` (cleared, with a note, once the kernel refuses it),
+    /// else liburing's own set-up.
+    private static func initialize(_ ring: inout io_uring, _ params: inout io_uring_params, entries: UInt32,
+                                   noSQArray: inout Bool, _ stats: inout EngineStatistics, _ counters: Counters) -> Int32 {
+        guard noSQArray else {
+            counters.record(.ioUringSetup)
+            return io_uring_queue_init_params(entries, &ring, &params)
+        }
+        var outcome: Int32 = 0
+        let result = curing_queue_init_no_sqarray(entries, &ring, &params, &outcome)
+        let probe = FeatureProbe.noSQArray(setupOutcome: outcome)
+        counters.record(.ioUringSetup, probe.setups)
+        if let note = probe.note {
+            stats.notes.append(note)
+            noSQArray = false
+        }
+        return result
+    }
+
     /// The setup flags the kernel accepted, by name: `SUBMIT_ALL|CQSIZE|SINGLE_ISSUER|DEFER_TASKRUN`.
     private static func setupFlagNames(_ flags: UInt32) -> String {
         let names: [(UInt32, String)] = [(curing_setup_submit_all, "SUBMIT_ALL"), (curing_setup_cqsize, "CQSIZE"),
                                          (curing_setup_single_issuer, "SINGLE_ISSUER"), (curing_setup_defer_taskrun, "DEFER_TASKRUN"),
-                                         (curing_setup_coop_taskrun, "COOP_TASKRUN")]
+                                         (curing_setup_coop_taskrun, "COOP_TASKRUN"), (curing_setup_no_sqarray, "NO_SQARRAY")]
         return names.filter { flags & $0.0 != 0 }.map(\.1).joined(separator: "|")
     }
 
@@ -290,9 +333,19 @@ public final class UringDriver: EngineDriver {
             guard connections[i].isOpen, connections[i].send == .idle,
                   let chunk = connections[i].outbound.nextChunk() else { return }
             let sqe = nextSQE()
-            io_uring_prep_send(sqe, connections[i].fd, chunk.baseAddress, chunk.count, Int32(MSG_NOSIGNAL))
-            if connections[i].direct { sqe.pointee.flags |= curing_iosqe_fixed_file }
-            io_uring_sqe_set_data64(sqe, UserData(.send, slot: slot, generation: generations[i]).rawValue)
+            if useZeroCopy && chunk.count >= zeroCopyThreshold {
+                io_uring_prep_send_zc(sqe, connections[i].fd, chunk.baseAddress, chunk.count, Int32(MSG_NOSIGNAL), 0)
+                io_uring_sqe_set_data64(sqe, UserData(.sendZeroCopy, slot: slot, generation: generations[i]).rawValue)
+                // Pinned from submission: the notification may be reaped before or after the result.
+                if connections[i].direct { sqe.pointee.flags |= curing_iosqe_fixed_file }
+                connections[i].outbound.pin()
+                connections[i].zeroCopySend = true
+            } else {
+                io_uring_prep_send(sqe, connections[i].fd, chunk.baseAddress, chunk.count, Int32(MSG_NOSIGNAL))
+                if connections[i].direct { sqe.pointee.flags |= curing_iosqe_fixed_file }
+                io_uring_sqe_set_data64(sqe, UserData(.send, slot: slot, generation: generations[i]).rawValue)
+                connections[i].zeroCopySend = false
+            }
             connections[i].send = .inFlight
         }
     }
@@ -430,6 +483,13 @@ public final class UringDriver: EngineDriver {
         switch data.operation {
         case .receive: completeReceive(data, result: result, flags: flags, handler)
         case .send: completeSend(data, result: result, handler)
+        case .sendZeroCopy:
+            if flags & curing_cqe_f_notif != 0 {
+                core.stats.zeroCopyNotifications += 1
+                zeroCopyReleased(data)
+            } else {
+                completeZeroCopySend(data, result: result, flags: flags, handler)
+            }
         case .accept: completeAccept(data, result: result, flags: flags, handler)
         case .connect: completeConnect(data, result: result, handler)
         case .close: completeClose(data, result: result, handler)
@@ -577,6 +637,51 @@ public final class UringDriver: EngineDriver {
         if generations.isCurrent(data.connection) { finishCloseIfIdle(data.slot) }
     }
 
+    /// A zero-copy send's result. Without `IORING_CQE_F_MORE` no notification follows: the pin taken at
+    /// submission goes now. A socket or kernel that refuses zero-copy turns it off and the same bytes
+    /// go again as a plain send.
+    private func completeZeroCopySend(_ data: UserData, result: Int32, flags: UInt32, _ handler: (Event) -> Void) {
+        if flags & curing_cqe_f_more == 0 { zeroCopyReleased(data) }
+        if result >= 0 { core.stats.zeroCopySends += 1 }
+        let i = Int(data.slot)
+        if result < 0, generations.isCurrent(data.connection), connections[i].lifecycle != .closing,
+           let note = FeatureProbe.zeroCopyRefused(sendResult: result) {
+            if useZeroCopy {
+                useZeroCopy = false
+                core.stats.notes.append(note)
+                core.stats.features.removeAll { $0 == Self.zeroCopyFeatureName(zeroCopyThreshold) }
+            }
+            if connections[i].send == .inFlight { connections[i].send = .idle }
+            // Nothing was consumed: the next flush sends the same chunk, plainly.
+            core.markDirty(data.slot)
+            return
+        }
+        completeSend(data, result: result, handler)
+    }
+
+    /// A zero-copy send no longer holds its bytes (its notification came, or its result said none will).
+    /// A current connection's buffer is unpinned, and what queued behind the pinned half goes out; a
+    /// closed one's retained half is freed at its last notification.
+    private func zeroCopyReleased(_ data: UserData) {
+        if generations.isCurrent(data.connection) {
+            let i = Int(data.slot)
+            connections[i].outbound.unpin()
+            if connections[i].outbound.pins == 0 && !connections[i].outbound.isEmpty { core.markDirty(data.slot) }
+        } else if retainer.notified(data.connection) {
+            core.stats.zeroCopyRetained = retainer.count
+        }
+    }
+
+    /// Frees the slot; a send-buffer half that zero-copy notifications are still due for is kept apart
+    /// (the slot's next occupant reuses the buffer).
+    private func release(_ slot: UInt32) {
+        if let pinned = connections[Int(slot)].outbound.takePinned() {
+            retainer.retain(pinned.memory, notifications: pinned.notifications, for: core.id(of: slot))
+            core.stats.zeroCopyRetained = retainer.count
+        }
+        core.release(slot)
+    }
+
     private func completeAccept(_ data: UserData, result: Int32, flags: UInt32, _ handler: (Event) -> Void) {
         let index = Int(data.slot)
         let direct = directTable != nil
@@ -627,7 +732,7 @@ public final class UringDriver: EngineDriver {
             if outcome == .cancelled { outcome = .timedOut }
             counters.record(.connect, outcome)
             counters.close(connections[i].fd)
-            core.release(data.slot)
+            release(data.slot)
             handler(Event(.connected, data.connection, outcome))
         }
     }
@@ -636,7 +741,7 @@ public final class UringDriver: EngineDriver {
         guard generations.isCurrent(data.connection) else { return }
         counters.record(.close, result < 0 ? Outcome(Errno.fromNegated(result)) : .success)
         let direct = connections[Int(data.slot)].direct
-        core.release(data.slot)
+        release(data.slot)
         if direct { tableRoomFreed() }
         handler(Event(.closed, data.connection))
     }
@@ -655,7 +760,7 @@ public final class UringDriver: EngineDriver {
         // request by user data through a hash, but cancelling by fd walks every request in flight. At
         // 10,000 connections that made each cancel cost ~200 µs and a burst of closes stall the ring.
         if c.receive.isArmed { cancel(.receive, slot) }
-        if c.send == .inFlight { cancel(.send, slot) }
+        if c.send == .inFlight { cancel(c.zeroCopySend ? .sendZeroCopy : .send, slot) }
         if c.lifecycle == .connecting { cancel(.connect, slot) }
         finishCloseIfIdle(slot)
     }

@@ -8,9 +8,7 @@ import Glibc
 ///
 /// What is always used and not listed here (no measured reason to turn it off): `SINGLE_ISSUER |
 /// DEFER_TASKRUN` (`EngineConfiguration.deferTaskRun`), the registered ring descriptor and batch
-/// waiting (`batchWaitMicroseconds`). `IORING_SETUP_NO_SQARRAY` is not offered: liburing 2.3 maps the
-/// rings itself and writes its SQ index array at offset 0 when the kernel reports none, over the ring's
-/// head and tail (measured: the submitted NOP came back as another SQE's).
+/// waiting (`batchWaitMicroseconds`).
 public struct UringFeatures: OptionSet, Sendable, Hashable {
     public let rawValue: UInt32
     public init(rawValue: UInt32) { self.rawValue = rawValue }
@@ -39,6 +37,21 @@ public struct UringFeatures: OptionSet, Sendable, Hashable {
     /// if not): counted in `EngineStatistics.directTableFull`, and the listener pauses as for EMFILE.
     public static let directDescriptors = UringFeatures(rawValue: 1 << 2)
 
+    /// `IORING_SETUP_NO_SQARRAY` (kernel 6.6): the submission ring has no index array, SQE slot i is
+    /// submitted i-th, so neither side reads or writes the array per submission. liburing 2.3's
+    /// `io_uring_queue_init_params` would write its identity array at the offset the kernel reports for
+    /// it, 0 for such a ring: over the ring's head and tail. The ring is set up by the shim
+    /// (`curing_queue_init_no_sqarray`), which maps it with liburing and skips that write.
+    public static let noSQArray = UringFeatures(rawValue: 1 << 3)
+
+    /// `IORING_OP_SEND_ZC` (kernel 6.0) for sends of at least `EngineConfiguration.zeroCopySendThreshold`
+    /// bytes: the kernel sends from the connection's send buffer instead of copying it into socket
+    /// buffers. Each such send has a second completion (the notification) once the kernel no longer
+    /// reads the bytes; until then that half of the send buffer is neither reused nor freed, also after
+    /// the connection closed (`ZeroCopyRetainer`). Not registered buffers: the send buffers are
+    /// per-connection allocations that grow, not one arena that could be registered once.
+    public static let zeroCopySends = UringFeatures(rawValue: 1 << 4)
+
     /// What the engine uses unless told otherwise: the features that won their measurement.
     public static let defaults: UringFeatures = [.incrementalBuffers]
 
@@ -47,6 +60,8 @@ public struct UringFeatures: OptionSet, Sendable, Hashable {
         ("incremental-buffers", .incrementalBuffers),
         ("bundles", .receiveBundles),
         ("direct-descriptors", .directDescriptors),
+        ("no-sqarray", .noSQArray),
+        ("send-zc", .zeroCopySends),
     ]
 
     /// The features' names, comma-separated ("none" for the empty set).
@@ -85,6 +100,36 @@ package enum FeatureProbe {
         guard requested.contains(.receiveBundles) else { return (false, nil) }
         if ringFeatures & curing_feat_recvsend_bundle != 0 { return (true, nil) }
         return (false, "receive bundles (IORING_RECVSEND_BUNDLE, kernel 6.10) not in this kernel's features; one buffer per completion")
+    }
+
+    /// How `curing_queue_init_no_sqarray` set the ring up (`curing_no_sqarray_outcome`): whether the
+    /// ring has no SQ array, how many `io_uring_setup` calls it took, and the note for a fallback.
+    /// Failed: the caller reports the error (or retries with other flags), nothing to note.
+    package static func noSQArray(setupOutcome outcome: Int32) -> (use: Bool, setups: Int, note: String?) {
+        switch UInt32(bitPattern: outcome) {
+        case CURING_NO_SQARRAY_USED.rawValue: return (true, 1, nil)
+        case CURING_NO_SQARRAY_REFUSED.rawValue:
+            return (false, 2, "IORING_SETUP_NO_SQARRAY (kernel 6.6) refused (EINVAL); using the SQ index array")
+        case CURING_NO_SQARRAY_NO_SINGLE_MMAP.rawValue:
+            return (false, 2, "IORING_SETUP_NO_SQARRAY needs IORING_FEAT_SINGLE_MMAP, which this kernel lacks; using the SQ index array")
+        default: return (false, 2, nil)
+        }
+    }
+
+    /// Whether large sends go out as `IORING_OP_SEND_ZC`: asked for, and the kernel's opcode probe has
+    /// it (nil: the probe itself failed, a kernel before 5.6, which has no SEND_ZC either).
+    package static func zeroCopySends(requested: UringFeatures, opcodeSupported: Bool?) -> (use: Bool, note: String?) {
+        guard requested.contains(.zeroCopySends) else { return (false, nil) }
+        if opcodeSupported == true { return (true, nil) }
+        return (false, "zero-copy sends (IORING_OP_SEND_ZC, kernel 6.0) not supported by this kernel; copying sends")
+    }
+
+    /// A zero-copy send's result `result` (a negated errno): whether it says the socket or kernel
+    /// cannot send zero-copy (EOPNOTSUPP; EINVAL for flags an older kernel does not know), so the
+    /// engine stops using it and sends the same bytes with a plain send.
+    package static func zeroCopyRefused(sendResult result: Int32) -> String? {
+        guard result == -EOPNOTSUPP || result == -EINVAL else { return nil }
+        return "zero-copy send refused (\(Errno.fromNegated(result))); copying sends from now on"
     }
 
     /// After registering the buffer ring with `IOU_PBUF_RING_INC` returned `result` (0 or a negated
