@@ -157,6 +157,9 @@ import RingStormEngine
             ("GET /a HTTP/1.1\r\nHost: x\r\n\r\n", HTTPParser(.request, maxHeaderSize: 27)),
             ("GET /\u{7F} HTTP/1.1\r\n\r\n", HTTPParser(.request)),
             ("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n", HTTPParser(.request)),
+            ("HTTP/1.0 200 OK\r\nConnection: keep\ralive\r\nContent-Length: 0\r\n\r\n", HTTPParser(.response)),
+            ("HTTP/1.0 200 OK\r\nConnection:KEEP-ALIVE\r\nContent-Length: 0\r\n\r\n", HTTPParser(.response)),
+            ("HTTP/1.0 200 OK\r\nConnection: keep-alive \r\nContent-Length: 0\r\n\r\n", HTTPParser(.response)),
         ]
         for (text, parser) in responses {
             let stream = Array(text.utf8)
@@ -183,6 +186,10 @@ import RingStormEngine
         #expect(feed(HTTPParser(.response, maxHeaderSize: 20), Array(responses[16].0.utf8), cuts: []).end == .headersTooLarge)
         #expect(feed(HTTPParser(.request, maxHeaderSize: 28), Array(responses[19].0.utf8), cuts: []).messages.count == 1)
         #expect(feed(HTTPParser(.request, maxHeaderSize: 27), Array(responses[20].0.utf8), cuts: []).end == .headersTooLarge)
+        // `keep-alive` is recognised in any case, but a CR where its `-` goes is not a dash.
+        #expect(feed(HTTPParser(.response), Array(responses[23].0.utf8), cuts: []).end == .malformed)
+        #expect(feed(HTTPParser(.response), Array(responses[24].0.utf8), cuts: []).messages.map { $0[2] } == [0])
+        #expect(feed(HTTPParser(.response), Array(responses[25].0.utf8), cuts: []).messages.map { $0[2] } == [0])
     }
 
     /// The token mask is RFC 9110's tchar, byte for byte.

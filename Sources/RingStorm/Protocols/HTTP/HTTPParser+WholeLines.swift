@@ -5,7 +5,7 @@ import Glibc
 /// limit check per byte, and matched every header name against three names byte by byte. Here a line
 /// that is whole in the bytes at hand, within the header limit, and of the plain shape is taken in one
 /// go: names by a token-mask scan, then a length switch and two or three 8-byte compares; values nobody
-/// reads by `memchr` for the line's end.
+/// reads by `memchr` for the line's end; `Connection: keep-alive` by two compares.
 ///
 /// Equal results by construction: these functions never decide an error. A line cut by the end of the
 /// bytes, one that would pass `maxHeaderSize`, and one with anything unusual (a malformed byte, a second
@@ -45,6 +45,17 @@ extension HTTPParser {
     @inline(__always)
     static func word(_ p: UnsafeRawPointer, _ at: Int) -> UInt64 {
         UInt64(littleEndian: p.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+    }
+
+    /// Whether `p[k...]` is ` keep-alive` CRLF (the space optional), any case, within `end`. Only the
+    /// letters are folded (`| 0x20` maps nothing else onto a letter); the `-` is compared as it is.
+    @inline(__always)
+    static func isKeepAliveLine(_ p: UnsafeRawPointer, _ k: Int, _ end: Int) -> Bool {
+        guard end - k >= 13 else { return false }
+        let v = byte(p, k) == 32 ? k + 1 : k
+        return word(p, v) | 0x2020_2000_2020_2020 == 0x696C_612D_7065_656B  // "keep-ali"
+            && word(p, v + 2) | 0x2020_2020_2000_2020 == 0x6576_696C_612D_7065  // "ep-alive"
+            && byte(p, v + 10) == 13 && byte(p, v + 11) == 10
     }
 
     /// Which header a name of `length` token bytes at `p` is: 1 Content-Length, 2 Transfer-Encoding,
@@ -201,6 +212,10 @@ extension HTTPParser {
             }
             guard sawDigit else { return .deferred }
             s.contentLength = length
+        case 3 where Self.isKeepAliveLine(p, k, end):
+            // nginx's `Connection: keep-alive`, the value alone on its line: what the loop below finds.
+            s.keepAlive = true
+            k += Self.byte(p, k) == 32 ? 13 : 12
         default:
             // Transfer-Encoding (`chunked` anywhere) or Connection (`close`, `keep-alive` anywhere).
             let word = header == 2 ? chunkedTokenTable : closeTokenTable
