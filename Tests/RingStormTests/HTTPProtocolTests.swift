@@ -102,6 +102,104 @@ import RingStormEngine
         #expect(parse(parser, Array("GET / HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n".utf8), seed: 1).end == .malformed)
     }
 
+    /// Feeds `stream` cut at `cuts` (offsets, ascending); returns each message as (its end in the stream,
+    /// status, close) and the verdict that stopped it (`.needMore` if none did).
+    func feed(_ parser: HTTPParser, _ stream: [UInt8], cuts: [Int]) -> (messages: [[Int]], end: HTTPParser.Step) {
+        var state = HTTPParseState()
+        var messages: [[Int]] = []
+        let bounds = [0] + cuts + [stream.count]
+        for (from, to) in zip(bounds, bounds.dropFirst()) where from < to {
+            let piece = Array(stream[from..<to])
+            var at = 0
+            while at < piece.count {
+                let step = piece.withUnsafeBytes { parser.next($0, at: at, &state) }
+                switch step {
+                case .message(let next, let status, let close):
+                    messages.append([from + next, status, close ? 1 : 0])
+                    at = next
+                case .needMore: at = piece.count
+                default: return (messages, step)
+                }
+            }
+        }
+        return (messages, .needMore)
+    }
+
+    static let nginx = "HTTP/1.1 200 OK\r\nServer: nginx/1.24.0\r\nDate: Wed, 02 Dec 2026 12:37:47 GMT\r\n"
+        + "Content-Type: application/octet-stream\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"
+
+    /// Whole lines are taken at once and cut ones byte by byte: fed whole, cut anywhere in two (inside a
+    /// name, between CR and LF, at the limit), or a byte at a time, every stream must give the same
+    /// messages at the same offsets and the same verdict.
+    @Test func wholeLinesAndCutLinesAgree() {
+        let nginx = Array(Self.nginx.utf8)
+        let responses: [(String, HTTPParser)] = [
+            (String(repeating: Self.nginx, count: 3), HTTPParser(.response)),
+            (Self.nginx, HTTPParser(.response, maxHeaderSize: nginx.count)),
+            (Self.nginx, HTTPParser(.response, maxHeaderSize: nginx.count - 1)),
+            (Self.nginx, HTTPParser(.response, maxHeaderSize: 17)),
+            (Self.nginx + Self.nginx, HTTPParser(.response, maxHeaderSize: nginx.count)),
+            (Self.nginx, HTTPParser(.response, headRequests: true)),
+            ("HTTP/1.1 200 OK\r\nCONTENT-LENGTH: 3\r\nconnection: Keep-Alive, CLOSE\r\n\r\nabc", HTTPParser(.response)),
+            ("HTTP/1.0 200 OK\r\nContent-Lengtg: 3\r\nConnectiom: keep-alive\r\nContent-Length:\t2\t\r\n\r\nab", HTTPParser(.response)),
+            ("HTTP/1.0 200 \r\nTransfer-EncodinG: gzip,\tCHUNKED\r\nConnection: keep-alive\r\n\r\n1;x\r\na\r\n0\r\nT: 1\r\n\r\n", HTTPParser(.response)),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", HTTPParser(.response)),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", HTTPParser(.response, maxBodySize: 98)),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 9x\r\n\r\n", HTTPParser(.response)),
+            ("HTTP/1.1 200 OK\r\nConnection: close\rx\n\r\n", HTTPParser(.response)),
+            ("HTTP/1.1 200 OK\r\nX-A: a\rb\u{1}\r\nContent-Length: 0\r\n\r\n", HTTPParser(.response)),
+            ("HTTP/1.1 200 O\u{7F}K\r\nContent-Length: 0\r\n\r\n", HTTPParser(.response)),
+            ("HTTP/1.1 200 OK\r\nBad Header: 1\r\n\r\n", HTTPParser(.response, maxHeaderSize: 30)),
+            ("HTTP/1.1 200 OK\r\nBad Header: 1\r\n\r\n", HTTPParser(.response, maxHeaderSize: 20)),
+            ("HTTP/1.1 101 Switching\r\n\r\nHTTP/1.1 204 No Content\n\n", HTTPParser(.response)),
+            ("GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.0\nContent-Length: 2\n\nhiGET / HTTP/1.1\r\nConnection: close\r\n\r\n", HTTPParser(.request)),
+            ("GET /a HTTP/1.1\r\nHost: x\r\n\r\n", HTTPParser(.request, maxHeaderSize: 28)),
+            ("GET /a HTTP/1.1\r\nHost: x\r\n\r\n", HTTPParser(.request, maxHeaderSize: 27)),
+            ("GET /\u{7F} HTTP/1.1\r\n\r\n", HTTPParser(.request)),
+            ("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n", HTTPParser(.request)),
+            ("HTTP/1.0 200 OK\r\nConnection: keep\ralive\r\nContent-Length: 0\r\n\r\n", HTTPParser(.response)),
+            ("HTTP/1.0 200 OK\r\nConnection:KEEP-ALIVE\r\nContent-Length: 0\r\n\r\n", HTTPParser(.response)),
+            ("HTTP/1.0 200 OK\r\nConnection: keep-alive \r\nContent-Length: 0\r\n\r\n", HTTPParser(.response)),
+        ]
+        for (text, parser) in responses {
+            let stream = Array(text.utf8)
+            let oneByOne = feed(parser, stream, cuts: Array(1..<stream.count))
+            #expect(feed(parser, stream, cuts: []) == oneByOne, "\(text.prefix(60).debugDescription)")
+            for cut in 1..<stream.count {
+                let got = feed(parser, stream, cuts: [cut])
+                #expect(got == oneByOne, "\(text.prefix(60).debugDescription) cut at \(cut)")
+                if got != oneByOne { break }
+            }
+        }
+        // What they agree on: pipelined nginx answers, the header limit counted to the byte.
+        let three = feed(HTTPParser(.response), Array(String(repeating: Self.nginx, count: 3).utf8), cuts: [])
+        #expect(three.end == .needMore && three.messages == [1, 2, 3].map { [$0 * nginx.count, 200, 0] })
+        #expect(feed(HTTPParser(.response, maxHeaderSize: nginx.count), nginx, cuts: []).messages == [[nginx.count, 200, 0]])
+        #expect(feed(HTTPParser(.response, maxHeaderSize: nginx.count - 1), nginx, cuts: []).end == .headersTooLarge)
+        let close = feed(HTTPParser(.response), Array(responses[6].0.utf8), cuts: [])
+        #expect(close.end == .needMore && close.messages == [[responses[6].0.utf8.count, 200, 1]])
+        let keepAlive10 = feed(HTTPParser(.response), Array(responses[8].0.utf8), cuts: [])
+        #expect(keepAlive10.end == .needMore && keepAlive10.messages == [[responses[8].0.utf8.count, 200, 0]])
+        #expect(feed(HTTPParser(.response), Array(responses[9].0.utf8), cuts: []).end == .malformed)
+        #expect(feed(HTTPParser(.response, maxBodySize: 98), Array(responses[10].0.utf8), cuts: []).end == .unframed)
+        #expect(feed(HTTPParser(.response, maxHeaderSize: 30), Array(responses[15].0.utf8), cuts: []).end == .malformed)
+        #expect(feed(HTTPParser(.response, maxHeaderSize: 20), Array(responses[16].0.utf8), cuts: []).end == .headersTooLarge)
+        #expect(feed(HTTPParser(.request, maxHeaderSize: 28), Array(responses[19].0.utf8), cuts: []).messages.count == 1)
+        #expect(feed(HTTPParser(.request, maxHeaderSize: 27), Array(responses[20].0.utf8), cuts: []).end == .headersTooLarge)
+        // `keep-alive` is recognised in any case, but a CR where its `-` goes is not a dash.
+        #expect(feed(HTTPParser(.response), Array(responses[23].0.utf8), cuts: []).end == .malformed)
+        #expect(feed(HTTPParser(.response), Array(responses[24].0.utf8), cuts: []).messages.map { $0[2] } == [0])
+        #expect(feed(HTTPParser(.response), Array(responses[25].0.utf8), cuts: []).messages.map { $0[2] } == [0])
+    }
+
+    /// The token mask is RFC 9110's tchar, byte for byte.
+    @Test func tokenBytesAreTchar() {
+        let tchar = Set(Array("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8))
+        for b in 0...255 {
+            #expect(HTTPParser.isTokenByte(UInt8(b)) == tchar.contains(UInt8(b)), "byte \(b)")
+        }
+    }
+
     @Test func requestIsBuiltOnceWithHostAndLength() {
         var h = HTTPOptions()
         h.method = "POST"

@@ -1,8 +1,8 @@
 import Glibc
 
 /// Where one connection is inside the HTTP/1.1 message being received: a few integers, kept per
-/// connection in flat storage. Nothing is buffered: the parser looks at each header byte once and skips
-/// bodies by counting.
+/// connection in flat storage. Nothing is buffered: the parser reads header bytes in place (a line at a
+/// time when it is whole, else byte by byte) and skips bodies by counting.
 public struct HTTPParseState: Sendable, Equatable {
     enum Stage: UInt8, Sendable {
         case start, startLine, headerLineStart, headerName, headerValue, headersEndLF
@@ -100,21 +100,31 @@ public struct HTTPParser: Sendable {
     @inline(__always)
     static func lower(_ b: UInt8) -> UInt8 { b >= 65 && b <= 90 ? b | 0x20 : b }
 
+    /// tchar (RFC 9110): letters, digits and the visible symbols that are not separators
+    /// (! # $ % & ' * + - . ^ _ | ~ and the backtick); looked up in two 64-bit masks (`tokenMaskLow`).
     @inline(__always)
     static func isTokenByte(_ b: UInt8) -> Bool {
-        // tchar: visible ASCII except separators.
-        switch b {
-        case 33, 35...39, 42, 43, 45, 46, 48...57, 65...90, 94...122, 124, 126: true
-        default: false
-        }
+        let mask = b < 64 ? tokenMaskLow : tokenMaskHigh
+        return b < 128 && (mask >> UInt64(b & 63)) & 1 != 0
     }
 
     /// Consumes bytes from `start` until a message ends, the bytes run out, or they break HTTP.
+    ///
+    /// A line that begins here whole is taken at once (`wholeStartLine`, `wholeHeaderLine`); the rest, and
+    /// whatever those defer (cut lines, lines near the limit, anything unusual), byte by byte below.
     public func next(_ bytes: UnsafeRawBufferPointer, at start: Int, _ s: inout HTTPParseState) -> Step {
         var i = start
         let count = bytes.count
         while i < count {
             switch s.stage {
+            case .start:
+                if wholeStartLine(bytes, &i, &s) { continue }
+            case .headerLineStart:
+                switch wholeHeaderLine(bytes, &i, &s) {
+                case .taken: continue
+                case .step(let step): return step
+                case .deferred: break
+                }
             case .body:
                 let take = Int(min(s.remaining, Int64(count - i)))
                 s.remaining -= Int64(take)
