@@ -96,7 +96,11 @@ extension RingStormServer.Configuration {
     /// An abortive close: a client that sends and never reads is closed at the idle deadline, cannot
     /// drain, and is reset at the close deadline (`SO_LINGER` through the ring): it reads what was
     /// queued for it, then ECONNRESET, not FIN.
-    @Test func drainTimeoutResetsTheClient() async throws {
+    // Skipped under ThreadSanitizer, as `HostilePeerTests.neverReadingClientsAreReleasedAtTheCloseDeadline`:
+    // instrumented, the server echoes too slowly for the client to fill its send queue, so the close
+    // drains (FIN) and nothing is left to time out (seen in the full TSan run).
+    @Test(.enabled(if: activeSanitizer != "thread", "too slow to fill a send queue under ThreadSanitizer"))
+    func drainTimeoutResetsTheClient() async throws {
         var configuration = RingStormServer.Configuration.testingDirect(.echo)
         // Longer than any pause of the client's sending on a loaded machine: a pause past it closes the
         // connection before the server's queue is full, and that close drains (FIN, no drain timeout), as
