@@ -82,23 +82,7 @@ extension EngineTests {
             var peers: [BlockingSocket] = []
             for _ in 0..<connections { peers.append(try BlockingSocket.connect(to: address, timeoutSeconds: 2)) }
             #expect(try server.run(seconds: 5) { server.accepted.count == connections })
-            var sent = [[UInt8]](repeating: [], count: connections)
-            var back = [[UInt8]](repeating: [], count: connections)
-            for round in 0..<rounds {
-                for (c, peer) in peers.enumerated() {
-                    let size = 1 + (c * 131 + round * 977) % 5_000
-                    let data = payload(size, seed: UInt64(round * 1_000 + c))
-                    try peer.sendAll(data)
-                    sent[c] += data
-                }
-                let done = try server.run(seconds: 5) {
-                    for (c, peer) in peers.enumerated() where back[c].count < sent[c].count {
-                        while case .data(let d) = peer.receive(wait: false) { back[c] += d }
-                    }
-                    return (0..<connections).allSatisfy { back[$0].count >= sent[$0].count }
-                }
-                #expect(done, "round \(round)")
-            }
+            let (sent, back) = try server.echoRounds(peers, rounds: rounds, seconds: 5) { round, c in 1 + (c * 131 + round * 977) % 5_000 }
             for c in 0..<connections { #expect(firstDifference(back[c], sent[c]) == nil, "connection \(c)") }
             for peer in peers { peer.close() }
             #expect(try server.run(seconds: 5) { server.closed.count == connections })

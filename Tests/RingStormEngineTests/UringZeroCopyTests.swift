@@ -99,22 +99,7 @@ extension EngineTests {
             var peers: [BlockingSocket] = []
             for _ in 0..<connections { peers.append(try BlockingSocket.connect(to: address, timeoutSeconds: 2)) }
             #expect(try server.run(seconds: 5) { server.accepted.count == connections })
-            var sent = [[UInt8]](repeating: [], count: connections)
-            var back = [[UInt8]](repeating: [], count: connections)
-            for round in 0..<rounds {
-                for (c, peer) in peers.enumerated() {
-                    let data = payload(size, seed: UInt64(round * 1_000 + c))
-                    try peer.sendAll(data)
-                    sent[c] += data
-                }
-                let done = try server.run(seconds: 10) {
-                    for (c, peer) in peers.enumerated() where back[c].count < sent[c].count {
-                        while case .data(let d) = peer.receive(wait: false) { back[c] += d }
-                    }
-                    return (0..<connections).allSatisfy { back[$0].count >= sent[$0].count }
-                }
-                #expect(done, "round \(round)")
-            }
+            let (sent, back) = try server.echoRounds(peers, rounds: rounds, seconds: 10) { _, _ in size }
             for c in 0..<connections { #expect(firstDifference(back[c], sent[c]) == nil, "connection \(c)") }
             let stats = engine.statistics
             if !refused(engine) {

@@ -1,3 +1,4 @@
+import Testing
 import Glibc
 import RingStormEngine
 
@@ -121,5 +122,29 @@ final class EchoServer {
     @discardableResult
     func run(seconds: Double = 5, until done: () -> Bool) throws -> Bool {
         try pollUntil(engine, seconds: seconds, handle, until: done)
+    }
+
+    /// Echo rounds: in each, every peer sends `size(round, peer)` bytes of `payload` and the server runs
+    /// until every peer has read back all it sent (each round `#expect`ed done within `seconds`). Returns
+    /// what each peer sent and what came back, in full, for the caller's content check.
+    func echoRounds(_ peers: [BlockingSocket], rounds: Int, seconds: Double,
+                    size: (_ round: Int, _ peer: Int) -> Int) throws -> (sent: [[UInt8]], back: [[UInt8]]) {
+        var sent = [[UInt8]](repeating: [], count: peers.count)
+        var back = [[UInt8]](repeating: [], count: peers.count)
+        for round in 0..<rounds {
+            for (c, peer) in peers.enumerated() {
+                let data = payload(size(round, c), seed: UInt64(round * 1_000 + c))
+                try peer.sendAll(data)
+                sent[c] += data
+            }
+            let done = try run(seconds: seconds) {
+                for (c, peer) in peers.enumerated() where back[c].count < sent[c].count {
+                    while case .data(let d) = peer.receive(wait: false) { back[c] += d }
+                }
+                return (0..<peers.count).allSatisfy { back[$0].count >= sent[$0].count }
+            }
+            #expect(done, "round \(round)")
+        }
+        return (sent, back)
     }
 }
