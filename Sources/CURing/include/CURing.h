@@ -67,11 +67,7 @@ static const uint32_t curing_feat_single_mmap = IORING_FEAT_SINGLE_MMAP;
 #ifndef IORING_CQE_F_NOTIF
 #define IORING_CQE_F_NOTIF (1U << 3)
 #endif
-#ifndef IORING_RECVSEND_FIXED_BUF
-#define IORING_RECVSEND_FIXED_BUF (1U << 2)
-#endif
 static const uint32_t curing_cqe_f_notif = IORING_CQE_F_NOTIF;
-static const uint16_t curing_recvsend_fixed_buf = IORING_RECVSEND_FIXED_BUF;
 static const uint8_t curing_op_send_zc = IORING_OP_SEND_ZC;
 static const uint16_t curing_recvsend_bundle = IORING_RECVSEND_BUNDLE;
 static const uint32_t curing_feat_recvsend_bundle = IORING_FEAT_RECVSEND_BUNDLE;
